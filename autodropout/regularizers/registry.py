@@ -1,0 +1,72 @@
+"""Name -> regularizer registry.
+
+Every entry maps an activation tensor to a tensor of the same shape (``dropconnect`` wraps a layer
+instead). Entries also say which constructor parameter is the nominal drop rate and which parameters
+turn the method into the identity, so the property tests in ``tests/regularizers`` can be run over
+the whole registry without special cases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class RegularizerInfo:
+    """What the registry knows about one method.
+
+    Attributes:
+        name: registry name, e.g. ``"dropblock"``.
+        factory: the ``nn.Module`` class (or callable) that builds it.
+        reference: the paper the method comes from, as ``Authors, venue year (arXiv id)``.
+        rate_param: constructor parameter that is the nominal drop probability, or ``None`` when the
+            rate follows from other parameters (e.g. a learned pattern's geometry).
+        identity_params: parameters that make the module the identity in training mode.
+        example_params: parameters the shared property tests and docs use; defaults when empty.
+        input_kinds: which activation layouts it accepts: ``"conv"`` (B, C, H, W), ``"seq"`` (B, T, C),
+            ``"flat"`` (B, N), ``"heads"`` (B, heads, T, d), or ``"layer"`` for wrappers.
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    reference: str
+    rate_param: str | None = "p"
+    identity_params: dict[str, Any] = field(default_factory=dict)
+    example_params: dict[str, Any] = field(default_factory=dict)
+    input_kinds: tuple[str, ...] = ("conv", "seq", "flat")
+
+
+_REGISTRY: dict[str, RegularizerInfo] = {}
+
+
+def register(info: RegularizerInfo) -> RegularizerInfo:
+    if info.name in _REGISTRY:
+        raise ValueError(f"regularizer {info.name!r} is already registered")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def available() -> list[str]:
+    """Sorted names of every registered regularizer."""
+    return sorted(_REGISTRY)
+
+
+def info(name: str) -> RegularizerInfo:
+    """Registry entry for ``name``; unknown names raise ``KeyError`` listing the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown regularizer {name!r}; valid names: {', '.join(available())}"
+        ) from None
+
+
+def create(name: str, **params: Any) -> nn.Module:
+    """Build the regularizer ``name`` with ``params`` (see each module's docstring)."""
+    entry = info(name)
+    try:
+        return entry.factory(**params)
+    except TypeError as exc:
+        raise TypeError(f"regularizer {name!r}: {exc}") from None

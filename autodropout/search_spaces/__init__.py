@@ -1,0 +1,30 @@
+"""Search spaces of dropout patterns (pure Python, no torch).
+
+>>> from autodropout.search_spaces import ConvSpace
+>>> space = ConvSpace(num_sites=4)
+>>> tokens = space.sample(0)
+>>> space.encode(space.decode(tokens)) == tokens
+True
+"""
+from autodropout.search_spaces.conv import ConvLayerPattern, ConvSpace
+from autodropout.search_spaces.pattern_json import (
+    SPACES,
+    PatternFormatError,
+    PatternSet,
+    RankedPattern,
+    atomic_write_text,
+    load_patterns,
+    parse_patterns,
+    save_patterns,
+    space_from_config,
+)
+from autodropout.search_spaces.space import Decision, Pattern, PatternError, SearchSpace
+from autodropout.search_spaces.transformer import SUBLAYERS, TransformerLayerPattern, TransformerSpace
+from autodropout.search_spaces.values import ConvValues, TransformerValues
+
+__all__ = [
+    "SPACES", "SUBLAYERS", "ConvLayerPattern", "ConvSpace", "ConvValues", "Decision", "Pattern",
+    "PatternError", "PatternFormatError", "PatternSet", "RankedPattern", "SearchSpace",
+    "TransformerLayerPattern", "TransformerSpace", "TransformerValues", "atomic_write_text",
+    "load_patterns", "parse_patterns", "save_patterns", "space_from_config",
+]

@@ -1,0 +1,239 @@
+"""Pattern JSON: the versioned, user-facing file format of learned patterns.
+
+```
+{"format": "autodropout.patterns", "version": 1, "space": "conv" | "transformer",
+ "space_config": {"num_sites": L, "values": {...}},
+ "source": {"experiment": ..., "trial_id": ..., "metric": ..., "value": ..., "reward": ..., "created": ...},
+ "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "layers": [{...}, ...]}, ...]}
+```
+
+Reading is strict and never executes anything (plain ``json``): any deviation raises one
+:class:`PatternFormatError` naming the file, the pattern, the site and the field. Writing is atomic
+(temp file in the same folder, then ``os.replace``), so readers never see half a file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from autodropout.search_spaces.conv import ConvSpace
+from autodropout.search_spaces.space import Pattern, PatternError, SearchSpace
+from autodropout.search_spaces.transformer import TransformerSpace
+
+FORMAT = "autodropout.patterns"
+VERSION = 1
+SPACES: dict[str, type[SearchSpace]] = {"conv": ConvSpace, "transformer": TransformerSpace}
+
+_TOP_KEYS = {"format", "version", "space", "space_config", "source", "patterns"}
+_SOURCE_KEYS = {"experiment", "trial_id", "metric", "value", "reward", "created"}
+_PATTERN_KEYS = {"rank", "reward", "layers"}
+_PATTERN_OPTIONAL = {"trial_id"}
+
+
+class PatternFormatError(PatternError):
+    """A pattern file is not a valid ``autodropout.patterns`` file. Subclass of ``ValueError``."""
+
+
+@dataclass(frozen=True)
+class RankedPattern:
+    """A pattern with its rank (1 = best), the reward it earned and the trial that found it."""
+
+    rank: int
+    pattern: Pattern
+    reward: float | None = None
+    trial_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PatternSet:
+    """The content of a pattern file: its space, ranked patterns (best first) and provenance."""
+
+    space: SearchSpace
+    patterns: tuple[RankedPattern, ...]
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, rank: int = 1) -> Pattern:
+        """The pattern of the given rank; an unknown rank lists the available ones."""
+        for ranked in self.patterns:
+            if ranked.rank == rank:
+                return ranked.pattern
+        raise KeyError(f"no pattern of rank {rank}; ranks in file: {[p.rank for p in self.patterns]}")
+
+    @property
+    def best(self) -> Pattern:
+        return self.patterns[0].pattern
+
+
+def space_from_config(kind: str, config: Mapping[str, Any]) -> SearchSpace:
+    if kind not in SPACES:
+        raise PatternError(f"unknown space {kind!r}; expected one of {sorted(SPACES)}")
+    return SPACES[kind].from_config(config)
+
+
+def save_patterns(
+    path: str | os.PathLike,
+    patterns: Iterable[Pattern | RankedPattern | tuple[Pattern, float | None]],
+    space: SearchSpace,
+    source: Mapping[str, Any] | None = None,
+) -> Path:
+    """Validate ``patterns`` against ``space`` and write them, ranked in the given order, atomically.
+
+    Args:
+        path: destination file (its folder must exist).
+        patterns: best first; plain patterns, ``(pattern, reward)`` pairs or :class:`RankedPattern`.
+        space: the space the patterns come from (its config is stored so the file is self-contained).
+        source: provenance (keys among ``experiment, trial_id, metric, value, reward, created``);
+            ``created`` defaults to now (UTC, ISO 8601).
+    """
+    entries = []
+    for rank, item in enumerate(patterns, start=1):
+        if isinstance(item, RankedPattern):
+            pattern, reward, trial_id = item.pattern, item.reward, item.trial_id
+        elif isinstance(item, tuple):
+            (pattern, reward), trial_id = item, None
+        else:
+            pattern, reward, trial_id = item, None, None
+        try:
+            space.validate(pattern)
+        except PatternError as exc:
+            raise PatternError(f"pattern {rank}: {exc}") from None
+        entry: dict[str, Any] = {"rank": rank, "reward": _finite_or_none(reward), "layers": pattern.to_json()}
+        if trial_id is not None:
+            entry["trial_id"] = str(trial_id)
+        entries.append(entry)
+    src = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **dict(source or {})}
+    unknown = sorted(set(src) - _SOURCE_KEYS)
+    if unknown:
+        raise PatternError(f"source: unknown key {unknown[0]!r} (expected among {sorted(_SOURCE_KEYS)})")
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "space": space.kind,
+        "space_config": space.config(),
+        "source": {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in src.items()},
+        "patterns": entries,
+    }
+    text = json.dumps(document, indent=1, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _finite_or_none(value: Any) -> Any:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def load_patterns(path: str | os.PathLike) -> PatternSet:
+    """Read and strictly validate a pattern file (see the module docstring for the format)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PatternFormatError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PatternFormatError(f"{path}: cannot read: {exc}") from None
+    try:
+        return parse_patterns(json.loads(text, parse_constant=_reject_constant))
+    except json.JSONDecodeError as exc:
+        raise PatternFormatError(
+            f"{path}: not valid JSON (truncated or corrupt?) at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except PatternError as exc:
+        raise PatternFormatError(f"{path}: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise PatternError(f"{name} is not allowed in a pattern file")
+
+
+def parse_patterns(document: Any) -> PatternSet:
+    """Validate an already-parsed JSON document; errors name the pattern, site and field."""
+    if not isinstance(document, dict):
+        raise PatternError(f"top level must be a JSON object, got {type(document).__name__}")
+    if document.get("format") != FORMAT:
+        raise PatternError(f"field 'format': expected {FORMAT!r}, got {document.get('format')!r}")
+    version = document.get("version")
+    if type(version) is not int or version != VERSION:
+        raise PatternError(f"field 'version': unsupported version {version!r} (this reader knows {VERSION})")
+    _check_keys(document, _TOP_KEYS, set(), "")
+    kind = document["space"]
+    if kind not in SPACES:
+        raise PatternError(f"field 'space': {kind!r} is not one of {sorted(SPACES)}")
+    config = document["space_config"]
+    if not isinstance(config, dict):
+        raise PatternError("field 'space_config': expected an object")
+    space = space_from_config(kind, config)
+    source = document["source"]
+    if not isinstance(source, dict):
+        raise PatternError("field 'source': expected an object")
+    _check_keys(source, set(), _SOURCE_KEYS, "source: ")
+    entries = document["patterns"]
+    if not isinstance(entries, list) or not entries:
+        raise PatternError("field 'patterns': expected a non-empty list")
+    ranked = []
+    for index, entry in enumerate(entries, start=1):
+        where = f"pattern {index}: "
+        if not isinstance(entry, dict):
+            raise PatternError(f"{where}expected an object, got {type(entry).__name__}")
+        _check_keys(entry, _PATTERN_KEYS, _PATTERN_OPTIONAL, where)
+        rank, reward, layers = entry["rank"], entry["reward"], entry["layers"]
+        if type(rank) is not int or rank < 1:
+            raise PatternError(f"{where}field 'rank': expected a positive integer, got {rank!r}")
+        if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))):
+            raise PatternError(f"{where}field 'reward': expected a number or null, got {reward!r}")
+        trial_id = entry.get("trial_id")
+        if trial_id is not None and not isinstance(trial_id, str):
+            raise PatternError(f"{where}field 'trial_id': expected a string, got {trial_id!r}")
+        if not isinstance(layers, list):
+            raise PatternError(f"{where}field 'layers': expected a list, got {type(layers).__name__}")
+        if len(layers) != space.num_sites:
+            raise PatternError(
+                f"{where}has {len(layers)} sites but space_config.num_sites is {space.num_sites}"
+            )
+        parsed = []
+        for site, layer in enumerate(layers):
+            if not isinstance(layer, dict):
+                raise PatternError(f"{where}site {site}: expected an object, got {type(layer).__name__}")
+            parsed.append(space.layer_from_json(layer, where=f"{where}site {site}: "))
+        ranked.append(RankedPattern(rank, Pattern(kind, tuple(parsed)), reward, trial_id))
+    ranks = [r.rank for r in ranked]
+    if len(set(ranks)) != len(ranks):
+        raise PatternError(f"field 'rank': duplicate ranks {ranks}")
+    return PatternSet(space, tuple(sorted(ranked, key=lambda r: r.rank)), dict(source))
+
+
+def _check_keys(obj: Mapping[str, Any], required: set[str], optional: set[str], where: str) -> None:
+    missing = sorted(required - set(obj))
+    if missing:
+        raise PatternError(f"{where}missing field {missing[0]!r}")
+    extra = sorted(set(obj) - required - optional)
+    if extra:
+        raise PatternError(f"{where}unknown field {extra[0]!r} (allowed: {sorted(required | optional)})")
+
+
+def patterns_from(items: Sequence[tuple[Pattern, float | None, str | None]]) -> list[RankedPattern]:
+    """(pattern, reward, trial_id) triples, best first -> ranked patterns."""
+    return [RankedPattern(i, p, r, t) for i, (p, r, t) in enumerate(items, start=1)]

@@ -1,0 +1,162 @@
+import json
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import autodropout as ad
+from autodropout.search_spaces import ConvSpace, PatternFormatError, TransformerSpace
+
+
+@pytest.mark.parametrize("cls", [ConvSpace, TransformerSpace])
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), sites=st.integers(1, 5), n=st.integers(1, 4))
+def test_json_round_trip(tmp_path_factory, cls, seed, sites, n):
+    space = cls(sites)
+    patterns = [(space.decode(space.sample(seed + i)), 0.1 * i) for i in range(n)]
+    path = tmp_path_factory.mktemp("p") / "patterns.json"
+    ad.save_patterns(path, patterns, space, source={"experiment": "unit", "metric": "val_acc"})
+    loaded = ad.load_patterns(path)
+    assert loaded.space == space
+    assert [p.pattern for p in loaded.patterns] == [p for p, _ in patterns]
+    assert [p.reward for p in loaded.patterns] == pytest.approx([r for _, r in patterns])
+    assert [p.rank for p in loaded.patterns] == list(range(1, n + 1))
+    assert loaded.source["experiment"] == "unit" and "created" in loaded.source
+    assert [space.encode(p.pattern) for p in loaded.patterns] == [space.encode(p) for p, _ in patterns]
+
+
+def _valid_document(space=None):
+    space = space or ConvSpace(2)
+    pattern = space.decode(space.sample(0))
+    return {
+        "format": "autodropout.patterns",
+        "version": 1,
+        "space": space.kind,
+        "space_config": space.config(),
+        "source": {"experiment": "x"},
+        "patterns": [{"rank": 1, "reward": 0.5, "layers": pattern.to_json()}],
+    }
+
+
+def _write(tmp_path, doc):
+    path = tmp_path / "bad.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return path
+
+
+def _mutate(doc, fn):
+    fn(doc)
+    return doc
+
+
+CASES = {
+    "wrong format tag": (lambda d: d.update(format="other"), "field 'format': expected 'autodropout.patterns'"),
+    "unknown version": (lambda d: d.update(version=2), "field 'version': unsupported version 2"),
+    "version as string": (lambda d: d.update(version="1"), "unsupported version '1'"),
+    "unknown space": (lambda d: d.update(space="rnn"), "field 'space': 'rnn'"),
+    "extra top field": (lambda d: d.update(comment="hi"), "unknown field 'comment'"),
+    "missing patterns": (lambda d: d.pop("patterns"), "missing field 'patterns'"),
+    "empty patterns": (lambda d: d.update(patterns=[]), "'patterns': expected a non-empty list"),
+    "missing layer field": (
+        lambda d: d["patterns"][0]["layers"][1].pop("stride"),
+        "pattern 1: site 1: missing field 'stride'",
+    ),
+    "extra layer field": (
+        lambda d: d["patterns"][0]["layers"][0].update(rate=0.1),
+        "pattern 1: site 0: unknown field 'rate'",
+    ),
+    "out of range": (
+        lambda d: d["patterns"][0]["layers"][1].update(repeat=17),
+        "pattern 1: site 1: field 'repeat': 17 is not one of",
+    ),
+    "wrong type": (
+        lambda d: d["patterns"][0]["layers"][0].update(share_c="yes"),
+        "pattern 1: site 0: field 'share_c': 'yes'",
+    ),
+    "int for bool": (
+        lambda d: d["patterns"][0]["layers"][0].update(residual=0),
+        "site 0: field 'residual': 0",
+    ),
+    "site-count mismatch": (
+        lambda d: d["patterns"][0]["layers"].pop(),
+        "pattern 1: has 1 sites but space_config.num_sites is 2",
+    ),
+    "bad rank": (lambda d: d["patterns"][0].update(rank=0), "pattern 1: field 'rank'"),
+    "bad reward": (lambda d: d["patterns"][0].update(reward="high"), "pattern 1: field 'reward'"),
+    "extra pattern field": (lambda d: d["patterns"][0].update(code="x"), "pattern 1: unknown field 'code'"),
+    "unknown source key": (lambda d: d["source"].update(command="rm"), "source: unknown field 'command'"),
+    "bad space_config": (lambda d: d["space_config"].update(num_sites=0), "num_sites"),
+    "unknown values key": (lambda d: d["space_config"]["values"].update(color=[1]), "unknown key 'color'"),
+    "layer not an object": (lambda d: d["patterns"][0]["layers"].__setitem__(0, [1]), "site 0: expected an object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_malformed_files_raise_one_clear_error(tmp_path, case):
+    mutate, message = CASES[case]
+    path = _write(tmp_path, _mutate(_valid_document(), mutate))
+    with pytest.raises(PatternFormatError) as info:
+        ad.load_patterns(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_truncated_file(tmp_path):
+    text = json.dumps(_valid_document())
+    path = _write(tmp_path, text[: len(text) // 2])
+    with pytest.raises(PatternFormatError, match=r"bad.json: not valid JSON \(truncated or corrupt\?\) at line 1"):
+        ad.load_patterns(path)
+
+
+def test_nan_constant_rejected(tmp_path):
+    path = _write(tmp_path, json.dumps(_valid_document()).replace('"reward": 0.5', '"reward": NaN'))
+    with pytest.raises(PatternFormatError, match="NaN is not allowed"):
+        ad.load_patterns(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PatternFormatError, match="no such file"):
+        ad.load_patterns(tmp_path / "nope.json")
+
+
+def test_not_an_object(tmp_path):
+    with pytest.raises(PatternFormatError, match="top level must be a JSON object"):
+        ad.load_patterns(_write(tmp_path, "[1, 2]"))
+
+
+def test_save_is_atomic_and_validates(tmp_path, monkeypatch):
+    space = ConvSpace(2)
+    good = space.decode(space.sample(1))
+    path = tmp_path / "p.json"
+    ad.save_patterns(path, [good], space)
+    before = path.read_text()
+    wrong = ConvSpace(3).decode(ConvSpace(3).sample(0))
+    with pytest.raises(ValueError, match="pattern 1: pattern has 3 sites"):
+        ad.save_patterns(path, [wrong], space)
+    assert path.read_text() == before
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        ad.save_patterns(path, [good, good], space)
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
+
+
+def test_non_finite_reward_is_stored_as_null(tmp_path):
+    space = TransformerSpace(1)
+    path = ad.save_patterns(tmp_path / "p.json", [(space.decode(space.sample(0)), float("nan"))], space)
+    assert ad.load_patterns(path).patterns[0].reward is None
+
+
+def test_pattern_set_get(tmp_path):
+    space = ConvSpace(1)
+    a, b = (space.decode(space.sample(i)) for i in (1, 2))
+    loaded = ad.load_patterns(ad.save_patterns(tmp_path / "p.json", [a, b], space))
+    assert loaded.get(2) == b and loaded.best == a
+    with pytest.raises(KeyError, match=r"ranks in file: \[1, 2\]"):
+        loaded.get(3)
