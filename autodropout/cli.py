@@ -1,0 +1,214 @@
+"""The ``autodropout`` command line: search, train, export, transfer, show.
+
+Every subcommand has ``--help`` with examples. Errors in the user's input (files, keys, values,
+addresses) print one line ``autodropout: error: ...`` and exit with status 2; nothing half-written
+is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from autodropout.config import DEFAULT_EXPERIMENT, ConfigError
+
+EPILOGS = {
+    "search": """examples:
+  autodropout search                                  # embedded quick preset (digits, WideResNet)
+  autodropout search lm_transformer_quick --trials 8  # the embedded language-model preset
+  autodropout search my_experiment.yaml --concurrency 4 --address auto   # on a running Ray cluster
+  autodropout search --resume runs/digits_wrn_quick-20261123-101500      # after an interruption""",
+    "train": """examples:
+  autodropout train digits_wrn_quick                           # no dropout at the sites
+  autodropout train digits_wrn_quick --regularizer dropblock --param p=0.1 --param block_size=3
+  autodropout train lm_transformer_quick --regularizer dropout --param p=0.2 --seed 1
+  autodropout train digits_wrn_quick --pattern runs/X/best_patterns.json --output result.json""",
+    "export": """examples:
+  autodropout export runs/digits_wrn_quick-20261123-101500 --top 3 -o patterns.json""",
+    "transfer": """examples:
+  autodropout transfer lm_patterns.json --to translation_numbers_quick --baselines none,dropout --seeds 2
+  autodropout transfer runs/X/best_patterns.json --to cifar10_wrn28_10.yaml --rank 2""",
+    "show": """examples:
+  autodropout show runs/X/best_patterns.json                 # terminal preview
+  autodropout show runs/X/best_patterns.json --size 16 16 -o masks.png""",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autodropout",
+        description="Learn dropout patterns (AutoDropout, Pham & Le 2021) and compare them with "
+                    "hand-designed dropout methods.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("search", "Search dropout patterns with the RL controller on Ray Tune.")
+    p.add_argument("experiment", nargs="?", default=None,
+                   help=f"experiment YAML file or preset name (default: {DEFAULT_EXPERIMENT})")
+    p.add_argument("--trials", type=int, help="number of trials (overrides search.trials)")
+    p.add_argument("--concurrency", type=int, help="trials running at once (overrides search.concurrency)")
+    p.add_argument("--controller", choices=["lstm", "random"], help="learned controller or random search")
+    p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
+    p.add_argument("--output", type=Path, help="run folder (default: runs/NAME-TIMESTAMP)")
+    p.add_argument("--seed", type=int, help="controller and training seed (default: task.train.seed)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (overrides task.train.epochs)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted search")
+
+    p = add("train", "Train one model with a regularizer or a learned pattern; print and write metrics.")
+    p.add_argument("experiment", help="experiment YAML file or preset name")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--regularizer", help="registry name placed at every site (see docs/regularizers.md)")
+    group.add_argument("--pattern", type=Path, help="pattern JSON file (from search or export)")
+    p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1, the best)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="regularizer parameter, repeatable (values parsed as JSON, else strings)")
+    p.add_argument("--epochs", type=int, help="overrides task.train.epochs")
+    p.add_argument("--seed", type=int, help="overrides task.train.seed")
+    p.add_argument("--output", type=Path, help="write the metrics as JSON here")
+
+    p = add("export", "Export the best patterns and the trials table of a (finished or interrupted) run.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--top", type=int, default=5, help="number of patterns to export (default: 5)")
+    p.add_argument("-o", "--output", type=Path, help="pattern file (default: RUN_DIR/best_patterns.json)")
+
+    p = add("transfer", "Train a target task with a transferred pattern and with baselines; compare.")
+    p.add_argument("patterns", type=Path, help="pattern JSON file")
+    p.add_argument("--to", required=True, dest="target", help="target experiment YAML or preset name")
+    p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1)")
+    p.add_argument("--baselines", default="none,dropout",
+                   help="comma-separated: none and/or registry names (default: none,dropout)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per method (default: 2)")
+    p.add_argument("--epochs", type=int, help="overrides the target's task.train.epochs")
+    p.add_argument("--output", type=Path, help="report folder (default: transfers/TARGET-TIMESTAMP)")
+
+    p = add("show", "Draw the masks of a pattern file (PNG with -o, terminal preview otherwise).")
+    p.add_argument("patterns", type=Path)
+    p.add_argument("--rank", type=int, default=1)
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="feature-map size (default: 16 16)")
+    p.add_argument("-o", "--output", type=Path, help="PNG file to write")
+    return parser
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``["p=0.1", "per_channel=false"]`` -> ``{"p": 0.1, "per_channel": False}``."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"search": _search, "train": _train, "export": _export, "transfer": _transfer, "show": _show}
+    try:
+        return handler[args.command](args) or 0
+    except KeyboardInterrupt:
+        print("autodropout: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - user-facing errors become one line
+        if not _is_user_error(exc):
+            raise
+        print(f"autodropout: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from autodropout.search_spaces import PatternError
+
+    names = {"ClusterError", "RunDirError", "ExportError", "TransferError"}
+    return isinstance(exc, (ConfigError, PatternError, FileNotFoundError, KeyError)) or type(exc).__name__ in names
+
+
+def _experiment(name: str | None, epochs: int | None = None, seed: int | None = None):
+    import dataclasses
+
+    from autodropout.config import find_experiment
+
+    experiment = find_experiment(name or DEFAULT_EXPERIMENT)
+    train = experiment.task.train
+    if epochs is not None or seed is not None:
+        train = dataclasses.replace(train, epochs=epochs or train.epochs, seed=train.seed if seed is None else seed)
+        experiment = dataclasses.replace(experiment, task=dataclasses.replace(experiment.task, train=train))
+    return experiment
+
+
+def _search(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from autodropout.workers.run import resume_search, run_search
+
+    if args.resume is not None:
+        if args.experiment or args.trials or args.concurrency or args.controller or args.output or args.epochs:
+            raise ConfigError("--resume continues a run as configured; give no experiment or overrides")
+        resume_search(args.resume, address=args.address)
+        return 0
+    experiment = _experiment(args.experiment, args.epochs)
+    overrides = {k: v for k, v in (("trials", args.trials), ("concurrency", args.concurrency),
+                                   ("controller", args.controller)) if v is not None}
+    if overrides:
+        from autodropout.config import from_dict, to_dict
+
+        experiment = dataclasses.replace(
+            experiment, search=from_dict(type(experiment.search), {**to_dict(experiment.search), **overrides}, "search"))
+    run_search(experiment, output=args.output, address=args.address, seed=args.seed)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from autodropout.training import train_once
+
+    if args.param and not args.regularizer:
+        raise ConfigError("--param needs --regularizer")
+    experiment = _experiment(args.experiment, args.epochs, args.seed)
+    report = train_once(experiment, regularizer=args.regularizer, params=parse_params(args.param),
+                        pattern_file=args.pattern, rank=args.rank, output=args.output)
+    print(report.text())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from autodropout.export import export_run
+
+    exported = export_run(args.run_dir, top=args.top, output=args.output)
+    print(f"trials table: {exported.table_file} ({len(exported.records)} trials)")
+    if exported.patterns_file is None:
+        print("no completed trial yet: no patterns exported")
+        return 1
+    print(f"patterns:     {exported.patterns_file}")
+    return 0
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from autodropout.transfer import run_transfer
+
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    report = run_transfer(args.patterns, args.target, rank=args.rank, baselines=baselines, seeds=args.seeds,
+                          epochs=args.epochs, output=args.output)
+    print(report.text())
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from autodropout.viz import show
+
+    text = show(args.patterns, rank=args.rank, size=tuple(args.size) if args.size else None, output=args.output)
+    if text:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

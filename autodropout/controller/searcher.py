@@ -1,0 +1,261 @@
+"""The controller as a Ray Tune ``Searcher`` (the only controller file that imports Ray).
+
+Each suggestion is ``{"pattern": <pattern JSON layers>, "tokens": [...], "seed": int}``. Completed
+trials feed REINFORCE every ``samples_per_update`` valid results, as they arrive, so workers never
+wait for a batch (asynchronous REINFORCE, as in ENAS).
+
+Rule for unusable results (documented in docs/search.md): a trial that errored (after Ray's
+retries), or whose result lacks the metric or holds NaN/inf, is recorded as failed and NEVER reaches
+the gradient: no fake reward, no baseline update. Its sample is released and the next suggestion is
+made as usual, so the search goes on with the requested number of trials. A completion for an
+unknown or already completed trial id is logged and ignored.
+
+Ray 2.60 traps handled here (see shared/specs/ray_tune_2_60.md): metric/mode come from the
+constructor and live in the saved state; the whole state (policy + Adam + baseline, RNG states,
+counters, live trial map, reward buffer) is saved atomically and restored exactly; concurrency is
+limited *inside* the searcher (``set_max_concurrency`` returns True) so that the live trial map is
+part of the saved state rather than of ``ConcurrencyLimiter``'s, which is not saved.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from ray.tune.search import Searcher
+
+from autodropout.controller.policy import LSTMPolicy
+from autodropout.controller.reinforce import Reinforce, UpdateStats
+from autodropout.search_spaces import SearchSpace, space_from_config
+
+logger = logging.getLogger(__name__)
+
+UpdateListener = Callable[["BaseSearcher", UpdateStats | None, list[dict[str, Any]]], None]
+
+
+class BaseSearcher(Searcher):
+    """Bookkeeping shared by the learned and the random controller.
+
+    Args:
+        space: the pattern search space.
+        metric, mode: the result key to read (``"reward"``) and ``"max"``/``"min"``.
+        seed: seeds the controller and is also the training seed given to every trial, so rewards
+            differ by pattern rather than by initialisation (common random numbers).
+        max_concurrent: live trials at most (``None``: no limit).
+        on_update: called after each processed completion (for logging); must be picklable
+            (the Tuner pickles the searcher), e.g. :class:`~autodropout.controller.tensorboard.ControllerLogger`.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        metric: str = "reward",
+        mode: str = "max",
+        seed: int = 0,
+        max_concurrent: int | None = None,
+        on_update: UpdateListener | None = None,
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.seed = seed
+        self.max_concurrent = max_concurrent
+        self.on_update = on_update
+        self.live: dict[str, list[int]] = {}
+        self.completed: set[str] = set()
+        self.history: list[dict[str, Any]] = []
+        self.num_suggested = 0
+        self.num_failed = 0
+
+    # -- Ray Searcher API ------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        # Our own metric/mode win: they were given to the constructor and are part of the state.
+        return True
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self.max_concurrent = max_concurrent
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.max_concurrent is not None and len(self.live) >= self.max_concurrent:
+            return None
+        tokens = self._next_tokens()
+        self.live[trial_id] = tokens
+        self.num_suggested += 1
+        return {"pattern": self.space.decode(tokens).to_json(), "tokens": tokens, "seed": self.seed}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            reason = "already completed" if trial_id in self.completed else "unknown"
+            logger.warning("ignoring completion of %s trial %s", reason, trial_id)
+            return
+        tokens = self.live.pop(trial_id)
+        self.completed.add(trial_id)
+        value = None if (error or not result) else result.get(self.metric)
+        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        entry = {"trial_id": trial_id, "tokens": tokens, "value": float(value) if usable else None,
+                 "status": "ok" if usable else ("error" if error else "invalid")}
+        self.history.append(entry)
+        stats = None
+        if usable:
+            reward = float(value) if self.mode == "max" else -float(value)
+            stats = self._learn(tokens, reward)
+        else:
+            self.num_failed += 1
+            logger.warning("trial %s gave no usable %r (%s); left out of the controller update",
+                           trial_id, self.metric, entry["status"])
+        if self.on_update is not None:
+            self.on_update(self, stats, self.history)
+
+    # -- state -----------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "space_kind": self.space.kind,
+            "space_config": self.space.config(),
+            "metric": self.metric,
+            "mode": self.mode,
+            "seed": self.seed,
+            "max_concurrent": self.max_concurrent,
+            "live": {k: list(v) for k, v in self.live.items()},
+            "completed": sorted(self.completed),
+            "history": list(self.history),
+            "num_suggested": self.num_suggested,
+            "num_failed": self.num_failed,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.space = space_from_config(state["space_kind"], state["space_config"])
+        self._metric, self._mode = state["metric"], state["mode"]
+        self.seed = state["seed"]
+        self.max_concurrent = state["max_concurrent"]
+        self.live = {k: list(v) for k, v in state["live"].items()}
+        self.completed = set(state["completed"])
+        self.history = list(state["history"])
+        self.num_suggested = state["num_suggested"]
+        self.num_failed = state["num_failed"]
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the full state with ``torch.save`` through a temp file and ``os.replace``."""
+        path = Path(checkpoint_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(self.get_state(), tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.set_state(torch.load(checkpoint_path, weights_only=True))
+
+    # -- to implement ----------------------------------------------------------------------------
+    def _next_tokens(self) -> list[int]:
+        raise NotImplementedError
+
+    def _learn(self, tokens: list[int], reward: float) -> UpdateStats | None:
+        raise NotImplementedError
+
+    @property
+    def metric_mode(self) -> tuple[str, str]:
+        return self.metric, self.mode
+
+
+class ControllerSearcher(BaseSearcher):
+    """AutoDropout's learned controller: an :class:`LSTMPolicy` trained with REINFORCE.
+
+    Args (beyond :class:`BaseSearcher`'s):
+        samples_per_update: completed valid trials per policy update.
+        lr, entropy_weight, baseline_decay, grad_clip: REINFORCE settings.
+        hidden, temperature, tanh_constant: policy settings.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        metric: str = "reward",
+        mode: str = "max",
+        seed: int = 0,
+        samples_per_update: int = 2,
+        lr: float = 0.01,
+        entropy_weight: float = 1e-3,
+        baseline_decay: float = 0.8,
+        grad_clip: float = 5.0,
+        hidden: int = 64,
+        temperature: float = 1.0,
+        tanh_constant: float | None = 2.5,
+        max_concurrent: int | None = None,
+        on_update: UpdateListener | None = None,
+    ) -> None:
+        super().__init__(space, metric, mode, seed, max_concurrent, on_update)
+        if samples_per_update < 1:
+            raise ValueError(f"samples_per_update must be >= 1, got {samples_per_update}")
+        self.samples_per_update = samples_per_update
+        self.policy = LSTMPolicy(space, hidden=hidden, temperature=temperature, tanh_constant=tanh_constant,
+                                 seed=seed)
+        self.trainer = Reinforce(self.policy, lr=lr, entropy_weight=entropy_weight,
+                                 baseline_decay=baseline_decay, grad_clip=grad_clip, seed=seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.buffer: list[tuple[list[int], float]] = []
+        self.last_stats: UpdateStats | None = None
+
+    def _next_tokens(self) -> list[int]:
+        with torch.no_grad():
+            tokens, _, _ = self.policy.sample(1, generator=self.generator)
+        return [int(t) for t in tokens[0]]
+
+    def _learn(self, tokens: list[int], reward: float) -> UpdateStats | None:
+        self.buffer.append((tokens, reward))
+        if len(self.buffer) < self.samples_per_update:
+            return None
+        batch, self.buffer = self.buffer, []
+        self.last_stats = self.trainer.update(batch)
+        return self.last_stats
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            **super().get_state(),
+            "samples_per_update": self.samples_per_update,
+            "trainer": self.trainer.state_dict(),
+            "generator": self.generator.get_state(),
+            "buffer": [(list(t), r) for t, r in self.buffer],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.samples_per_update = state["samples_per_update"]
+        self.trainer.load_state_dict(state["trainer"])
+        self.generator.set_state(state["generator"])
+        self.buffer = [(list(t), float(r)) for t, r in state["buffer"]]
+
+
+class RandomSearcher(BaseSearcher):
+    """Uniform random search over the same space, with the same interface (the paper's critics ask
+    how much the controller adds over it)."""
+
+    def __init__(self, space: SearchSpace, metric: str = "reward", mode: str = "max", seed: int = 0,
+                 max_concurrent: int | None = None, on_update: UpdateListener | None = None) -> None:
+        super().__init__(space, metric, mode, seed, max_concurrent, on_update)
+        self.rng = random.Random(seed)
+
+    def _next_tokens(self) -> list[int]:
+        return self.space.sample(self.rng)
+
+    def _learn(self, tokens: list[int], reward: float) -> None:
+        return None
+
+    def get_state(self) -> dict[str, Any]:
+        version, internal, gauss = self.rng.getstate()
+        return {**super().get_state(), "rng": [version, list(internal), gauss]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))

@@ -1,0 +1,76 @@
+"""Controller logging: TensorBoard scalars, choice histograms and the best pattern's masks, plus the
+controller checkpoint in the run folder after every processed trial."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autodropout.controller.reinforce import UpdateStats
+
+
+class ControllerLogger:
+    """A picklable ``on_update`` listener for the searchers (the writer is opened lazily and never
+    pickled, so a restored searcher keeps logging to the same folder).
+
+    Args:
+        run_dir: the search's run folder; writes ``tensorboard/controller/`` and ``controller/state.pt``.
+        image_every: draw the best pattern every this many processed trials (0: never).
+    """
+
+    def __init__(self, run_dir: str | Path, image_every: int = 4) -> None:
+        self.run_dir = Path(run_dir)
+        self.image_every = image_every
+        self._writer = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_writer": None}
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard" / "controller"))
+        return self._writer
+
+    def __call__(self, searcher: Any, stats: UpdateStats | None, history: list[dict[str, Any]]) -> None:
+        step = len(history)
+        entry = history[-1]
+        w = self.writer
+        if entry["value"] is not None:
+            w.add_scalar("trials/reward", entry["value"], step)
+        valid = [h["value"] for h in history if h["value"] is not None]
+        if valid:
+            w.add_scalar("trials/best_reward", max(valid), step)
+        w.add_scalar("trials/failed", searcher.num_failed, step)
+        if stats is not None:
+            for name in ("mean_reward", "max_reward", "baseline", "entropy", "loss", "grad_norm"):
+                value = getattr(stats, name, None)
+                if value is not None and math.isfinite(value):
+                    w.add_scalar(f"controller/{name}", value, stats.step)
+            self._log_choices(searcher, stats.step)
+        if self.image_every and valid and step % self.image_every == 0:
+            self._log_best_pattern(searcher, history, step)
+        w.flush()
+        searcher.save(str(self.run_dir / "controller" / "state.pt"))
+
+    def _log_choices(self, searcher: Any, step: int) -> None:
+        policy = getattr(searcher, "policy", None)
+        if policy is None:
+            return
+        with torch.no_grad():
+            tokens, _, _ = policy.sample(64, generator=torch.Generator().manual_seed(step))
+        names = [d.name for d in searcher.space.decisions]
+        for name in dict.fromkeys(names):
+            columns = [i for i, n in enumerate(names) if n == name]
+            self.writer.add_histogram(f"choices/{name}", tokens[:, columns].flatten().float(), step)
+
+    def _log_best_pattern(self, searcher: Any, history: list[dict[str, Any]], step: int) -> None:
+        from autodropout import viz
+
+        best = max((h for h in history if h["value"] is not None), key=lambda h: h["value"])
+        figure = viz.pattern_figure(searcher.space.decode(best["tokens"]), title=f"best reward {best['value']:.4f}")
+        self.writer.add_figure("best_pattern", figure, step)

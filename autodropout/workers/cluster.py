@@ -1,0 +1,45 @@
+"""Connecting to Ray: a local instance by default, or a running cluster with ``--address``."""
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+
+class ClusterError(RuntimeError):
+    """Ray could not be started or the cluster could not be reached."""
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
+    """Start or join Ray and return the cluster's resources.
+
+    Args:
+        address: ``None`` starts a local instance with the machine's CPUs (dashboard off);
+            ``"auto"`` or ``"HOST:PORT"`` joins a running cluster (``ray start --head`` / ``ray up``).
+        num_cpus: CPUs of the local instance (default: all).
+    """
+    if ray.is_initialized():
+        return ray.cluster_resources()
+    # Ray 2.60 warns about token auth on local instances; local runs opt out, clusters keep theirs.
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    try:
+        if address is None:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
+        raise ClusterError(f"could not connect to {where}: {exc}") from None
+    return ray.cluster_resources()
+
+
+def check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Fail early, with the numbers, when no node could ever run one trial."""
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    if cpus_per_trial > cpus:
+        raise ClusterError(f"search.cpus_per_trial={cpus_per_trial} but the cluster has {cpus:g} CPUs")
+    if gpus_per_trial > gpus:
+        raise ClusterError(f"search.gpus_per_trial={gpus_per_trial} but the cluster has {gpus:g} GPUs")
