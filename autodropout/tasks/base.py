@@ -169,7 +169,8 @@ class Task(abc.ABC):
                 batches = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
             for step, (inputs, targets) in enumerate(batches):
                 inputs, targets = _to(inputs, device), targets.to(device)
-                prepare_step(model, inputs, targets, (epoch * steps_per_epoch + step) / (epochs * steps_per_epoch))
+                prepare_step(model, inputs, targets, (epoch * steps_per_epoch + step) / (epochs * steps_per_epoch),
+                             **self.prepare_step_options(model))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss = self.loss(model, inputs, targets)
                 if not torch.isfinite(loss):
@@ -194,6 +195,11 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def num_train_batches(self) -> int:
         """Number of batches :meth:`train_batches` yields per epoch."""
+
+    def prepare_step_options(self, model: nn.Module) -> dict[str, Any]:
+        """Extra arguments of :func:`~autodropout.regularizers.training_step.prepare_step` (e.g. where
+        Y-Drop's conductance interpolates for token inputs)."""
+        return {}
 
     def steps_per_epoch(self) -> int:
         """Training steps per epoch: all batches, or ``train.max_batches_per_epoch`` when set."""

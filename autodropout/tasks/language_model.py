@@ -53,6 +53,10 @@ class LanguageModelTask(Task):
         return TransformerLM(len(self.data.vocab), c.d_model, c.n_layers, c.n_heads, d_ff=c.d_ff or None,
                              max_len=c.bptt, layer_sites=layer_sites, embedding_dropout=embedding)
 
+    def prepare_step_options(self, model: nn.Module) -> dict[str, Any]:
+        # Token ids cannot be interpolated: Y-Drop's conductance interpolates the token embedding.
+        return {"input_module": model.embed.token}
+
     def _train_rows(self) -> torch.Tensor:
         return batchify(self.data.train, self.config.train.batch_size)
 

@@ -58,11 +58,10 @@ def transformer_layer_sites(regularization: Regularization, n_layers: int,
 
     A learned pattern acts where its layer patterns switch it on (decoder layers of a translation
     model also get their cross-attention sites from the same switches; see
-    :mod:`autodropout.mapping`). A registry regularizer goes where classic Transformer dropout goes:
-    attention output, FFN output and the embeddings.
+    :mod:`autodropout.mapping`). A registry regularizer goes where the classic residual dropout of
+    Vaswani et al. (2017, sec. 5.4) goes: each attention output and FFN output before the residual
+    add, and the embeddings (token + position); ``dropout`` there is the classic baseline.
     """
-    from autodropout.models import classic_dropout_sites
-
     if regularization.pattern is not None:
         from autodropout.regularizers.pattern_transformer import transformer_site_factories
 
@@ -76,4 +75,5 @@ def transformer_layer_sites(regularization: Regularization, n_layers: int,
     factory = regularization.factory()
     if factory is None:
         return None, None
-    return [classic_dropout_sites(factory, cross_attention) for _ in range(n_layers)], factory
+    names = ("attn_output", "ffn_output") + (("cross_attn_output",) if cross_attention else ())
+    return [{name: factory for name in names} for _ in range(n_layers)], factory

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
 
@@ -25,6 +26,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    if address not in (None, "auto"):
+        _check_reachable(address)
     try:
         if address is None:
             ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
@@ -43,3 +46,15 @@ def check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per
         raise ClusterError(f"search.cpus_per_trial={cpus_per_trial} but the cluster has {cpus:g} CPUs")
     if gpus_per_trial > gpus:
         raise ClusterError(f"search.gpus_per_trial={gpus_per_trial} but the cluster has {gpus:g} GPUs")
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """ray.init retries an unreachable HOST:PORT for minutes; a TCP probe fails in seconds."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterError(f"--address {address!r}: expected 'auto' or HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"could not reach the Ray cluster at {address!r}: {exc}") from None
