@@ -111,7 +111,10 @@ class BaseSearcher(Searcher):
             logger.warning("trial %s gave no usable %r (%s); left out of the controller update",
                            trial_id, self.metric, entry["status"])
         if self.on_update is not None:
-            self.on_update(self, stats, self.history)
+            try:
+                self.on_update(self, stats, self.history)
+            except Exception:  # logging must never fail a trial or stop the search
+                logger.exception("controller logging failed after trial %s", trial_id)
 
     # -- state -----------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

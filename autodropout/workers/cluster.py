@@ -25,7 +25,11 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
     # Ray 2.60 warns about token auth on local instances; local runs opt out, clusters keep theirs.
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    # Per-epoch checkpoints of short trials are the design, not a bottleneck worth a warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Worker stdout (Tune's checkpoint chatter) stays in the trial logs; failures reach the user
+    # through the progress lines and each trial's error.txt.
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     if address not in (None, "auto"):
         _check_reachable(address)
     try:

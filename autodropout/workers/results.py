@@ -76,9 +76,8 @@ def _last_result(path: Path) -> dict[str, Any]:
 
 
 def _trial_id_from_folder(name: str) -> str:
-    # Tune names folders "<trainable>_<trial_id>_<index>_<params>_<date>"; the id is the 2nd part.
-    parts = name.split("_")
-    return parts[1] if len(parts) > 1 else name
+    # Folders are named "trial_<trial_id>" by workers.run.trial_dirname.
+    return name.removeprefix("trial_")
 
 
 def _number(value: Any) -> float | None:
@@ -97,4 +96,4 @@ def write_trials_csv(path: Path, records: list[TrialRecord], metric: str) -> Pat
 
 
 def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"
+    return "" if value is None else repr(value)

@@ -105,6 +105,7 @@ def run_search(experiment: ExperimentConfig, output: Path | None = None, address
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.concurrency),
             num_samples=search.trials, metric="reward", mode="max", reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=_run_config(experiment, storage, task, quiet),
     )
@@ -131,6 +132,11 @@ def resume_search(run_dir: Path, address: str | None = None, quiet: bool = False
     tuner = tune.Tuner.restore(experiment_dir, trainable=_trainable(task, experiment.search),
                                resume_unfinished=True, resume_errored=False)
     return _fit_and_finish(tuner, run_dir, experiment, task, quiet)
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folder names (Tune's default embeds the whole pattern config)."""
+    return f"trial_{trial.trial_id}"
 
 
 def _make_searcher(experiment: ExperimentConfig, space: Any, seed: int, run_dir: Path) -> BaseSearcher:

@@ -1,0 +1,191 @@
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from autodropout.controller import LSTMPolicy, Policy
+from autodropout.search_spaces import ConvSpace, TransformerSpace
+
+SPACES = [ConvSpace(num_sites=3), TransformerSpace(num_sites=2)]
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("space", SPACES, ids=repr)
+def test_sample_shapes_ranges_and_decodable(space):
+    policy = LSTMPolicy(space)
+    tokens, log_probs, entropies = policy.sample(50, generator=gen(0))
+    L = len(space.decisions)
+    assert tokens.shape == (50, L) and tokens.dtype == torch.long
+    assert log_probs.shape == (50,) and entropies.shape == (50,)
+    counts = torch.tensor([len(d.choices) for d in space.decisions])
+    assert bool((tokens >= 0).all()) and bool((tokens < counts).all())
+    # Every choice of a 2-way decision shows up in 50 samples of a near-uniform policy.
+    assert all(len(set(tokens[:, i].tolist())) == 2 for i, d in enumerate(space.decisions) if len(d.choices) == 2)
+    assert bool((log_probs < 0).all())
+    assert bool((entropies > 0).all()) and bool((entropies <= policy.max_entropy + 1e-4).all())
+    for row in tokens.tolist():
+        assert space.encode(space.decode(row)) == row
+
+
+@pytest.mark.parametrize("space", SPACES, ids=repr)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_log_prob_matches_the_log_prob_recorded_at_sampling(space, layers):
+    policy = LSTMPolicy(space, layers=layers, seed=3)
+    tokens, log_probs, entropies = policy.sample(16, generator=gen(1))
+    again, again_entropies = policy.log_prob(tokens)
+    torch.testing.assert_close(again, log_probs, rtol=0, atol=1e-5)
+    torch.testing.assert_close(again_entropies, entropies, rtol=0, atol=1e-5)
+    assert again.requires_grad
+    # Plain lists work, and a sub-batch gives the same per-row values.
+    from_lists, _ = policy.log_prob(tokens[:3].tolist())
+    torch.testing.assert_close(from_lists, log_probs[:3], rtol=0, atol=1e-5)
+
+
+def test_log_prob_sums_the_per_step_softmax_along_the_greedy_path():
+    space = ConvSpace(num_sites=1)
+    policy = LSTMPolicy(space, seed=5)
+    greedy = policy.greedy()
+    probs = policy.choice_probabilities()
+    expected = sum(math.log(float(p[t])) for p, t in zip(probs.values(), greedy))
+    log_prob, _ = policy.log_prob([greedy])
+    assert float(log_prob.detach()[0]) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("space", SPACES, ids=repr)
+def test_untrained_policy_is_near_uniform(space):
+    policy = LSTMPolicy(space, seed=0)
+    _, log_probs, entropies = policy.sample(64, generator=gen(2))
+    # ENAS init (uniform in +-0.1) keeps logits within ~0.1 of each other: >= 98% of the max entropy.
+    assert float(entropies.min()) > 0.98 * policy.max_entropy
+    assert float(log_probs.mean()) == pytest.approx(-policy.max_entropy, rel=0.02)
+
+
+def test_max_entropy_is_sum_of_log_choice_counts():
+    space = ConvSpace(num_sites=2)
+    per_site = math.log(16) + 2 * math.log(4) + math.log(7) + 2 * math.log(5) + 2 * math.log(2)
+    assert LSTMPolicy(space).max_entropy == pytest.approx(2 * per_site)
+
+
+def test_seeded_determinism():
+    space = ConvSpace(num_sites=2)
+    a, b, c = LSTMPolicy(space, seed=7), LSTMPolicy(space, seed=7), LSTMPolicy(space, seed=8)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key])
+    assert not torch.equal(a.lstm.weight_hh_l0, c.lstm.weight_hh_l0)
+    first, second, other = a.sample(8, gen(11)), a.sample(8, gen(11)), a.sample(8, gen(12))
+    assert all(torch.equal(x, y) for x, y in zip(first, second))
+    assert not torch.equal(first[0], other[0])
+
+
+def test_parameter_init_does_not_touch_the_global_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    LSTMPolicy(ConvSpace(num_sites=1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def _policy_with_size_bias(temperature, tanh_constant):
+    """Head of 'size' (16 choices) outputs exactly [4, 0, ..., 0] whatever the LSTM state."""
+    policy = LSTMPolicy(ConvSpace(num_sites=1), temperature=temperature, tanh_constant=tanh_constant)
+    with torch.no_grad():
+        policy.heads[0].weight.zero_()
+        policy.heads[0].bias.zero_()
+        policy.heads[0].bias[0] = 4.0
+    return policy
+
+
+@pytest.mark.parametrize(
+    "temperature, tanh_constant, logit",
+    [
+        (2.0, 2.5, 2.5 * math.tanh(4.0 / 2.0)),  # divide by the temperature, then clip (ENAS order)
+        (2.0, None, 4.0 / 2.0),
+        (1.0, 2.5, 2.5 * math.tanh(4.0)),
+        (1.0, 0.5, 0.5 * math.tanh(4.0)),
+    ],
+)
+def test_temperature_then_tanh_clip_hand_computed(temperature, tanh_constant, logit):
+    policy = _policy_with_size_bias(temperature, tanh_constant)
+    probs = policy.choice_probabilities()["site 0.size"]
+    expected_top = math.exp(logit) / (math.exp(logit) + 15)
+    assert float(probs[0]) == pytest.approx(expected_top, rel=1e-5)
+    assert probs[1:].tolist() == pytest.approx([(1 - expected_top) / 15] * 15, rel=1e-5)
+    assert policy.greedy()[0] == 0
+
+
+def test_higher_temperature_gives_higher_entropy():
+    space = ConvSpace(num_sites=1)
+    cold = LSTMPolicy(space, temperature=0.2, tanh_constant=None, seed=1)
+    hot = LSTMPolicy(space, temperature=5.0, tanh_constant=None, seed=1)
+    _, _, cold_h = cold.sample(32, gen(0))
+    _, _, hot_h = hot.sample(32, gen(0))
+    assert float(cold_h.mean()) < float(hot_h.mean()) < hot.max_entropy
+
+
+def test_choice_probabilities_follow_the_greedy_path():
+    space = TransformerSpace(num_sites=2)
+    policy = LSTMPolicy(space, seed=4)
+    probs = policy.choice_probabilities()
+    assert list(probs) == [d.key for d in space.decisions]
+    for (key, p), decision in zip(probs.items(), space.decisions):
+        assert p.shape == (len(decision.choices),)
+        assert float(p.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert policy.greedy() == [int(p.argmax()) for p in probs.values()]
+
+
+def test_satisfies_the_policy_protocol():
+    assert isinstance(LSTMPolicy(ConvSpace(num_sites=1)), Policy)
+    assert "tanh_constant=2.5" in repr(LSTMPolicy(ConvSpace(num_sites=1)))
+
+
+def test_bad_tokens_name_the_position_and_decision():
+    policy = LSTMPolicy(ConvSpace(num_sites=1))
+    good = [0] * 8
+    bad = list(good)
+    bad[3] = 7  # rotate has 7 choices
+    with pytest.raises(ValueError, match=r"tokens\[:, 3\] \(site 0\.rotate\) must be in 0\.\.6"):
+        policy.log_prob([good, bad])
+    with pytest.raises(ValueError, match=r"shape \(n, 8\), got \(1, 7\)"):
+        policy.log_prob([good[:7]])
+    with pytest.raises(ValueError, match="integer tensor"):
+        policy.log_prob(torch.zeros(1, 8))
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        policy.sample(0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"hidden": 0}, "hidden must be a positive int"),
+        ({"embedding": 2.5}, "embedding must be a positive int"),
+        ({"layers": True}, "layers must be a positive int"),
+        ({"temperature": 0.0}, "temperature must be a positive finite number"),
+        ({"tanh_constant": -1.0}, "tanh_constant must be a positive finite number"),
+        ({"seed": "0"}, "seed must be an int"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LSTMPolicy(ConvSpace(num_sites=1), **kwargs)
+
+
+def test_space_must_be_a_search_space():
+    with pytest.raises(TypeError, match="space must be a SearchSpace"):
+        LSTMPolicy([("size", (1, 2))])
+
+
+def test_importing_the_controller_does_not_import_ray():
+    code = (
+        "import sys, autodropout.controller as c; c.LSTMPolicy; c.Reinforce;"
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import autodropout.controller as controller
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        controller.Nope

@@ -1,0 +1,119 @@
+"""Real Ray searches on tiny configs, through the command line, in subprocesses."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import autodropout as ad
+from tests.conftest import PYTHON
+from tests.tiny import write_experiment
+
+pytestmark = pytest.mark.slow
+
+
+def autodropout(*args, env, timeout=300, check=True):
+    proc = subprocess.run([PYTHON, "-m", "autodropout.cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def read_table(run_dir: Path) -> list[dict]:
+    with open(run_dir / "trials.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_search_end_to_end(tmp_path, cli_env):
+    experiment = write_experiment(tmp_path)
+    run_dir = tmp_path / "run"
+    proc = autodropout("search", experiment, "--output", run_dir, "--seed", 1, env=cli_env)
+    assert "search finished: 4 trials (0 failed)" in proc.stdout
+    assert "tensorboard --logdir" in proc.stdout
+    assert proc.stdout.count("[  ") >= 4  # one progress line per trial
+
+    table = read_table(run_dir)
+    assert len(table) == 4 and len({r["trial_id"] for r in table}) == 4
+    assert all(r["status"] == "done" and 0 <= float(r["reward"]) <= 1 for r in table)
+    assert all(r["accuracy"] == r["reward"] for r in table)
+
+    patterns = ad.load_patterns(run_dir / "best_patterns.json")
+    assert patterns.space.kind == "conv" and patterns.space.num_sites == 3
+    rewards = [p.reward for p in patterns.patterns]
+    assert rewards == sorted(rewards, reverse=True) and len(rewards) == 3
+    assert rewards[0] == pytest.approx(max(float(r["reward"]) for r in table))
+    best_row = next(r for r in table if r["trial_id"] == patterns.patterns[0].trial_id)
+    assert patterns.space.encode(patterns.best) == [int(t) for t in best_row["tokens"].split()]
+
+    state = torch.load(run_dir / "controller" / "state.pt", weights_only=True)
+    assert state["trainer"]["step"] == 2  # 4 valid trials, samples_per_update = 2
+    assert (run_dir / "config.yaml").exists() and (run_dir / "run.json").exists()
+    events = list((run_dir / "tensorboard" / "controller").glob("events.out.tfevents.*"))
+    assert events, "controller TensorBoard events missing"
+    trial_events = list((run_dir / "trials").glob("trial_*/events.out.tfevents.*"))
+    assert len(trial_events) == 4, "Ray's per-trial TensorBoard logs missing"
+
+    exported = autodropout("export", run_dir, "--top", 2, "-o", tmp_path / "top2.json", env=cli_env)
+    assert "4 trials" in exported.stdout
+    assert len(ad.load_patterns(tmp_path / "top2.json").patterns) == 2
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, cli_env):
+    # An infinite learning rate makes the loss non-finite: those trials fail (after one retry) and are
+    # recorded; the search still ends with the requested number of trials.
+    experiment = write_experiment(tmp_path, {"task": {"kind": "vision", "dataset": "digits", "image_size": 8,
+                                                       "depth": 10, "width": 1,
+                                                       "train": {"epochs": 1, "lr": float("inf"), "momentum": 0.0,
+                                                                 "max_batches_per_epoch": 3}},
+                                              "search": {"trials": 3, "max_failures": 1}})
+    run_dir = tmp_path / "run"
+    proc = autodropout("search", experiment, "--output", run_dir, env=cli_env)
+    table = read_table(run_dir)
+    assert len(table) == 3
+    assert all(r["status"] == "error" and r["reward"] == "" for r in table)
+    assert "FAILED" in proc.stdout and "search finished: 3 trials (3 failed)" in proc.stdout
+    assert not (run_dir / "best_patterns.json").exists()
+    errors = list((run_dir / "trials").glob("trial_*/error.txt"))
+    assert errors and "non-finite training loss" in errors[0].read_text()
+
+
+def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
+    experiment = write_experiment(tmp_path, {"search": {"trials": 6, "concurrency": 1, "samples_per_update": 1}})
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([PYTHON, "-m", "autodropout.cli", "search", str(experiment), "--output", str(run_dir)],
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    searcher_files = run_dir / "trials"
+    deadline = time.time() + 240
+    try:
+        # Kill once at least 2 trials have finished and the searcher state has been saved.
+        while time.time() < deadline:
+            done = [p for p in searcher_files.glob("trial_*/result.json")
+                    if any(json.loads(line).get("epoch") == 2 for line in p.read_text().splitlines() if line)]
+            if len(done) >= 2 and list(searcher_files.glob("searcher-state-*.pkl")):
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.5)
+        else:
+            pytest.fail("search did not make progress")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    subprocess.run(["ray", "stop", "--force"], env=cli_env, capture_output=True)
+    before = torch.load(run_dir / "controller" / "state.pt", weights_only=True)
+
+    resumed = autodropout("search", "--resume", run_dir, env=cli_env, timeout=400)
+    assert "search finished: 6 trials" in resumed.stdout
+    table = read_table(run_dir)
+    assert len(table) == 6 and len({r["trial_id"] for r in table}) == 6
+    assert all(r["status"] == "done" for r in table)
+    after = torch.load(run_dir / "controller" / "state.pt", weights_only=True)
+    assert after["trainer"]["step"] > before["trainer"]["step"]
+    assert after["num_suggested"] >= 6 - 0 and len(after["history"]) <= 6
+    assert ad.load_patterns(run_dir / "best_patterns.json").patterns
