@@ -32,12 +32,11 @@ class LanguageModelTask(Task):
         if config.dataset == "embedded":
             from autodropout.data.embedded_corpus import load_embedded_corpus
 
-            corpus = load_embedded_corpus(vocab_size=config.vocab_size)
-        else:
-            from autodropout.data.language import load_ptb, load_wikitext2
+            return load_embedded_corpus(vocab_size=config.vocab_size, max_train_tokens=config.max_tokens or None)
+        from autodropout.data.language import load_ptb, load_wikitext2
 
-            loader = load_ptb if config.dataset == "ptb" else load_wikitext2
-            corpus = loader(config.root, vocab_size=config.vocab_size)
+        loader = load_ptb if config.dataset == "ptb" else load_wikitext2
+        corpus = loader(config.root, vocab_size=config.vocab_size)
         if config.max_tokens:
             corpus = LMCorpus(corpus.train[: config.max_tokens], corpus.valid, corpus.test, corpus.vocab,
                               corpus.name, dict(corpus.meta))

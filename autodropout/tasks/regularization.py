@@ -1,6 +1,7 @@
 """What a task puts at its model's sites: a learned pattern, a registry regularizer, or nothing."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -36,11 +37,18 @@ class Regularization:
     def none(cls) -> "Regularization":
         return cls()
 
-    def factory(self) -> Factory | None:
-        """Zero-argument factory of the registry regularizer, or None."""
+    def factory(self, channels: int | None = None) -> Factory | None:
+        """Zero-argument factory of the registry regularizer, or None.
+
+        ``channels`` is the site's channel count, passed on to methods that need it to build their
+        own layers (TargetDrop's attention) unless the user gave it.
+        """
         if self.name is None:
             return None
         name, params = self.name, dict(self.params)
+        accepts = inspect.signature(regularizers.info(name).factory).parameters
+        if channels is not None and "channels" in accepts and "channels" not in params:
+            params["channels"] = channels
         return lambda: regularizers.create(name, **params)
 
     def describe(self) -> str:

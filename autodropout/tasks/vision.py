@@ -38,6 +38,11 @@ class VisionTask(Task):
     def num_sites(self) -> int:
         return WideResNet.num_sites_for(self.config.depth)
 
+    def site_channels(self) -> list[int]:
+        """Channels each site sees: WRN groups have 16k, 32k and 64k channels, sites/3 blocks each."""
+        per_group = self.num_sites // 3
+        return [c * self.config.width for c in (16, 32, 64) for _ in range(per_group)]
+
     def build_model(self, regularization: Regularization) -> nn.Module:
         if regularization.pattern is not None:
             from autodropout.regularizers.pattern_conv import conv_site_factories
@@ -46,7 +51,7 @@ class VisionTask(Task):
             if len(factories) != self.num_sites:
                 raise ValueError(f"pattern has {len(factories)} sites, WRN-{self.config.depth} has {self.num_sites}")
         else:
-            factories = [regularization.factory()] * self.num_sites
+            factories = [regularization.factory(channels) for channels in self.site_channels()]
         return WideResNet(self.config.depth, self.config.width, self.data.num_classes,
                           in_channels=self.data.in_channels, site_factories=factories)
 
