@@ -27,6 +27,12 @@ class RegularizerInfo:
         example_params: parameters the shared property tests and docs use; defaults when empty.
         input_kinds: which activation layouts it accepts: ``"conv"`` (B, C, H, W), ``"seq"`` (B, T, C),
             ``"flat"`` (B, N), ``"heads"`` (B, heads, T, d), or ``"layer"`` for wrappers.
+        unbiased: ``E[out] = x`` elementwise over the method's randomness in training mode (for a
+            ``"layer"`` wrapper: ``E[out] = layer(x)``). False for methods that only preserve the total
+            activation mass or that are deterministic given the input.
+        zeros_rate: with ``example_params``, about a ``rate_param`` fraction of the training outputs
+            are exact zeros (on inputs without zeros; for a ``"layer"`` wrapper: of the masked weight).
+            False where the noise is not zeros (e.g. Gaussian) or the rate counts something else.
     """
 
     name: str
@@ -36,6 +42,8 @@ class RegularizerInfo:
     identity_params: dict[str, Any] = field(default_factory=dict)
     example_params: dict[str, Any] = field(default_factory=dict)
     input_kinds: tuple[str, ...] = ("conv", "seq", "flat")
+    unbiased: bool = True
+    zeros_rate: bool = True
 
 
 _REGISTRY: dict[str, RegularizerInfo] = {}
