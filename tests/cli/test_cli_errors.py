@@ -58,10 +58,12 @@ def test_unreachable_cluster_address(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_impossible_resources(tmp_path, capsys):
+def test_impossible_resources(tmp_path, cli_env):
+    # In a subprocess: this one starts Ray, which must not live on in the test process.
     path = write_experiment(tmp_path, {"search": {"cpus_per_trial": 512}})
-    code, _, err = run_cli(capsys, "search", path, "--output", tmp_path / "run")
-    assert code == 2 and "search.cpus_per_trial=512.0 but the cluster has" in err
+    proc = subprocess.run([PYTHON, "-m", "autodropout.cli", "search", str(path), "--output", str(tmp_path / "run")],
+                          env=cli_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "search.cpus_per_trial=512.0 but the cluster has" in proc.stderr
     assert not (tmp_path / "run").exists()
 
 
