@@ -1,0 +1,208 @@
+"""Learned Transformer dropout patterns (AutoDropout; Pham & Le, AAAI 2021, arXiv 2101.01761, sec. 3.2).
+
+One :class:`~autodropout.search_spaces.TransformerLayerPattern` per layer; it acts at the sublayers it
+switches on, on hidden states ``(B, T, C)`` or per-head tensors ``(B, heads, T, d)`` (a 4-D input is
+always per-head). Writing ``D`` for the last (hidden) axis and ``pitch = size + stride``:
+
+* **Geometry.** Hidden unit ``c`` is dropped iff ``(c - o) mod pitch < size``: runs of ``size``
+  units every ``pitch`` units from a random offset ``o``, uniform in ``[0, pitch)``. ``span``
+  consecutive tokens (``t // span`` is the group) share one offset; ``"all"`` (or a span of at least
+  ``T``) shares it over the whole sequence, variational-dropout style, and the mask is then
+  ``(B, 1, D)`` / ``(B, heads, 1, D)``, broadcast over tokens. Offsets are drawn per sample and per
+  head; ``share_heads`` draws one per sample for all heads (no effect on 3-D inputs).
+* **"bernoulli" noise.** Dropped units are zeroed and kept units multiplied by ``pitch / stride``,
+  the inverse keep rate. Every unit is dropped with probability exactly ``size / pitch``, so
+  ``E[out] = x`` exactly. This equals the paper's ``numel / sum(mask)`` whenever the pitch divides
+  ``D`` (every offset then keeps the same count); otherwise a per-mask ``numel / sum(mask)`` would be
+  biased (``D = 8``, ``size = 2``, ``stride = 1``: unit 2 is kept only at offset 0, which keeps 2 of
+  8 units, so its expected output is ``4/3 x``), which is why the inverse keep rate is used.
+* **"gaussian" noise.** The same geometry cuts the hidden axis into windows of ``pitch`` units
+  starting at the offset (window ``k`` holds the units with ``(c - o + pitch) // pitch == k``; the
+  first and last may be partial). Each window, per token group and head as above, draws one
+  ``eps ~ N(1, size / stride)`` that multiplies all its units. The mean is 1 (unbiased) and the
+  variance ``size / stride`` equals that of the Bernoulli multiplier of the same pattern
+  (Srivastava et al., JMLR 2014, sec. 10).
+
+Eval mode and ``pattern=None`` are the identity. Random state is ``O(B * heads * T / span)`` offsets
+(plus ``D / pitch`` normals each for "gaussian"); masks are built under ``no_grad`` on the input's
+device and in its dtype (normals are drawn in at least float32).
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from autodropout.regularizers.pattern_conv import check_offsets, is_int, pattern_layers
+from autodropout.regularizers.registry import RegularizerInfo, register
+from autodropout.search_spaces import SUBLAYERS, Pattern, TransformerLayerPattern
+
+NOISES = ("bernoulli", "gaussian")
+
+
+def check_transformer_pattern(pattern: object) -> TransformerLayerPattern:
+    """Return ``pattern`` if it describes a usable mask, else raise naming the offending field."""
+    if not isinstance(pattern, TransformerLayerPattern):
+        raise TypeError(f"pattern: expected a TransformerLayerPattern or None, got {type(pattern).__name__}")
+    for name in (*SUBLAYERS, "share_heads"):
+        if not isinstance(getattr(pattern, name), bool):
+            raise ValueError(f"pattern.{name}: expected a bool, got {getattr(pattern, name)!r}")
+    for name in ("size", "stride"):
+        if not is_int(getattr(pattern, name), 1):
+            raise ValueError(f"pattern.{name}: expected an int >= 1, got {getattr(pattern, name)!r}")
+    if pattern.span != "all" and not is_int(pattern.span, 1):
+        raise ValueError(f"pattern.span: expected an int >= 1 or 'all', got {pattern.span!r}")
+    if pattern.noise not in NOISES:
+        raise ValueError(f"pattern.noise: expected one of {list(NOISES)}, got {pattern.noise!r}")
+    return pattern
+
+
+@torch.no_grad()
+def transformer_pattern_mask(
+    shape: Sequence[int],
+    pattern: TransformerLayerPattern,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    offsets: Tensor | None = None,
+) -> Tensor:
+    """The multiplier that :func:`transformer_pattern` applies (see the module docstring).
+
+    Args:
+        shape: ``(B, T, C)`` or per-head ``(B, heads, T, d)``.
+        pattern: the layer's pattern.
+        generator: source of offsets and normals; must live on ``device``. Defaults to torch's global
+            generator.
+        device, dtype: of the mask (the activation's); default CPU and ``torch.get_default_dtype()``.
+        offsets: fixes the offsets instead of drawing them: an integer tensor in ``[0, size + stride)``
+            of shape ``(B, G)`` for 3-D shapes, ``(B, heads', G)`` for 4-D ones, where ``heads'`` is
+            1 with ``share_heads`` and ``G = ceil(T / span)`` token groups (1 for ``"all"``).
+
+    Returns:
+        A tensor broadcastable to ``shape``: ``(B, T', D)`` or ``(B, heads', T', D)`` with ``T' = 1``
+        when one offset covers the sequence, else ``T``.
+    """
+    pattern = check_transformer_pattern(pattern)
+    if len(shape) not in (3, 4) or not all(int(s) >= 1 for s in shape):
+        raise ValueError(
+            f"shape: expected (B, T, C) or (B, heads, T, d) with positive sizes, got {tuple(shape)}"
+        )
+    *lead, tokens, hidden = (int(s) for s in shape)
+    if len(lead) == 2 and pattern.share_heads:
+        lead[1] = 1
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    dtype = dtype if dtype is not None else torch.get_default_dtype()
+    span = tokens if pattern.span == "all" else min(pattern.span, tokens)
+    groups = -(-tokens // span)
+    pitch = pattern.size + pattern.stride
+    offsets_shape = (*lead, groups)
+    if offsets is None:
+        offsets = torch.randint(pitch, offsets_shape, generator=generator, device=device)
+    else:
+        offsets = check_offsets(offsets, offsets_shape, device)
+        if not bool(((offsets >= 0) & (offsets < pitch)).all()):
+            raise ValueError(f"offsets: values must lie in [0, {pitch}) (size + stride)")
+    if 1 < span < tokens:
+        group = torch.arange(tokens, device=device) // span
+        offsets = offsets.index_select(-1, group)
+    # Row o of a (pitch, D) table is the answer for offset o: one gather builds every token's row.
+    units = torch.arange(hidden, device=device).unsqueeze(0)
+    starts = torch.arange(pitch, device=device).unsqueeze(1)
+    flat = offsets.reshape(-1)
+    if pattern.noise == "bernoulli":
+        keep = (units - starts).remainder(pitch) >= pattern.size
+        table = torch.where(keep, torch.full((), pitch / pattern.stride, device=device, dtype=dtype), 0)
+        return table.index_select(0, flat).view(*offsets.shape, hidden)
+    windows = torch.div(units - starts + pitch, pitch, rounding_mode="floor")
+    noise = torch.randn(
+        (*offsets_shape, (hidden - 1 + pitch) // pitch + 1),
+        generator=generator, device=device, dtype=torch.promote_types(dtype, torch.float32),
+    )
+    noise = noise.mul_(math.sqrt(pattern.size / pattern.stride)).add_(1.0)
+    if 1 < span < tokens:
+        noise = noise.index_select(-2, group)
+    window = windows.index_select(0, flat).view(*offsets.shape, hidden)
+    return noise.gather(-1, window).to(dtype)
+
+
+def transformer_pattern(
+    x: Tensor,
+    pattern: TransformerLayerPattern | None,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Apply a learned Transformer pattern to ``x`` of shape ``(B, T, C)`` or ``(B, heads, T, d)``.
+
+    Same shape out; the identity when not ``training`` or when ``pattern`` is ``None``.
+    """
+    if not training or pattern is None:
+        return x
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"x: transformer_pattern expects (B, T, C) or (B, heads, T, d), got shape {tuple(x.shape)}"
+        )
+    return x * transformer_pattern_mask(x.shape, pattern, generator, x.device, x.dtype)
+
+
+class TransformerPatternDropout(nn.Module):
+    """Module form of :func:`transformer_pattern` for one sublayer (AutoDropout, Pham & Le 2021).
+
+    Args:
+        pattern: the layer's :class:`~autodropout.search_spaces.TransformerLayerPattern`; ``None`` is
+            the identity. Which sublayers it is placed at is the model's business (see
+            :func:`transformer_site_factories`).
+    """
+
+    def __init__(self, pattern: TransformerLayerPattern | None) -> None:
+        super().__init__()
+        self.pattern = None if pattern is None else check_transformer_pattern(pattern)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return transformer_pattern(x, self.pattern, self.training)
+
+    def extra_repr(self) -> str:
+        if self.pattern is None:
+            return "pattern=None"
+        p = self.pattern
+        return (
+            f"size={p.size}, stride={p.stride}, span={p.span!r}, share_heads={p.share_heads}, "
+            f"noise={p.noise!r}"
+        )
+
+
+def transformer_site_factories(
+    pattern: Pattern | Sequence[TransformerLayerPattern],
+) -> list[dict[str, Callable[[], TransformerPatternDropout]]]:
+    """Per layer, a dict from each sublayer the layer's pattern switches on (names from
+    :data:`~autodropout.search_spaces.SUBLAYERS`) to a zero-argument factory of its module.
+
+    ``pattern`` is a ``"transformer"`` :class:`~autodropout.search_spaces.Pattern` or a list of
+    :class:`~autodropout.search_spaces.TransformerLayerPattern`; a layer that switches nothing on
+    gets an empty dict.
+    """
+    layers = [
+        check_transformer_pattern(layer)
+        for layer in pattern_layers(pattern, "transformer", TransformerLayerPattern)
+    ]
+    return [{name: partial(TransformerPatternDropout, layer) for name in layer.sublayers} for layer in layers]
+
+
+register(
+    RegularizerInfo(
+        name="transformer_pattern",
+        factory=TransformerPatternDropout,
+        reference="Pham & Le, AAAI 2021 (arXiv 2101.01761)",
+        rate_param=None,
+        identity_params={"pattern": None},
+        example_params={
+            "pattern": TransformerLayerPattern(
+                query=True, key=False, value=True, attn_output=True, ffn_hidden=True, ffn_output=False,
+                size=2, stride=2, span=2, share_heads=False, noise="bernoulli",
+            )
+        },
+        input_kinds=("seq", "heads"),
+    )
+)
