@@ -1,7 +1,10 @@
 """The Ray Tune function trainable: build the task, train with the suggested pattern, report.
 
-Every epoch reports the validation metric and the reward with a checkpoint of the full training
-state, so a trial retried after a failure resumes where it stopped instead of starting over.
+A trial config carries either ``"pattern"`` (the searcher's suggestion, one JSON object per site) or
+``"regularizer": {"name": ..., "params": {...}}`` (a registry entry, or ``"none"`` for nothing), so
+``autodropout transfer`` trains its baselines with this same code. Every epoch reports the
+validation metric and the reward with a checkpoint of the full training state, so a trial retried
+after a failure resumes where it stopped instead of starting over.
 """
 from __future__ import annotations
 
@@ -30,11 +33,22 @@ def pattern_from_config(task: Any, config: dict[str, Any]) -> Pattern:
     return pattern
 
 
+def regularization_from_config(task: Any, config: dict[str, Any]) -> Regularization:
+    """The trial's regularization: its ``"regularizer"`` entry if present, else its pattern."""
+    spec = config.get("regularizer")
+    if spec is None:
+        return Regularization(pattern=pattern_from_config(task, config))
+    if spec["name"] == "none":
+        return Regularization.none()
+    return Regularization(name=spec["name"], params=dict(spec.get("params") or {}))
+
+
 def train_pattern(config: dict[str, Any], data: Any = None) -> None:
     """Tune function trainable. ``config`` = the searcher's suggestion merged over the constants
-    ``{"task": <task config dict>, "space_values": {...}}``; ``data`` comes from the object store."""
+    ``{"task": <task config dict>, "space_values": {...}}`` (or a ``"regularizer"`` entry instead of
+    the pattern, see the module docstring); ``data`` comes from the object store."""
     task = build_task(task_from_dict(config["task"]), data=data)
-    pattern = pattern_from_config(task, config)
+    regularization = regularization_from_config(task, config)
     resume_state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -53,5 +67,5 @@ def train_pattern(config: dict[str, Any], data: Any = None) -> None:
             torch.save(state(), Path(folder) / STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    task.fit(Regularization(pattern=pattern), seed=config["seed"], on_epoch=report,
+    task.fit(regularization, seed=config["seed"], on_epoch=report,
              resume_state=resume_state, progress=False)

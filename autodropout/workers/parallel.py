@@ -1,0 +1,120 @@
+"""Transfer runs on Ray Tune: a grid over (method, seed), trained by the search's own trainable.
+
+Each grid cell is one Tune trial of :func:`~autodropout.workers.trainable.train_pattern` with the
+cell's method merged into its config (a ``"pattern"`` or a ``"regularizer"`` entry). The dataset and
+the method table go through the object store once (``tune.with_parameters``). When a trial ends,
+its final model weights are read back from its last checkpoint, so the driver can evaluate every
+model on validation and test with the same code as a sequential run.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import ray
+import torch
+from ray import tune
+
+from autodropout.workers.cluster import check_resources, connect
+from autodropout.workers.trainable import STATE_FILE, train_pattern
+
+
+def train_method(config: dict[str, Any], data: Any = None, methods: Mapping[str, dict[str, Any]] | None = None) -> None:
+    """Tune function trainable: :func:`train_pattern` with ``methods[config["method"]]`` merged in."""
+    train_pattern({**config, **methods[config["method"]]}, data=data)
+
+
+@dataclass
+class GridResult:
+    """One finished grid cell: the final model weights, or the error that stopped it."""
+
+    method: str
+    seed: int
+    state: dict[str, torch.Tensor] | None
+    seconds: float
+    error: str | None = None
+
+
+class _Progress(tune.Callback):
+    """One line per finished cell on stderr."""
+
+    def __init__(self, total: int, metric: str) -> None:
+        self.total, self.metric, self.done, self.began = total, metric, 0, time.perf_counter()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        value = (trial.last_result or {}).get(self.metric)
+        self._line(trial, f"validation {self.metric} {value:.4g}" if isinstance(value, float) else "no result")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "FAILED")
+
+    def _line(self, trial: Any, text: str) -> None:
+        self.done += 1
+        print(f"[{self.done}/{self.total}] {trial.config['method']} seed {trial.config['seed']}: {text} "
+              f"({time.perf_counter() - self.began:.0f}s)", file=sys.stderr, flush=True)
+
+
+def run_grid(
+    task: Any,
+    task_config: dict[str, Any],
+    methods: Mapping[str, dict[str, Any]],
+    seeds: Sequence[int],
+    space_values: Mapping[str, Any],
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    progress: bool = True,
+) -> Iterator[GridResult]:
+    """Train every (method, seed) on Ray and yield the results in grid order.
+
+    Args:
+        task: the built task (its data is shared with the trials).
+        task_config: ``to_dict`` of the task config.
+        methods: label -> ``{"pattern": [...]}`` or ``{"regularizer": {"name": ..., "params": ...}}``.
+        seeds: training seeds.
+        space_values: value sets the pattern entries are validated against.
+        cpus_per_trial, gpus_per_trial: resources of one trial.
+        progress: print one line per finished trial.
+
+    A Ray instance started here is shut down when the generator is exhausted or closed.
+    """
+    started_here = not ray.is_initialized()
+    check_resources(connect(), cpus_per_trial, gpus_per_trial)
+    try:
+        with tempfile.TemporaryDirectory(prefix="autodropout-transfer-") as storage:
+            trainable = tune.with_resources(
+                tune.with_parameters(train_method, data=task.data, methods=dict(methods)),
+                {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"task": task_config, "space_values": dict(space_values),
+                             "method": tune.grid_search(list(methods)), "seed": tune.grid_search(list(seeds))},
+                tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name="transfer", storage_path=storage, verbose=0,
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[_Progress(len(methods) * len(seeds), task.metric)] if progress else [],
+                ),
+            )
+            grid = tuner.fit()
+            order = {(m, s): i for i, (m, s) in enumerate((m, s) for m in methods for s in seeds)}
+            for result in sorted(grid, key=lambda r: order[(r.config["method"], r.config["seed"])]):
+                yield _read(result)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _read(result: Any) -> GridResult:
+    method, seed = result.config["method"], result.config["seed"]
+    seconds = float((result.metrics or {}).get("time_total_s", 0.0))
+    if result.error is not None or result.checkpoint is None:
+        error = str(result.error).strip().splitlines()[-1] if result.error is not None else "no checkpoint"
+        return GridResult(method, seed, None, seconds, error)
+    with result.checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / STATE_FILE, weights_only=True)["model"]
+    return GridResult(method, seed, state, seconds)
