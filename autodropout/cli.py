@@ -82,10 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, dest="target", help="target experiment YAML or preset name")
     p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1)")
     p.add_argument("--baselines", default="none,dropout",
-                   help="comma-separated: none and/or registry names (default: none,dropout)")
+                   help="comma-separated: none and/or registry names with their defaults, or "
+                        "NAME:KEY=VALUE;KEY=VALUE to set parameters (default: none,dropout)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per method (default: 2)")
     p.add_argument("--epochs", type=int, help="overrides the target's task.train.epochs")
     p.add_argument("--output", type=Path, help="report folder (default: transfers/TARGET-TIMESTAMP)")
+    p.add_argument("--sequential", action="store_true", help="train one run at a time, without Ray")
 
     p = add("show", "Draw the masks of a pattern file (PNG with -o, terminal preview otherwise).")
     p.add_argument("patterns", type=Path)
@@ -196,7 +198,7 @@ def _transfer(args: argparse.Namespace) -> int:
 
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     report = run_transfer(args.patterns, args.target, rank=args.rank, baselines=baselines, seeds=args.seeds,
-                          epochs=args.epochs, output=args.output)
+                          epochs=args.epochs, output=args.output, parallel=False if args.sequential else None)
     print(report.text())
     return 0
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from autodropout.config import ExperimentConfig
 from autodropout.mapping import map_pattern
 from autodropout.search_spaces import Pattern, load_patterns
-from autodropout.search_spaces.pattern_json import atomic_write_text
+from autodropout.atomic import atomic_write
 from autodropout.tasks import Regularization, Task, build_task
 
 
@@ -74,5 +74,5 @@ def train_once(experiment: ExperimentConfig, regularizer: str | None = None, par
         history=[asdict(r) for r in result.history],
     )
     if output is not None:
-        atomic_write_text(output, json.dumps(asdict(report), indent=1) + "\n")
+        atomic_write(output, json.dumps(asdict(report), indent=1) + "\n")
     return report

@@ -43,7 +43,7 @@ from autodropout import regularizers
 from autodropout.config import ExperimentConfig, find_experiment, to_dict
 from autodropout.mapping import depth_map
 from autodropout.search_spaces import Pattern, load_patterns
-from autodropout.search_spaces.pattern_json import atomic_write_text
+from autodropout.atomic import atomic_write
 from autodropout.tasks import DivergedError, Regularization, Task, build_task
 from autodropout.training import pattern_for_task
 from autodropout.viz import save_figure
@@ -356,9 +356,9 @@ def write_report(report: TransferReport, folder: Path) -> None:
     """Write ``report.{md,json,csv,png}`` into ``folder`` (created), each file atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     report.output = folder
-    atomic_write_text(folder / "report.json", json.dumps(_finite(report.to_json()), indent=1, allow_nan=False) + "\n")
-    atomic_write_text(folder / "report.csv", report.csv())
-    atomic_write_text(folder / "report.md", report.markdown())
+    atomic_write(folder / "report.json", json.dumps(_finite(report.to_json()), indent=1, allow_nan=False) + "\n")
+    atomic_write(folder / "report.csv", report.csv())
+    atomic_write(folder / "report.md", report.markdown())
     save_figure(report_figure(report), folder / "report.png")
 
 

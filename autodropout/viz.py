@@ -18,7 +18,6 @@ Agg canvas (no pyplot state, never ``show()``), which is what the search's Tenso
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +25,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from autodropout.atomic import atomic_write
 from autodropout.regularizers.pattern_conv import conv_pattern_mask
 from autodropout.regularizers.pattern_transformer import transformer_pattern_mask
 from autodropout.search_spaces import ConvLayerPattern, Pattern, load_patterns
@@ -167,17 +167,8 @@ def show(
 
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Write ``figure`` as a PNG atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            figure.savefig(fh, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``figure`` as a PNG atomically."""
+    return atomic_write(path, lambda fh: figure.savefig(fh, format="png", dpi=110))
 
 
 def preview(pattern: Pattern, size: Sequence[int] | None = None, title: str | None = None, seed: int = 0) -> str:

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from ray.tune.search import Searcher
 
+from autodropout.atomic import atomic_write
 from autodropout.controller.policy import LSTMPolicy
 from autodropout.controller.reinforce import Reinforce, UpdateStats
 from autodropout.search_spaces import SearchSpace, space_from_config
@@ -144,17 +143,10 @@ class BaseSearcher(Searcher):
         self.num_failed = state["num_failed"]
 
     def save(self, checkpoint_path: str) -> None:
-        """Write the full state with ``torch.save`` through a temp file and ``os.replace``."""
+        """Write the full state with ``torch.save``, atomically."""
         path = Path(checkpoint_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(self.get_state(), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda fh: torch.save(self.get_state(), fh))
 
     def restore(self, checkpoint_path: str) -> None:
         self.set_state(torch.load(checkpoint_path, weights_only=True))

@@ -22,7 +22,6 @@ file and in ``LMCorpus.meta["python_version"]``. It stands in for Penn Treebank,
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import inspect
@@ -31,12 +30,12 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
 
+from autodropout.atomic import atomic_write
 from autodropout.data.language import LMCorpus, Vocab, encode_lines
 
 __all__ = [
@@ -104,22 +103,10 @@ def default_cache_dir() -> Path:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
-
-    Concurrent workers filling the same cache then never read a half-written file.
-    """
+    """Write ``data`` to ``path`` atomically, creating the folder: concurrent workers filling the
+    same cache never read a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp makes the file private; a cache shared by several workers must be readable.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data)
 
 
 def _interpreter() -> str:

@@ -12,7 +12,6 @@ from autodropout.search_spaces.pattern_json import (
     PatternFormatError,
     PatternSet,
     RankedPattern,
-    atomic_write_text,
     load_patterns,
     parse_patterns,
     save_patterns,
@@ -25,6 +24,6 @@ from autodropout.search_spaces.values import ConvValues, TransformerValues
 __all__ = [
     "SPACES", "SUBLAYERS", "ConvLayerPattern", "ConvSpace", "ConvValues", "Decision", "Pattern",
     "PatternError", "PatternFormatError", "PatternSet", "RankedPattern", "SearchSpace",
-    "TransformerLayerPattern", "TransformerSpace", "TransformerValues", "atomic_write_text",
+    "TransformerLayerPattern", "TransformerSpace", "TransformerValues",
     "load_patterns", "parse_patterns", "save_patterns", "space_from_config",
 ]

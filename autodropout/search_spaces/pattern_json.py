@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from autodropout.atomic import atomic_write
 from autodropout.search_spaces.conv import ConvSpace
 from autodropout.search_spaces.space import Pattern, PatternError, SearchSpace
 from autodropout.search_spaces.transformer import TransformerSpace
@@ -120,23 +120,7 @@ def save_patterns(
         "patterns": entries,
     }
     text = json.dumps(document, indent=1, allow_nan=False)
-    return atomic_write_text(path, text + "\n")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, text + "\n")
 
 
 def _finite_or_none(value: Any) -> Any:

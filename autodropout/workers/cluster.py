@@ -27,6 +27,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Per-epoch checkpoints of short trials are the design, not a bottleneck worth a warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's new console output ignores verbose=0 for its start banner, whose TensorBoard hint
+    # points into Ray's session folder; our own progress lines and summary replace it.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Worker stdout (Tune's checkpoint chatter) stays in the trial logs; failures reach the user
     # through the progress lines and each trial's error.txt.
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)

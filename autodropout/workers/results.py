@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autodropout.search_spaces.pattern_json import atomic_write_text
+from autodropout.atomic import atomic_write
 
 
 @dataclass
@@ -92,7 +92,7 @@ def write_trials_csv(path: Path, records: list[TrialRecord], metric: str) -> Pat
     for r in records:
         writer.writerow([r.trial_id, r.status, _fmt(r.metric), _fmt(r.reward), r.epochs, f"{r.duration_s:.2f}",
                          " ".join(map(str, r.tokens)), json.dumps(r.pattern, separators=(",", ":"))])
-    return atomic_write_text(path, buffer.getvalue())
+    return atomic_write(path, buffer.getvalue())
 
 
 def _fmt(value: float | None) -> str:

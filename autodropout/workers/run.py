@@ -30,7 +30,7 @@ from ray.tune.search import ConcurrencyLimiter
 from autodropout.config import ConfigError, ExperimentConfig, experiment_from_dict, to_dict
 from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
 from autodropout.controller.tensorboard import ControllerLogger
-from autodropout.search_spaces.pattern_json import atomic_write_text
+from autodropout.atomic import atomic_write
 from autodropout.tasks import Task, build_task
 from autodropout.workers.cluster import check_resources, connect
 from autodropout.export import export_run
@@ -93,12 +93,16 @@ def run_search(experiment: ExperimentConfig, output: Path | None = None, address
 
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = Path(search.storage_path).expanduser().resolve() if search.storage_path else run_dir.resolve()
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_as_plain(experiment), sort_keys=False))
-    atomic_write_text(run_dir / RUN_FILE, json.dumps({
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(_as_plain(experiment), sort_keys=False))
+    atomic_write(run_dir / RUN_FILE, json.dumps({
         "format": "autodropout.run", "version": 1, "experiment_dir": str(storage / EXPERIMENT_NAME),
         "seed": seed, "metric": task.metric, "space": space.kind,
     }, indent=1))
     searcher = _make_searcher(experiment, space, seed, run_dir)
+    if not quiet:
+        print(f"autodropout search {experiment.name}: {search.trials} trials, {search.concurrency} at a time, "
+              f"{search.controller} controller, {space.kind} space of {space.num_sites} sites "
+              f"({float(space.size):.2g} patterns); run folder {run_dir}", flush=True)
     tuner = tune.Tuner(
         _trainable(task, search),
         param_space={"task": to_dict(experiment.task), "space_values": dict(search.values)},

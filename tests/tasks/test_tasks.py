@@ -10,7 +10,7 @@ import torch
 import autodropout as ad
 from autodropout.cli import main
 from autodropout.config import LanguageModelConfig, TrainConfig, TranslationConfig, VisionConfig
-from autodropout.search_spaces import ConvSpace, PatternError, TransformerSpace
+from autodropout.search_spaces import ConvSpace, TransformerSpace
 from autodropout.tasks import DivergedError, Regularization, build_task, reward
 
 

@@ -166,10 +166,13 @@ def test_transfer_one_site_conv_pattern_to_digits(conv_file, vision_yaml, tmp_pa
 
 
 def test_cli_transfer(lm_file, translation_yaml, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("autodropout.transfer._ray_available", lambda: False)
+    def no_ray():
+        raise AssertionError("--sequential must not start Ray")
+
+    monkeypatch.setattr("autodropout.workers.parallel.run_grid", no_ray)
     out = tmp_path / "cli"
     code = cli.main(["transfer", str(lm_file), "--to", str(translation_yaml), "--baselines", "none",
-                     "--seeds", "1", "--epochs", "1", "--output", str(out)])
+                     "--seeds", "1", "--epochs", "1", "--output", str(out), "--sequential"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "# Transfer: lm_patterns.json (rank 1) -> tiny_translation" in printed
