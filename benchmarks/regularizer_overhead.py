@@ -1,7 +1,9 @@
 """Training-step overhead of every registered regularizer, relative to plain dropout.
 
 For each entry of ``autodropout.regularizers.available()``, built with its registry
-``example_params``, and each activation layout it accepts (``input_kinds``):
+``example_params`` with its rate parameter (if it has one) set to the baseline's 0.1, since
+Bernoulli sampling costs differ with the rate, and each activation layout it accepts
+(``input_kinds``):
 
 * conv ``(128, 64, 32, 32)`` and seq ``(32, 128, 512)`` float32 tensors;
 * time: forward + backward (``module(x).backward(grad)``) in training mode, ``--repeats`` runs
@@ -95,6 +97,9 @@ def build(name: str, shape: tuple[int, ...], **overrides: object) -> nn.Module:
     return regs.create(name, **params).train()
 
 
+BASELINE_P = 0.1
+
+
 def variants() -> list[tuple[str, str, dict[str, object]]]:
     """(row label, registry name, parameter overrides) of every timed activation regularizer."""
     rows = []
@@ -110,7 +115,9 @@ def variants() -> list[tuple[str, str, dict[str, object]]]:
             gaussian = dataclasses.replace(example, noise="gaussian")
             rows.append(("transformer_pattern (gaussian)", name, {"pattern": gaussian}))
         else:
-            rows.append((name, name, {}))
+            # Bernoulli sampling cost depends on the rate: compare at the baseline's rate.
+            rate = regs.info(name).rate_param
+            rows.append((name, name, {rate: BASELINE_P} if rate else {}))
     return rows
 
 
@@ -125,9 +132,9 @@ def activation_table(warmup: int, repeats: int) -> list[str]:
         grad = torch.randn(shape)
 
         def base(t: Tensor) -> Tensor:
-            return F.dropout(t, p=0.1)
+            return F.dropout(t, p=BASELINE_P)
 
-        lines.append(f"| dropout p=0.1 (baseline) | {layout} | | | 1.00 | {saved_bytes(base, x) / MIB:.1f} |")
+        lines.append(f"| dropout p={BASELINE_P} (baseline) | {layout} | | | 1.00 | {saved_bytes(base, x) / MIB:.1f} |")
         for label, name, overrides in variants():
             if layout not in regs.info(name).input_kinds:
                 continue

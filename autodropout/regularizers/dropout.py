@@ -10,6 +10,7 @@ from numbers import Real
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autodropout.regularizers.registry import RegularizerInfo, register
@@ -41,7 +42,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     p = check_rate(p)
     if not training or p == 0.0:
         return x
-    return x * keep_mask(x, p)
+    # PyTorch's own kernel: the same Bernoulli draws as keep_mask, without the extra pass.
+    return F.dropout(x, p, training=True)
 
 
 class Dropout(nn.Module):
