@@ -77,6 +77,25 @@ def pattern_masks(
     return masks
 
 
+def mask_grid(pattern: Pattern, size: Sequence[int] | None = None, channels: int = 4, samples: int = 2,
+              seed: int = 0, gap: int = 1) -> torch.Tensor:
+    """The masks of :func:`pattern_masks` tiled into one grey image (1, rows, cols) in [0, 1]:
+    a row per site, its channels x samples side by side, white = kept, black = dropped, separated
+    by ``gap`` grey pixels. Pure torch, so the search can log it to TensorBoard every time the best
+    pattern changes without the cost of a matplotlib figure."""
+    masks = pattern_masks(pattern, size, channels, samples, seed)
+    rows = []
+    for mask in masks:
+        tiles = (mask > 0).float().flatten(0, 1)  # (samples * channels, H, W)
+        height = tiles.shape[1]
+        pad = torch.full((tiles.shape[0], height, gap), 0.5)
+        rows.append(torch.cat([torch.cat([t, p], dim=1) for t, p in zip(tiles, pad)], dim=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [torch.cat([r, torch.full((r.shape[0], width - r.shape[1]), 0.5)], dim=1) for r in rows]
+    spaced = [torch.cat([r, torch.full((gap, width), 0.5)], dim=0) for r in rows]
+    return torch.cat(spaced, dim=0).unsqueeze(0)
+
+
 def describe_layer(layer: Any) -> str:
     """One-line summary of a site's pattern, e.g. ``3x5 tiles, stride 2, repeat 2, rotate 30``."""
     return ", ".join(_layer_parts(layer))

@@ -17,12 +17,13 @@ class ControllerLogger:
 
     Args:
         run_dir: the search's run folder; writes ``tensorboard/controller/`` and ``controller/state.pt``.
-        image_every: draw the best pattern every this many processed trials (0: never).
+        images: log the masks of the best pattern so far each time it changes.
     """
 
-    def __init__(self, run_dir: str | Path, image_every: int = 4) -> None:
+    def __init__(self, run_dir: str | Path, images: bool = True) -> None:
         self.run_dir = Path(run_dir)
-        self.image_every = image_every
+        self.images = images
+        self._best: float | None = None
         self._writer = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -52,8 +53,9 @@ class ControllerLogger:
                 if value is not None and math.isfinite(value):
                     w.add_scalar(f"controller/{name}", value, stats.step)
             self._log_choices(searcher, stats.step)
-        if self.image_every and valid and step % self.image_every == 0:
-            self._log_best_pattern(searcher, history, step)
+        if self.images and entry["value"] is not None and (self._best is None or entry["value"] > self._best):
+            self._best = entry["value"]
+            self._log_best_pattern(searcher, entry, step)
         w.flush()
         searcher.save(str(self.run_dir / "controller" / "state.pt"))
 
@@ -68,9 +70,11 @@ class ControllerLogger:
             columns = [i for i, n in enumerate(names) if n == name]
             self.writer.add_histogram(f"choices/{name}", tokens[:, columns].flatten().float(), step)
 
-    def _log_best_pattern(self, searcher: Any, history: list[dict[str, Any]], step: int) -> None:
+    def _log_best_pattern(self, searcher: Any, best: dict[str, Any], step: int) -> None:
         from autodropout import viz
 
-        best = max((h for h in history if h["value"] is not None), key=lambda h: h["value"])
-        figure = viz.pattern_figure(searcher.space.decode(best["tokens"]), title=f"best reward {best['value']:.4f}")
-        self.writer.add_figure("best_pattern", figure, step)
+        image = viz.mask_grid(searcher.space.decode(best["tokens"]))
+        self.writer.add_image("best_pattern/masks", image, step)
+        self.writer.add_text("best_pattern/trial", f"trial {best['trial_id']}, value {best['value']:.4f}: "
+                             + "; ".join(viz.describe_layer(layer) for layer in searcher.space.decode(best["tokens"]).layers),
+                             step)

@@ -147,3 +147,18 @@ def test_cli_show(tmp_path, capsys):
     assert (tmp_path / "m.png").stat().st_size > 1000
     assert cli.main(["show", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: no such file" in capsys.readouterr().err
+
+
+def test_mask_grid_for_tensorboard_tiles_sites_and_channels():
+    from autodropout.search_spaces import ConvSpace
+    from autodropout.viz import mask_grid, pattern_masks
+
+    space = ConvSpace(3)
+    pattern = space.decode(space.sample(3))
+    grid = mask_grid(pattern, size=(8, 8), channels=2, samples=3, gap=1)
+    # 3 sites of 8 rows (+1 gap each); 2 x 3 tiles of 8 columns (+1 gap each)
+    assert grid.shape == (1, 3 * 9, 6 * 9)
+    masks = pattern_masks(pattern, (8, 8), channels=2, samples=3)
+    first_tile = grid[0, :8, :8]
+    assert torch.equal(first_tile, (masks[0][0, 0] > 0).float())
+    assert set(grid.unique().tolist()) <= {0.0, 0.5, 1.0} and (grid == 0).any() and (grid == 1).any()

@@ -54,8 +54,14 @@ def test_search_end_to_end(tmp_path, cli_env):
     state = torch.load(run_dir / "controller" / "state.pt", weights_only=True)
     assert state["trainer"]["step"] == 2  # 4 valid trials, samples_per_update = 2
     assert (run_dir / "config.yaml").exists() and (run_dir / "run.json").exists()
-    events = list((run_dir / "tensorboard" / "controller").glob("events.out.tfevents.*"))
-    assert events, "controller TensorBoard events missing"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard" / "controller")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"controller/mean_reward", "controller/baseline", "controller/entropy", "controller/loss",
+            "trials/reward", "trials/best_reward"} <= scalars
+    assert "best_pattern/masks" in events.Tags()["images"]
+    assert {"choices/size", "choices/residual"} <= set(events.Tags()["histograms"])
     trial_events = list((run_dir / "trials").glob("trial_*/events.out.tfevents.*"))
     assert len(trial_events) == 4, "Ray's per-trial TensorBoard logs missing"
 
