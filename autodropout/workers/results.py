@@ -19,6 +19,7 @@ from autodropout.atomic import atomic_write
 
 @dataclass
 class TrialRecord:
+    index: int
     trial_id: str
     tokens: list[int]
     pattern: list[dict[str, Any]]
@@ -31,7 +32,7 @@ class TrialRecord:
 
 
 def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
-    """All trials of a Tune experiment folder, sorted by trial id."""
+    """All trials of a Tune experiment folder, in creation (= sampling) order."""
     records = []
     for params_file in sorted(Path(experiment_dir).glob("*/params.json")):
         folder = params_file.parent
@@ -45,8 +46,10 @@ def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
         errored = (folder / "error.txt").exists()
         epochs_done = int(last.get("epoch", 0)) if last else 0
         status = "error" if errored else ("done" if last.get("done") or _finished(last, params) else "incomplete")
+        index, trial_id = _parse_folder(folder.name)
         records.append(TrialRecord(
-            trial_id=last.get("trial_id") or _trial_id_from_folder(folder.name),
+            index=index,
+            trial_id=last.get("trial_id") or trial_id,
             tokens=list(params["tokens"]),
             pattern=params["pattern"],
             metric=_number(last.get(metric)),
@@ -55,7 +58,7 @@ def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
             duration_s=float(last.get("time_total_s", 0.0)) if last else 0.0,
             epochs=epochs_done,
         ))
-    return sorted(records, key=lambda r: r.trial_id)
+    return sorted(records, key=lambda r: r.index)
 
 
 def _finished(last: dict[str, Any], params: dict[str, Any]) -> bool:
@@ -75,9 +78,10 @@ def _last_result(path: Path) -> dict[str, Any]:
     return last
 
 
-def _trial_id_from_folder(name: str) -> str:
-    # Folders are named "trial_<trial_id>" by workers.run.trial_dirname.
-    return name.removeprefix("trial_")
+def _parse_folder(name: str) -> tuple[int, str]:
+    # Folders are named "trial_<index>_<trial_id>" by workers.run.trial_dirname.
+    _, index, trial_id = name.split("_", 2)
+    return int(index), trial_id
 
 
 def _number(value: Any) -> float | None:
@@ -85,12 +89,13 @@ def _number(value: Any) -> float | None:
 
 
 def write_trials_csv(path: Path, records: list[TrialRecord], metric: str) -> Path:
-    """The trials table: trial id, tokens, pattern, metric, reward, status, duration (atomic write)."""
+    """The trials table, in creation order: index, trial id, status, metric, reward, epochs,
+    duration, tokens, pattern (atomic write)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["trial_id", "status", metric, "reward", "epochs", "duration_s", "tokens", "pattern"])
+    writer.writerow(["index", "trial_id", "status", metric, "reward", "epochs", "duration_s", "tokens", "pattern"])
     for r in records:
-        writer.writerow([r.trial_id, r.status, _fmt(r.metric), _fmt(r.reward), r.epochs, f"{r.duration_s:.2f}",
+        writer.writerow([r.index, r.trial_id, r.status, _fmt(r.metric), _fmt(r.reward), r.epochs, f"{r.duration_s:.2f}",
                          " ".join(map(str, r.tokens)), json.dumps(r.pattern, separators=(",", ":"))])
     return atomic_write(path, buffer.getvalue())
 

@@ -139,8 +139,10 @@ def resume_search(run_dir: Path, address: str | None = None, quiet: bool = False
 
 
 def trial_dirname(trial: Any) -> str:
-    """Short trial folder names (Tune's default embeds the whole pattern config)."""
-    return f"trial_{trial.trial_id}"
+    """``trial_<creation index>_<trial id>``: short (Tune's default embeds the whole pattern config)
+    and sorting in creation order, i.e. in the order the controller sampled the patterns."""
+    index = int(trial.experiment_tag.split("_", 1)[0])  # the search generator's trial counter
+    return f"trial_{index:05d}_{trial.trial_id}"
 
 
 def _make_searcher(experiment: ExperimentConfig, space: Any, seed: int, run_dir: Path) -> BaseSearcher:

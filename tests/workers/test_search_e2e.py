@@ -40,6 +40,8 @@ def test_search_end_to_end(tmp_path, cli_env):
 
     table = read_table(run_dir)
     assert len(table) == 4 and len({r["trial_id"] for r in table}) == 4
+    indices = [int(r["index"]) for r in table]  # creation (sampling) order
+    assert indices == sorted(set(indices))
     assert all(r["status"] == "done" and 0 <= float(r["reward"]) <= 1 for r in table)
     assert all(r["accuracy"] == r["reward"] for r in table)
 
