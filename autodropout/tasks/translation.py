@@ -65,6 +65,11 @@ class TranslationTask(Task):
                                   encoder_sites=encoder, decoder_sites=decoder, embedding_dropout=embedding,
                                   pad_id=PAD_ID)
 
+    def prepare_step_options(self, model: nn.Module) -> dict[str, Any]:
+        # Y-Drop's conductance interpolates the source embedding (token ids cannot be interpolated):
+        # a unit's importance for translating the source, with the target prefix given.
+        return {"input_module": model.src_embed.token}
+
     def num_train_batches(self) -> int:
         return math.ceil(len(self.data.train) / self.config.train.batch_size)
 

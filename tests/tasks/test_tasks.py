@@ -87,14 +87,18 @@ def test_training_is_seeded_and_resumable(kind):
     assert [r.train_loss for r in other.history] != [r.train_loss for r in full.history]
 
 
-def test_every_site_regularizer_trains_the_wide_resnet():
-    task = build_task(tiny_vision(max_batches_per_epoch=2))
-    for name in ad.regularizers.available():
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_every_site_regularizer_trains_every_task(kind):
+    task = build_task(CONFIGS[kind](max_batches_per_epoch=2))
+    layout = "conv" if kind == "vision" else "seq"
+    names = [n for n in ad.regularizers.available()
+             if layout in ad.regularizers.info(n).input_kinds and not n.endswith("_pattern")]
+    assert "ydrop" in names and "dropout" in names
+    for name in names:
         info = ad.regularizers.info(name)
-        if "conv" not in info.input_kinds or name == "conv_pattern":
-            continue
-        # Site channels come from the model (TargetDrop builds its attention from them).
-        params = {k: v for k, v in info.example_params.items() if k != "channels"}
+        # Site channels come from the model (TargetDrop builds its attention from them); Y-Drop
+        # runs its conductance estimation from the first step (no warm-up).
+        params = {k: v for k, v in info.example_params.items() if k not in ("channels", "warmup_steps")}
         result = task.fit(Regularization(name=name, params=params), epochs=1, progress=False)
         assert math.isfinite(result.final.train_loss), name
 

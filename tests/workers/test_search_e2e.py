@@ -117,6 +117,11 @@ def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
         subprocess.run(["pkill", "-9", "-s", str(proc.pid)], capture_output=True)
     before = torch.load(run_dir / "controller" / "state.pt", weights_only=True)
 
+    # export works on the interrupted run, from the trial folders alone
+    autodropout("export", run_dir, "--top", 1, "-o", tmp_path / "interrupted.json", env=cli_env)
+    assert sum(r["status"] == "done" for r in read_table(run_dir)) >= 2
+    assert len(ad.load_patterns(tmp_path / "interrupted.json").patterns) == 1
+
     resumed = autodropout("search", "--resume", run_dir, env=cli_env, timeout=400)
     assert "search finished: 6 trials" in resumed.stdout
     table = read_table(run_dir)
