@@ -158,10 +158,6 @@ class BaseSearcher(Searcher):
     def _learn(self, tokens: list[int], reward: float) -> UpdateStats | None:
         raise NotImplementedError
 
-    @property
-    def metric_mode(self) -> tuple[str, str]:
-        return self.metric, self.mode
-
 
 class ControllerSearcher(BaseSearcher):
     """AutoDropout's learned controller: an :class:`LSTMPolicy` trained with REINFORCE.

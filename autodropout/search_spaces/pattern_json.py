@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from autodropout.atomic import atomic_write
 from autodropout.search_spaces.conv import ConvSpace
@@ -216,8 +216,3 @@ def _check_keys(obj: Mapping[str, Any], required: set[str], optional: set[str], 
     extra = sorted(set(obj) - required - optional)
     if extra:
         raise PatternError(f"{where}unknown field {extra[0]!r} (allowed: {sorted(required | optional)})")
-
-
-def patterns_from(items: Sequence[tuple[Pattern, float | None, str | None]]) -> list[RankedPattern]:
-    """(pattern, reward, trial_id) triples, best first -> ranked patterns."""
-    return [RankedPattern(i, p, r, t) for i, (p, r, t) in enumerate(items, start=1)]

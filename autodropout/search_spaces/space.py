@@ -205,9 +205,6 @@ class SearchSpace:
         values = cls.values_type.from_mapping(config.get("values", {}))
         return cls(config["num_sites"], values)
 
-    def with_num_sites(self, num_sites: int) -> "SearchSpace":
-        return type(self)(num_sites, self.values)
-
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.config() == self.config()
 

@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from autodropout import regularizers
+from autodropout.config import ConfigError
 from autodropout.search_spaces import Pattern
 
 Factory = Callable[[], nn.Module]
@@ -26,12 +27,20 @@ class Regularization:
         if self.pattern is not None and self.name is not None:
             raise ValueError("give either a pattern or a regularizer name, not both")
         if self.name is not None:
-            regularizers.info(self.name)  # unknown names fail here, listing the valid ones
-            if "layer" in regularizers.info(self.name).input_kinds:
-                raise ValueError(
+            info = regularizers.info(self.name)  # unknown names fail here, listing the valid ones
+            if "layer" in info.input_kinds:
+                raise ConfigError(
                     f"regularizer {self.name!r} wraps a layer and cannot be placed at activation sites; "
                     "wrap the layers yourself with autodropout.regularizers.create"
                 )
+            if "pattern" in inspect.signature(info.factory).parameters:
+                raise ConfigError(f"regularizer {self.name!r} is a learned pattern: give a pattern file instead "
+                                  "(autodropout train ... --pattern FILE)")
+            accepted = inspect.signature(info.factory).parameters
+            unknown = sorted(set(self.params) - set(accepted))
+            if unknown:
+                raise ConfigError(f"regularizer {self.name!r} has no parameter {unknown[0]!r}; "
+                                  f"parameters: {', '.join(accepted)}")
 
     @classmethod
     def none(cls) -> "Regularization":

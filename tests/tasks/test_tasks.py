@@ -103,9 +103,13 @@ def test_every_site_regularizer_trains_every_task(kind):
         assert math.isfinite(result.final.train_loss), name
 
 
-def test_layer_wrappers_are_refused_at_sites():
+def test_layer_wrappers_patterns_and_unknown_parameters_are_refused_at_sites():
     with pytest.raises(ValueError, match="wraps a layer"):
         Regularization(name="dropconnect", params={"p": 0.1})
+    with pytest.raises(ValueError, match="'conv_pattern' is a learned pattern: give a pattern file"):
+        Regularization(name="conv_pattern")
+    with pytest.raises(ValueError, match="'dropblock' has no parameter 'size'; parameters: p, block_size"):
+        Regularization(name="dropblock", params={"size": 3})
 
 
 def test_divergence_is_an_error_not_a_reward():
