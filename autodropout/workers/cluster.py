@@ -37,7 +37,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
         _check_reachable(address)
     try:
         if address is None:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+            # "local" always starts a new instance: plain ray.init() would join whatever cluster
+            # `ray start` last recorded on this machine, even a dead one.
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -41,6 +41,7 @@ def stop(proc):
 
 
 def test_search_joins_a_running_two_node_cluster(tmp_path, cli_env):
+    """Also checks that a later local search is not captured by this cluster's address file."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     head = start_node(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false"], cli_env,
@@ -76,3 +77,10 @@ def test_search_joins_a_running_two_node_cluster(tmp_path, cli_env):
         for node in (worker, head):
             if node is not None:
                 stop(node)
+        # `ray start --head` recorded this cluster as the machine's current one; `ray stop` would
+        # clear that, but it also stops every other Ray instance here.
+        from ray._common.utils import get_ray_address_file
+
+        recorded = Path(get_ray_address_file(None))
+        if recorded.exists() and recorded.read_text().strip().endswith(f":{port}"):
+            recorded.unlink()

@@ -1,4 +1,5 @@
 """Real Ray searches on tiny configs, through the command line, in subprocesses."""
+import contextlib
 import csv
 import json
 import os
@@ -111,7 +112,8 @@ def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
         else:
             pytest.fail("search did not make progress")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         # The driver's own Ray processes (same session) die with it, as on a real crash of the machine.
         subprocess.run(["pkill", "-9", "-s", str(proc.pid)], capture_output=True)
