@@ -13,7 +13,7 @@ import torch
 
 import autodropout as ad
 from tests.conftest import PYTHON
-from tests.tiny import write_experiment
+from tests.tiny import TINY_LM, write_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -133,3 +133,15 @@ def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
     assert after["trainer"]["step"] > before["trainer"]["step"]
     assert after["num_suggested"] >= 6 - 0 and len(after["history"]) <= 6
     assert ad.load_patterns(run_dir / "best_patterns.json").patterns
+
+
+def test_language_model_search_uses_the_transformer_space(tmp_path, cli_env):
+    experiment = write_experiment(tmp_path, base=TINY_LM)
+    run_dir = tmp_path / "run"
+    autodropout("search", experiment, "--output", run_dir, env=cli_env)
+    table = read_table(run_dir)
+    assert len(table) == 2 and all(r["status"] == "done" for r in table)
+    assert all(float(r["reward"]) == pytest.approx(80.0 / float(r["perplexity"])) for r in table)
+    patterns = ad.load_patterns(run_dir / "best_patterns.json")
+    assert patterns.space.kind == "transformer" and patterns.space.num_sites == 2
+    assert patterns.source["metric"] == "perplexity"
