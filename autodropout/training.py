@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from autodropout.atomic import atomic_write
 from autodropout.config import ExperimentConfig
 from autodropout.mapping import map_pattern
 from autodropout.search_spaces import Pattern, load_patterns
-from autodropout.atomic import atomic_write
 from autodropout.tasks import Regularization, Task, build_task
 
 

@@ -40,10 +40,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from autodropout import regularizers
+from autodropout.atomic import atomic_write
 from autodropout.config import ExperimentConfig, find_experiment, to_dict
 from autodropout.mapping import depth_map
 from autodropout.search_spaces import Pattern, load_patterns
-from autodropout.atomic import atomic_write
 from autodropout.tasks import DivergedError, Regularization, Task, build_task
 from autodropout.training import pattern_for_task
 from autodropout.viz import save_figure

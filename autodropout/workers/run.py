@@ -27,13 +27,13 @@ import yaml
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
+from autodropout.atomic import atomic_write
 from autodropout.config import ConfigError, ExperimentConfig, experiment_from_dict, to_dict
 from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
 from autodropout.controller.tensorboard import ControllerLogger
-from autodropout.atomic import atomic_write
+from autodropout.export import export_run
 from autodropout.tasks import Task, build_task
 from autodropout.workers.cluster import check_resources, connect
-from autodropout.export import export_run
 from autodropout.workers.progress import ProgressPrinter
 from autodropout.workers.trainable import train_pattern
 
