@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from autodropout.config import DEFAULT_EXPERIMENT, ConfigError
+from autodropout.config import DEFAULT_EXPERIMENT, ConfigError, UserInputError
 
 EPILOGS = {
     "search": """examples:
@@ -130,8 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _is_user_error(exc: Exception) -> bool:
     from autodropout.search_spaces import PatternError
 
-    names = {"ClusterError", "RunDirError", "ExportError", "TransferError"}
-    return isinstance(exc, (ConfigError, PatternError, FileNotFoundError, KeyError)) or type(exc).__name__ in names
+    return isinstance(exc, (UserInputError, PatternError, FileNotFoundError, KeyError))
 
 
 def _experiment(name: str | None, epochs: int | None = None, seed: int | None = None):

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import yaml
 
-from autodropout.config import ConfigError, experiment_from_dict
+from autodropout.config import ConfigError, UserInputError, experiment_from_dict
 from autodropout.search_spaces import RankedPattern, save_patterns, space_from_config
 from autodropout.workers.results import TrialRecord, read_trials, write_trials_csv
 
 
-class ExportError(ValueError):
+class ExportError(UserInputError, ValueError):
     """The run folder cannot be exported; the message says why."""
 
 

@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 
 from autodropout import regularizers
 from autodropout.atomic import atomic_write
-from autodropout.config import ExperimentConfig, find_experiment, to_dict
+from autodropout.config import ExperimentConfig, UserInputError, find_experiment, to_dict
 from autodropout.mapping import depth_map
 from autodropout.search_spaces import Pattern, load_patterns
 from autodropout.tasks import DivergedError, Regularization, Task, build_task
@@ -57,7 +57,7 @@ SITE_KINDS = {"vision": "conv", "language_model": "seq", "translation": "seq"}
 REPORT_FILES = ("report.md", "report.json", "report.csv", "report.png")
 
 
-class TransferError(ValueError):
+class TransferError(UserInputError, ValueError):
     """A transfer request is invalid (baselines, seeds, rank, output folder); the message says why."""
 
 

@@ -7,8 +7,10 @@ import socket
 
 import ray
 
+from autodropout.config import UserInputError
 
-class ClusterError(RuntimeError):
+
+class ClusterError(UserInputError, RuntimeError):
     """Ray could not be started or the cluster could not be reached."""
 
 

@@ -28,7 +28,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from autodropout.atomic import atomic_write
-from autodropout.config import ConfigError, ExperimentConfig, experiment_from_dict, to_dict
+from autodropout.config import ConfigError, ExperimentConfig, UserInputError, experiment_from_dict, to_dict
 from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
 from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.export import export_run
@@ -41,7 +41,7 @@ RUN_FILE = "run.json"
 EXPERIMENT_NAME = "trials"
 
 
-class RunDirError(ValueError):
+class RunDirError(UserInputError, ValueError):
     """The folder given is not a search run folder (or cannot become one)."""
 
 
