@@ -16,18 +16,31 @@ class ProgressPrinter(Callback):
         self.done = 0
         self.best = -math.inf
         self.started = time.perf_counter()
+        self.counted_restored = False
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        # A resumed search counts on from the trials that had already ended.
+        if not self.counted_restored:
+            self.counted_restored = True
+            ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+            self.done = len(ended)
+            for t in ended:
+                if t.status == "TERMINATED":
+                    self._update_best((t.last_result or {}).get("reward"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         reward = result.get("reward")
-        if isinstance(reward, (int, float)) and math.isfinite(reward):
-            self.best = max(self.best, reward)
+        self._update_best(reward)
         self._line(trial, f"reward {reward:.4f}  {self.metric} {result.get(self.metric, float('nan')):.4f}"
                    if isinstance(reward, (int, float)) else "no result")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._line(trial, "FAILED (see its error.txt)")
+
+    def _update_best(self, reward: Any) -> None:
+        if isinstance(reward, (int, float)) and math.isfinite(reward):
+            self.best = max(self.best, reward)
 
     def _line(self, trial: Any, text: str) -> None:
         self.done += 1

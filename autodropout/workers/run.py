@@ -33,6 +33,7 @@ from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, Ra
 from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.export import export_run
 from autodropout.tasks import Task, build_task
+from autodropout.workers.checkpoint_repair import CheckpointRepair
 from autodropout.workers.cluster import check_resources, connect
 from autodropout.workers.progress import ProgressPrinter
 from autodropout.workers.trainable import train_pattern
@@ -170,7 +171,7 @@ def _run_config(experiment: ExperimentConfig, storage: Path, task: Task, quiet: 
         failure_config=tune.FailureConfig(max_failures=experiment.search.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         verbose=0,
-        callbacks=[] if quiet else [ProgressPrinter(experiment.search.trials, task.metric)],
+        callbacks=[CheckpointRepair()] + ([] if quiet else [ProgressPrinter(experiment.search.trials, task.metric)]),
     )
 
 

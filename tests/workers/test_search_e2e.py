@@ -3,6 +3,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -13,7 +14,7 @@ import torch
 
 import autodropout as ad
 from tests.conftest import PYTHON
-from tests.tiny import TINY_LM, write_experiment
+from tests.tiny import TINY_LM, TINY_VISION, write_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -92,23 +93,44 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, cli_env):
     assert errors and "non-finite training loss" in errors[0].read_text()
 
 
+def result_lines(trial_dir: Path) -> list[dict]:
+    text = (trial_dir / "result.json").read_text() if (trial_dir / "result.json").exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+
+
+def lose_latest_checkpoint(trial_dir: Path) -> None:
+    """Leave the trial as Ray does when the driver dies between deleting a superseded checkpoint and
+    saving the experiment state: the checkpoint its last result names is gone, a newer one exists."""
+    named = trial_dir / result_lines(trial_dir)[-1]["checkpoint_dir_name"]
+    newer = trial_dir / f"checkpoint_{int(named.name.split('_')[1]) + 1:06d}"
+    shutil.rmtree(newer, ignore_errors=True)
+    shutil.copytree(named, newer)
+    shutil.rmtree(named)
+
+
 def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
-    experiment = write_experiment(tmp_path, {"search": {"trials": 6, "concurrency": 1, "samples_per_update": 1}})
+    # Trials of 3 epochs of ~0.4 s each, so that one is surely in the middle of training when killed.
+    experiment = write_experiment(tmp_path, {
+        "task": {**TINY_VISION["task"], "image_size": 16,
+                 "train": {**TINY_VISION["task"]["train"], "epochs": 3, "batch_size": 16, "max_batches_per_epoch": 40}},
+        "search": {"trials": 6, "concurrency": 1, "samples_per_update": 1}})
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([PYTHON, "-m", "autodropout.cli", "search", str(experiment), "--output", str(run_dir)],
                             env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    searcher_files = run_dir / "trials"
+    trials = run_dir / "trials"
     deadline = time.time() + 240
     try:
-        # Kill once at least 2 trials have finished and the searcher state has been saved.
+        # Kill once 2 trials have finished, the searcher state has been saved, and a third trial has
+        # checkpointed its first epoch (then give the driver a moment to record that checkpoint).
         while time.time() < deadline:
-            done = [p for p in searcher_files.glob("trial_*/result.json")
-                    if any(json.loads(line).get("epoch") == 2 for line in p.read_text().splitlines() if line)]
-            if len(done) >= 2 and list(searcher_files.glob("searcher-state-*.pkl")):
+            epochs = {d: [r["epoch"] for r in result_lines(d)] for d in trials.glob("trial_*")}
+            running = [d for d, e in epochs.items() if e and max(e) < 3]
+            if sum(3 in e for e in epochs.values()) >= 2 and running and list(trials.glob("searcher-state-*.pkl")):
+                time.sleep(0.15)
                 break
             assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.5)
+            time.sleep(0.05)
         else:
             pytest.fail("search did not make progress")
     finally:
@@ -118,6 +140,8 @@ def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
         # The driver's own Ray processes (same session) die with it, as on a real crash of the machine.
         subprocess.run(["pkill", "-9", "-s", str(proc.pid)], capture_output=True)
     before = torch.load(run_dir / "controller" / "state.pt", weights_only=True)
+    interrupted = running[0]
+    lose_latest_checkpoint(interrupted)
 
     # export works on the interrupted run, from the trial folders alone
     autodropout("export", run_dir, "--top", 1, "-o", tmp_path / "interrupted.json", env=cli_env)
@@ -125,10 +149,15 @@ def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
     assert len(ad.load_patterns(tmp_path / "interrupted.json").patterns) == 1
 
     resumed = autodropout("search", "--resume", run_dir, env=cli_env, timeout=400)
-    assert "search finished: 6 trials" in resumed.stdout
+    assert "search finished: 6 trials (0 failed)" in resumed.stdout
+    assert "resuming from" in resumed.stderr  # the lost checkpoint was replaced by the newer one
+    assert "[  6/6]" in resumed.stdout  # progress counts on from the trials finished before the kill
     table = read_table(run_dir)
     assert len(table) == 6 and len({r["trial_id"] for r in table}) == 6
-    assert all(r["status"] == "done" for r in table)
+    assert all(r["status"] == "done" for r in table), table
+    # The interrupted trial went on from its checkpoint: no epoch was trained twice.
+    epochs = [r["epoch"] for r in result_lines(interrupted)]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 3
     after = torch.load(run_dir / "controller" / "state.pt", weights_only=True)
     assert after["trainer"]["step"] > before["trainer"]["step"]
     assert after["num_suggested"] >= 6 - 0 and len(after["history"]) <= 6
