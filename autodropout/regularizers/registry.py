@@ -7,6 +7,7 @@ the whole registry without special cases.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,6 +45,11 @@ class RegularizerInfo:
     input_kinds: tuple[str, ...] = ("conv", "seq", "flat")
     unbiased: bool = True
     zeros_rate: bool = True
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The constructor's parameter names, in order."""
+        return tuple(inspect.signature(self.factory).parameters)
 
 
 _REGISTRY: dict[str, RegularizerInfo] = {}

@@ -1,7 +1,6 @@
 """What a task puts at its model's sites: a learned pattern, a registry regularizer, or nothing."""
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -33,14 +32,13 @@ class Regularization:
                     f"regularizer {self.name!r} wraps a layer and cannot be placed at activation sites; "
                     "wrap the layers yourself with autodropout.regularizers.create"
                 )
-            if "pattern" in inspect.signature(info.factory).parameters:
+            if "pattern" in info.parameters:
                 raise ConfigError(f"regularizer {self.name!r} is a learned pattern: give a pattern file instead "
                                   "(autodropout train ... --pattern FILE)")
-            accepted = inspect.signature(info.factory).parameters
-            unknown = sorted(set(self.params) - set(accepted))
+            unknown = sorted(set(self.params) - set(info.parameters))
             if unknown:
                 raise ConfigError(f"regularizer {self.name!r} has no parameter {unknown[0]!r}; "
-                                  f"parameters: {', '.join(accepted)}")
+                                  f"parameters: {', '.join(info.parameters)}")
 
     @classmethod
     def none(cls) -> "Regularization":
@@ -55,8 +53,7 @@ class Regularization:
         if self.name is None:
             return None
         name, params = self.name, dict(self.params)
-        accepts = inspect.signature(regularizers.info(name).factory).parameters
-        if channels is not None and "channels" in accepts and "channels" not in params:
+        if channels is not None and "channels" in regularizers.info(name).parameters and "channels" not in params:
             params["channels"] = channels
         return lambda: regularizers.create(name, **params)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow.fs
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class CheckpointRepair(Callback):
             return
         self.checked = True
         for trial in trials:
-            if trial.status in ("TERMINATED", "ERROR") or trial.checkpoint is None:
+            if trial.status in (Trial.TERMINATED, Trial.ERROR) or trial.checkpoint is None:
                 continue
             replacement = repair_checkpoint(trial.checkpoint.filesystem, trial.checkpoint.path)
             if replacement:
@@ -53,13 +54,14 @@ def repair_checkpoint(fs: pyarrow.fs.FileSystem, path: str) -> str | None:
     Returns the path copied from, or ``None`` when nothing was done (the checkpoint exists, or no
     newer one does: then Ray's own error stands).
     """
+    path = path.rstrip("/")
     if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
         return None
-    match = _CHECKPOINT_DIR.search(posixpath.basename(path.rstrip("/")))
+    match = _CHECKPOINT_DIR.search(posixpath.basename(path))
     if match is None:
         return None
     wanted = int(match.group(1))
-    parent = posixpath.dirname(path.rstrip("/"))
+    parent = posixpath.dirname(path)
     newer = []
     for info in fs.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True)):
         found = _CHECKPOINT_DIR.search(info.base_name)
@@ -70,7 +72,7 @@ def repair_checkpoint(fs: pyarrow.fs.FileSystem, path: str) -> str | None:
     source = min(newer)[1]
     # Copy into a temporary name, then rename, so a second crash cannot leave half a checkpoint
     # under the name Ray will restore from.
-    partial = f"{path.rstrip('/')}.partial"
+    partial = f"{path}.partial"
     fs.delete_dir_contents(partial, missing_dir_ok=True)
     fs.create_dir(partial)
     pyarrow.fs.copy_files(source, partial, source_filesystem=fs, destination_filesystem=fs)

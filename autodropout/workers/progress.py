@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 
 class ProgressPrinter(Callback):
@@ -22,10 +23,10 @@ class ProgressPrinter(Callback):
         # A resumed search counts on from the trials that had already ended.
         if not self.counted_restored:
             self.counted_restored = True
-            ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+            ended = [t for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)]
             self.done = len(ended)
             for t in ended:
-                if t.status == "TERMINATED":
+                if t.status == Trial.TERMINATED:
                     self._update_best((t.last_result or {}).get("reward"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -171,6 +171,7 @@ def _run_config(experiment: ExperimentConfig, storage: Path, task: Task, quiet: 
         failure_config=tune.FailureConfig(max_failures=experiment.search.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         verbose=0,
+        # Tuner.restore reuses this run config, so the repair is in place for any later --resume.
         callbacks=[CheckpointRepair()] + ([] if quiet else [ProgressPrinter(experiment.search.trials, task.metric)]),
     )
 

@@ -1,7 +1,6 @@
 """WideResNet: paper shapes and parameter counts, sites (placement, shapes, residual masking), errors."""
 import dataclasses
 import functools
-import inspect
 
 import pytest
 import torch
@@ -177,7 +176,7 @@ def test_every_conv_regularizer_of_the_registry_fits_every_site(name):
     torch.manual_seed(0)
     params = dict(regularizers.info(name).example_params)
     # Methods with learned parts (e.g. targetdrop's attention) are built for the site's channels.
-    sized = "channels" in inspect.signature(regularizers.info(name).factory).parameters
+    sized = "channels" in regularizers.info(name).parameters
     shapes = WideResNet(10, 1, 10).site_shapes(8)
     factories = [functools.partial(regularizers.create, name, **{**params, **({"channels": c} if sized else {})})
                  for c, _, _ in shapes]

@@ -95,7 +95,7 @@ def test_registry_entries_are_consistent():
         assert entry.reference
         assert entry.input_kinds, name
         assert set(entry.input_kinds) <= {"conv", "seq", "flat", "heads", "layer"}, name
-        signature = inspect.signature(entry.factory).parameters
+        signature = entry.parameters
         for param in (*entry.example_params, *entry.identity_params):
             assert param in signature, f"{name}: {param!r} is not a constructor parameter"
         if entry.rate_param is not None:
