@@ -21,14 +21,7 @@ from typing import Any, Literal, Mapping, Union
 
 import yaml
 
-
-class UserInputError(Exception):
-    """Base of errors in what the user gave (files, keys, values, addresses, folders): the command
-    line prints one line and exits with status 2 instead of a traceback."""
-
-
-class ConfigError(UserInputError, ValueError):
-    """A configuration value is missing, unknown or of the wrong type; the message names the key."""
+from autodropout.errors import ConfigError, UserInputError  # noqa: F401 - re-exported
 
 
 # -- tasks -------------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
-
-class PatternError(ValueError):
-    """A pattern does not fit its search space; the message names the site and the field."""
+from autodropout.errors import PatternError
 
 
 @dataclass(frozen=True)

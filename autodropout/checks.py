@@ -1,0 +1,29 @@
+"""Type predicates shared by every validator of the project (standard library only).
+
+JSON, YAML and Python all let ``True`` pass as ``1``; a count or a rate given as a bool is a mistake,
+so these predicates reject bools. Callers raise their own error (``ValueError`` in library code,
+:class:`~autodropout.errors.ConfigError` for configs) with a message naming the field.
+"""
+from __future__ import annotations
+
+import math
+
+
+def is_int(value: object, minimum: int | None = None, maximum: int | None = None) -> bool:
+    """``value`` is an ``int`` (not a ``bool``) within ``[minimum, maximum]`` (open ends when ``None``)."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (minimum is None or value >= minimum)
+        and (maximum is None or value <= maximum)
+    )
+
+
+def is_real(value: object, low: float | None = None, high: float | None = None, *,
+            low_open: bool = False, high_open: bool = False) -> bool:
+    """``value`` is a finite ``int`` or ``float`` (not a ``bool``) within the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return high is None or not (value >= high if high_open else value > high)
