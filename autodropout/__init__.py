@@ -12,8 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "search_spaces", "regularizers", "models", "data", "tasks", "controller", "workers",
-    "config", "export", "transfer", "viz", "apply",
+    "search_spaces", "regularizers", "models", "data", "tasks", "controller", "workers", "runs",
+    "config", "experiment", "errors", "transfer", "viz", "apply",
 }
 _ATTRIBUTES = {
     "save_patterns": "autodropout.search_spaces.pattern_json",

@@ -7,12 +7,13 @@ so these predicates reject bools. Callers raise their own error (``ValueError`` 
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 
 def is_int(value: object, minimum: int | None = None, maximum: int | None = None) -> bool:
-    """``value`` is an ``int`` (not a ``bool``) within ``[minimum, maximum]`` (open ends when ``None``)."""
+    """``value`` is an integer (``int`` or a NumPy integer, not a ``bool``) within ``[minimum, maximum]`` (open ends when ``None``)."""
     return (
-        isinstance(value, int)
+        isinstance(value, Integral)
         and not isinstance(value, bool)
         and (minimum is None or value >= minimum)
         and (maximum is None or value <= maximum)
@@ -21,8 +22,8 @@ def is_int(value: object, minimum: int | None = None, maximum: int | None = None
 
 def is_real(value: object, low: float | None = None, high: float | None = None, *,
             low_open: bool = False, high_open: bool = False) -> bool:
-    """``value`` is a finite ``int`` or ``float`` (not a ``bool``) within the given bounds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """``value`` is a finite real number (not a ``bool``) within the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         return False
     if low is not None and (value <= low if low_open else value < low):
         return False

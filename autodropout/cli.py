@@ -7,12 +7,12 @@ is left behind.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from autodropout.config import DEFAULT_EXPERIMENT, ConfigError, UserInputError
+from autodropout.errors import ConfigError, UserInputError
+from autodropout.experiment import DEFAULT_EXPERIMENT
 
 EPILOGS = {
     "search": """examples:
@@ -29,7 +29,7 @@ EPILOGS = {
   autodropout export runs/digits_wrn_quick-20261123-101500 --top 3 -o patterns.json""",
     "transfer": """examples:
   autodropout transfer lm_patterns.json --to translation_numbers_quick --baselines none,dropout --seeds 2
-  autodropout transfer runs/X/best_patterns.json --to cifar10_wrn28_10.yaml --rank 2""",
+  autodropout transfer runs/X/best_patterns.json --to cifar10_wrn28_10_final --rank 2""",
     "show": """examples:
   autodropout show runs/X/best_patterns.json                 # terminal preview
   autodropout show runs/X/best_patterns.json --size 16 16 -o masks.png""",
@@ -97,20 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """``["p=0.1", "per_channel=false"]`` -> ``{"p": 0.1, "per_channel": False}``."""
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -120,35 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autodropout: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - user-facing errors become one line
-        if not _is_user_error(exc):
-            raise
+    except UserInputError as exc:
         print(f"autodropout: error: {exc}", file=sys.stderr)
         return 2
 
 
-def _is_user_error(exc: Exception) -> bool:
-    from autodropout.search_spaces import PatternError
-
-    return isinstance(exc, (UserInputError, PatternError, FileNotFoundError, KeyError))
-
-
 def _experiment(name: str | None, epochs: int | None = None, seed: int | None = None):
-    import dataclasses
+    from autodropout.experiment import find_experiment
 
-    from autodropout.config import find_experiment
-
-    experiment = find_experiment(name or DEFAULT_EXPERIMENT)
-    train = experiment.task.train
-    if epochs is not None or seed is not None:
-        train = dataclasses.replace(train, epochs=epochs or train.epochs, seed=train.seed if seed is None else seed)
-        experiment = dataclasses.replace(experiment, task=dataclasses.replace(experiment.task, train=train))
-    return experiment
+    return find_experiment(name or DEFAULT_EXPERIMENT).with_train(epochs=epochs, seed=seed)
 
 
 def _search(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from autodropout.workers.run import resume_search, run_search
 
     if args.resume is not None:
@@ -156,32 +125,27 @@ def _search(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run as configured; give no experiment or overrides")
         resume_search(args.resume, address=args.address)
         return 0
-    experiment = _experiment(args.experiment, args.epochs)
-    overrides = {k: v for k, v in (("trials", args.trials), ("concurrency", args.concurrency),
-                                   ("controller", args.controller)) if v is not None}
-    if overrides:
-        from autodropout.config import from_dict, to_dict
-
-        experiment = dataclasses.replace(
-            experiment, search=from_dict(type(experiment.search), {**to_dict(experiment.search), **overrides}, "search"))
+    experiment = _experiment(args.experiment, args.epochs).with_search(
+        trials=args.trials, concurrency=args.concurrency, controller=args.controller)
     run_search(experiment, output=args.output, address=args.address, seed=args.seed)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
+    from autodropout.config import parse_assignments
     from autodropout.training import train_once
 
     if args.param and not args.regularizer:
         raise ConfigError("--param needs --regularizer")
     experiment = _experiment(args.experiment, args.epochs, args.seed)
-    report = train_once(experiment, regularizer=args.regularizer, params=parse_params(args.param),
+    report = train_once(experiment, regularizer=args.regularizer, params=parse_assignments(args.param, "--param"),
                         pattern_file=args.pattern, rank=args.rank, output=args.output)
     print(report.text())
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from autodropout.export import export_run
+    from autodropout.runs import export_run
 
     exported = export_run(args.run_dir, top=args.top, output=args.output)
     print(f"trials table: {exported.table_file} ({len(exported.records)} trials)")

@@ -29,3 +29,7 @@ class UnknownNameError(UserInputError, KeyError):
     def __str__(self) -> str:
         # KeyError's own __str__ quotes its argument (it expects a key, not a sentence).
         return str(self.args[0]) if self.args else ""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A dataset file or folder does not exist; the message names it and what was expected there."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from autodropout.atomic import atomic_write
-from autodropout.config import ExperimentConfig
+from autodropout.experiment import ExperimentConfig
 from autodropout.mapping import map_pattern
 from autodropout.search_spaces import Pattern, load_patterns
 from autodropout.tasks import Regularization, Task, build_task
@@ -44,7 +44,7 @@ def pattern_for_task(task: Task, pattern_file: str | Path, rank: int = 1) -> Pat
     pattern = patterns.get(rank)
     target = task.space_type(task.num_sites, patterns.space.values) if pattern.kind == task.space_type.kind \
         else task.search_space()
-    return map_pattern(pattern, target, getattr(task, "site_stacks", None))
+    return map_pattern(pattern, target, task.site_layout.stacks)
 
 
 def make_regularization(task: Task, regularizer: str | None = None, params: Mapping[str, Any] | None = None,

@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from autodropout.atomic import atomic_write
+from autodropout.checks import is_int
 from autodropout.regularizers.pattern_conv import conv_pattern_mask
 from autodropout.regularizers.pattern_transformer import transformer_pattern_mask
 from autodropout.search_spaces import ConvLayerPattern, Pattern, load_patterns
@@ -61,7 +62,7 @@ def pattern_masks(
         raise TypeError(f"pattern: expected a Pattern, got {type(pattern).__name__}")
     height, width = _check_size(size, pattern.kind)
     for name, value in (("channels", channels), ("samples", samples)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value, 1):
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
     generator = torch.Generator().manual_seed(seed)
     masks = []
@@ -217,6 +218,6 @@ def _check_size(size: Sequence[int] | None, kind: str) -> tuple[int, int]:
     if size is None:
         return DEFAULT_SIZE[kind]
     values = tuple(size)
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+    if len(values) != 2 or not all(is_int(v, 1) for v in values):
         raise ValueError(f"size: expected two positive ints (H, W) or (T, C), got {size!r}")
     return values[0], values[1]

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from autodropout.config import find_experiment
+from autodropout.experiment import find_experiment
 from autodropout.controller.searcher import BaseSearcher
 from autodropout.workers.run import run_search
 

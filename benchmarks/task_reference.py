@@ -13,7 +13,7 @@ import statistics
 
 import torch
 
-from autodropout.config import find_experiment
+from autodropout.experiment import find_experiment
 from autodropout.training import train_once
 
 PRESETS = ["digits_wrn_quick", "lm_transformer_quick", "translation_numbers_quick"]

@@ -2,14 +2,9 @@ import math
 
 import pytest
 
-from autodropout.config import (
-    ConfigError,
-    LanguageModelConfig,
-    experiment_from_dict,
-    find_experiment,
-    load_experiment,
-    presets,
-)
+from autodropout.errors import ConfigError
+from autodropout.experiment import experiment_from_dict, find_experiment, load_experiment, presets
+from autodropout.tasks.language_model import LanguageModelConfig
 
 
 def test_presets_load_and_validate():

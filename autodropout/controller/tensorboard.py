@@ -1,5 +1,4 @@
-"""Controller logging: TensorBoard scalars, choice histograms and the best pattern's masks, plus the
-controller checkpoint in the run folder after every processed trial."""
+"""Controller logging: TensorBoard scalars, choice histograms and the best pattern's masks."""
 from __future__ import annotations
 
 import math
@@ -8,6 +7,7 @@ from typing import Any
 
 import torch
 
+from autodropout import viz
 from autodropout.controller.reinforce import UpdateStats
 
 
@@ -16,12 +16,12 @@ class ControllerLogger:
     pickled, so a restored searcher keeps logging to the same folder).
 
     Args:
-        run_dir: the search's run folder; writes ``tensorboard/controller/`` and ``controller/state.pt``.
+        log_dir: the TensorBoard folder (a run folder's ``tensorboard/controller``).
         images: log the masks of the best pattern so far each time it changes.
     """
 
-    def __init__(self, run_dir: str | Path, images: bool = True) -> None:
-        self.run_dir = Path(run_dir)
+    def __init__(self, log_dir: str | Path, images: bool = True) -> None:
+        self.log_dir = Path(log_dir)
         self.images = images
         self._best: float | None = None
         self._writer = None
@@ -34,7 +34,7 @@ class ControllerLogger:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.run_dir / "tensorboard" / "controller"))
+            self._writer = SummaryWriter(str(self.log_dir))
         return self._writer
 
     def __call__(self, searcher: Any, stats: UpdateStats | None, history: list[dict[str, Any]]) -> None:
@@ -57,7 +57,6 @@ class ControllerLogger:
             self._best = entry["value"]
             self._log_best_pattern(searcher, entry, step)
         w.flush()
-        searcher.save(str(self.run_dir / "controller" / "state.pt"))
 
     def _log_choices(self, searcher: Any, step: int) -> None:
         policy = getattr(searcher, "policy", None)
@@ -71,8 +70,6 @@ class ControllerLogger:
             self.writer.add_histogram(f"choices/{name}", tokens[:, columns].flatten().float(), step)
 
     def _log_best_pattern(self, searcher: Any, best: dict[str, Any], step: int) -> None:
-        from autodropout import viz
-
         image = viz.mask_grid(searcher.space.decode(best["tokens"]))
         self.writer.add_image("best_pattern/masks", image, step)
         self.writer.add_text("best_pattern/trial", f"trial {best['trial_id']}, value {best['value']:.4f}: "

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from autodropout.data.images import ImageSplit, ImageSplits, normalize_per_channel, stratified_split
+from autodropout.errors import DataError, MissingDataError
 
 __all__ = ["load_cifar"]
 
@@ -71,7 +72,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _load_batch_dict(path: Path) -> dict[bytes, Any]:
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"{path}: CIFAR file not found; expected the unpacked python-version batches from "
             "https://www.cs.toronto.edu/~kriz/cifar.html"
         )
@@ -79,12 +80,12 @@ def _load_batch_dict(path: Path) -> dict[bytes, Any]:
         with path.open("rb") as f:
             obj = _ArrayUnpickler(f, encoding="bytes").load()
     except Exception as e:  # a corrupt pickle can fail in many ways (EOF, opcodes, numpy state)
-        raise ValueError(
+        raise DataError(
             f"{path}: not a readable CIFAR python batch ({type(e).__name__}: {e}); "
             "expected a pickled dict as shipped in the CIFAR python tarball"
         ) from e
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+        raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     # Python 2 pickles give bytes keys; a file re-pickled under Python 3 may have str keys.
     return {k.encode() if isinstance(k, str) else k: v for k, v in obj.items()}
 
@@ -92,7 +93,7 @@ def _load_batch_dict(path: Path) -> dict[bytes, Any]:
 def _field(batch: dict[bytes, Any], key: bytes, path: Path) -> Any:
     if key not in batch:
         found = ", ".join(sorted(k.decode(errors="replace") for k in batch if isinstance(k, bytes)))
-        raise ValueError(f"{path}: missing key {key.decode()!r} (found: {found or 'none'})")
+        raise DataError(f"{path}: missing key {key.decode()!r} (found: {found or 'none'})")
     return batch[key]
 
 
@@ -102,19 +103,19 @@ def _read_batch(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     is_array = isinstance(data, np.ndarray)
     if not is_array or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _ROW:
         got = f"{data.dtype} array of shape {data.shape}" if is_array else type(data).__name__
-        raise ValueError(f"{path}: 'data' must be a uint8 array of shape (N, {_ROW}), got {got}")
+        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, {_ROW}), got {got}")
     raw_labels = _field(batch, _LABEL_KEY[num_classes], path)
     try:
         labels = np.asarray(raw_labels, dtype=np.int64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: labels must be integers ({e})") from e
+        raise DataError(f"{path}: labels must be integers ({e})") from e
     if labels.shape != (data.shape[0],):
-        raise ValueError(
+        raise DataError(
             f"{path}: expected {data.shape[0]} labels (one per row of 'data'), got shape {labels.shape}"
         )
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.size:
-        raise ValueError(
+        raise DataError(
             f"{path}: label {int(bad[0])} out of range; expected 0 <= label < {num_classes}"
         )
     return data, labels
@@ -123,7 +124,7 @@ def _read_batch(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
 def _read_class_names(path: Path, num_classes: int) -> tuple[str, ...]:
     names = _field(_load_batch_dict(path), _META[num_classes][1], path)
     if not isinstance(names, (list, tuple)) or len(names) != num_classes:
-        raise ValueError(
+        raise DataError(
             f"{path}: expected {num_classes} class names under {_META[num_classes][1].decode()!r}"
         )
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
@@ -132,7 +133,7 @@ def _read_class_names(path: Path, num_classes: int) -> tuple[str, ...]:
 def _resolve_root(root: str | os.PathLike[str], num_classes: int) -> Path:
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"root: CIFAR folder {path} does not exist or is not a directory")
+        raise MissingDataError(f"root: CIFAR folder {path} does not exist or is not a directory")
     nested = path / _FOLDERS[num_classes]
     if not (path / _TEST_FILE[num_classes]).exists() and nested.is_dir():
         return nested

@@ -36,7 +36,9 @@ from types import ModuleType
 from typing import Any, Iterator
 
 from autodropout.atomic import atomic_write
+from autodropout.checks import is_int
 from autodropout.data.language import LMCorpus, Vocab, encode_lines
+from autodropout.errors import DataError
 
 __all__ = [
     "MODULES",
@@ -184,7 +186,7 @@ def build_embedded_corpus() -> dict[str, Any]:
     split is a list of lines of space-separated tokens.
     """
     if sys.flags.optimize >= 2:
-        raise RuntimeError(
+        raise DataError(
             "embedded corpus: this interpreter runs with -OO, which strips docstrings; build the "
             "cache once without -OO (it is reused afterwards)"
         )
@@ -260,7 +262,7 @@ def load_embedded_corpus(
     path and whether the cache was hit.
     """
     cap = max_train_tokens
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+    if cap is not None and not is_int(cap, 1):
         raise ValueError(f"max_train_tokens: expected None or a positive int, got {cap!r}")
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     path = folder / f"embedded_corpus-{_interpreter()}.json"

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autodropout.checks import is_int, is_real
+
 __all__ = [
     "AUGMENTATIONS",
     "ImageSplit",
@@ -73,7 +75,7 @@ class ImageSplits:
 
 
 def _check_fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    if not is_real(value, 0.0, 1.0, high_open=True):
         raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
 
 
@@ -163,7 +165,7 @@ def load_digits(
     """
     from sklearn.datasets import load_digits as sk_load_digits
 
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+    if not is_int(image_size, 8):
         raise ValueError(f"image_size: expected an int >= 8 (the scans are 8x8), got {image_size!r}")
     bunch = sk_load_digits()
     # The scans hold counts 0..16 of set pixels per 4x4 block of the original 32x32 bitmap.

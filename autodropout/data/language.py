@@ -19,6 +19,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
+from autodropout.checks import is_int
+from autodropout.errors import DataError, MissingDataError
+
 __all__ = [
     "EOS",
     "UNK",
@@ -70,9 +73,7 @@ class Vocab:
         alphabetically, and cut so that the whole vocabulary, specials included, has at most
         ``max_size`` entries (None keeps every word).
         """
-        if max_size is not None and (
-            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < len(specials)
-        ):
+        if max_size is not None and not is_int(max_size, len(specials)):
             raise ValueError(
                 f"max_size: expected None or an int >= {len(specials)} (the special tokens), "
                 f"got {max_size!r}"
@@ -140,16 +141,16 @@ def read_token_lines(path: str | os.PathLike[str]) -> list[list[str]]:
     """Read a whitespace-tokenized UTF-8 text file into lines of tokens (blank lines kept as [])."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise MissingDataError(f"{path}: file not found")
     try:
         # newline="\n": only a real line feed ends a line, so a stray carriage return in a corpus
         # cannot shift the line structure.
         with path.open(encoding="utf-8", newline="\n") as f:
             lines = [line.split() for line in f]
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: expected UTF-8 text ({e})") from e
+        raise DataError(f"{path}: expected UTF-8 text ({e})") from e
     if not any(lines):
-        raise ValueError(f"{path}: contains no tokens; expected one tokenized sentence per line")
+        raise DataError(f"{path}: contains no tokens; expected one tokenized sentence per line")
     return lines
 
 
@@ -167,10 +168,10 @@ def load_lm_files(
     """
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"root: {name} folder {folder} does not exist or is not a directory")
+        raise MissingDataError(f"root: {name} folder {folder} does not exist or is not a directory")
     missing = [f for f in filenames if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"{folder / missing[0]}: {name} file not found; expected {', '.join(filenames)} in {folder}"
         )
     train, valid, test = (read_token_lines(folder / f) for f in filenames)
@@ -213,7 +214,7 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     """
     if ids.dim() != 1:
         raise ValueError(f"ids: expected a 1-D tensor of token ids, got shape {tuple(ids.shape)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size, 1):
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     n = ids.numel() // batch_size
     if n < 2:
@@ -232,7 +233,7 @@ def lm_batches(data: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tensor, to
     """
     if data.dim() != 2:
         raise ValueError(f"data: expected (batch, time) from batchify, got shape {tuple(data.shape)}")
-    if isinstance(bptt, bool) or not isinstance(bptt, int) or bptt < 1:
+    if not is_int(bptt, 1):
         raise ValueError(f"bptt: expected a positive int, got {bptt!r}")
     for start in range(0, data.shape[1] - 1, bptt):
         end = min(start + bptt, data.shape[1] - 1)

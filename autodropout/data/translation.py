@@ -13,19 +13,30 @@ decoder reads ``tgt[:, :-1]`` and predicts ``tgt[:, 1:]``.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from autodropout.data.embedded_corpus import default_cache_dir, write_atomic
-from autodropout.data.language import Vocab
+from autodropout.checks import is_int
+from autodropout.data.embedded_corpus import default_cache_dir
+from autodropout.data.tokenizers import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIALS,
+    UNK_ID,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    detokenize_words,
+    tokenize_words,
+)
+from autodropout.errors import DataError, MissingDataError
 
 __all__ = [
     "BOS_ID",
@@ -45,184 +56,9 @@ __all__ = [
     "tokenize_words",
 ]
 
-SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-
-_WORD = re.compile(r"[^\s,\-]+|[,\-]")
-_GLUE_LEFT = {",", "-"}  # written without a space before them
-
-
 def _check_count(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value, minimum):
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-
-
-class Tokenizer(Protocol):
-    """What a task needs from a tokenizer; both implementations here follow it."""
-
-    def __len__(self) -> int: ...
-
-    def encode(self, text: str, bos: bool = False, eos: bool = True) -> list[int]: ...
-
-    def encode_batch(
-        self, texts: Sequence[str], bos: bool = False, eos: bool = True
-    ) -> list[list[int]]: ...
-
-    def decode(self, ids: Iterable[int]) -> str: ...
-
-
-def _content(ids: Iterable[int]) -> list[int]:
-    """Ids up to the first ``<eos>``, without ``<pad>`` / ``<bos>``: what a decoder emitted."""
-    out = []
-    for i in ids:
-        i = int(i)
-        if i == EOS_ID:
-            break
-        if i not in (PAD_ID, BOS_ID):
-            out.append(i)
-    return out
-
-
-def tokenize_words(text: str) -> list[str]:
-    """Split on spaces, and make ``,`` and ``-`` tokens of their own.
-
-    French "vingt-deux" -> ["vingt", "-", "deux"], so "vingt" is the same token alone and in a
-    compound; English "nine thousand, nine" -> ["nine", "thousand", ",", "nine"].
-    """
-    return _WORD.findall(text)
-
-
-def detokenize_words(tokens: Iterable[str]) -> str:
-    """Inverse of :func:`tokenize_words` for text written as num2words writes it.
-
-    That is: single spaces, a comma right after its word, hyphens without spaces. For such text
-    ``detokenize_words(tokenize_words(s)) == s`` exactly.
-    """
-    text = ""
-    for tok in tokens:
-        text += tok if not text or tok in _GLUE_LEFT or text.endswith("-") else " " + tok
-    return text
-
-
-class WordTokenizer:
-    """Word-level tokenizer over :func:`tokenize_words` with the shared special ids."""
-
-    def __init__(self, vocab: Vocab) -> None:
-        if vocab.itos[: len(SPECIALS)] != list(SPECIALS) or vocab.unk != SPECIALS[UNK_ID]:
-            raise ValueError(f"vocab: expected the special tokens {SPECIALS} at ids 0-3")
-        self.vocab = vocab
-
-    @classmethod
-    def build(cls, texts: Iterable[str], max_size: int | None = None) -> WordTokenizer:
-        """Vocabulary from ``texts`` (training text only), at most ``max_size`` entries."""
-        sentences = (tokenize_words(t) for t in texts)
-        vocab = Vocab.build(sentences, max_size=max_size, specials=SPECIALS, unk=SPECIALS[UNK_ID])
-        return cls(vocab)
-
-    def __len__(self) -> int:
-        return len(self.vocab)
-
-    def encode(self, text: str, bos: bool = False, eos: bool = True) -> list[int]:
-        ids = self.vocab.encode(tokenize_words(text))
-        return [BOS_ID] * bos + ids + [EOS_ID] * eos
-
-    def encode_batch(
-        self, texts: Sequence[str], bos: bool = False, eos: bool = True
-    ) -> list[list[int]]:
-        return [self.encode(t, bos=bos, eos=eos) for t in texts]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        return detokenize_words(self.vocab.decode(_content(ids)))
-
-    def __repr__(self) -> str:
-        return f"WordTokenizer(size={len(self)})"
-
-
-class SentencePieceTokenizer:
-    """A SentencePiece model (Kudo & Richardson, 2018) with the shared special ids."""
-
-    def __init__(self, model_file: str | os.PathLike[str]) -> None:
-        import sentencepiece as spm
-
-        self.model_file = Path(model_file)
-        if not self.model_file.is_file():
-            raise FileNotFoundError(f"{self.model_file}: SentencePiece model not found")
-        try:
-            self.processor = spm.SentencePieceProcessor(model_file=str(self.model_file))
-        except (OSError, RuntimeError) as e:
-            raise ValueError(f"{self.model_file}: not a SentencePiece model ({e})") from e
-        sp = self.processor
-        ids = (sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id())
-        if ids != (PAD_ID, BOS_ID, EOS_ID, UNK_ID):
-            raise ValueError(
-                f"{self.model_file}: expected pad/bos/eos/unk ids (0, 1, 2, 3), got {ids}; "
-                "train it with SentencePieceTokenizer.train"
-            )
-
-    @classmethod
-    def train(
-        cls,
-        sentences: Sequence[str],
-        model_file: str | os.PathLike[str],
-        vocab_size: int,
-        model_type: str = "unigram",
-        character_coverage: float = 1.0,
-        input_sentence_size: int = 2_000_000,
-    ) -> SentencePieceTokenizer:
-        """Train on ``sentences`` (raw, untokenized text) and write the model atomically.
-
-        Corpora larger than ``input_sentence_size`` sentences are subsampled for training, as
-        is usual for WMT-sized data. ``vocab_size`` is an upper bound: tiny corpora get fewer
-        pieces instead of an error.
-        """
-        import sentencepiece as spm
-
-        _check_count("vocab_size", vocab_size, len(SPECIALS) + 1)
-        model = io.BytesIO()
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(sentences),
-                model_writer=model,
-                vocab_size=vocab_size,
-                model_type=model_type,
-                character_coverage=character_coverage,
-                input_sentence_size=input_sentence_size,
-                shuffle_input_sentence=True,
-                hard_vocab_limit=False,
-                pad_id=PAD_ID,
-                bos_id=BOS_ID,
-                eos_id=EOS_ID,
-                unk_id=UNK_ID,
-                pad_piece=SPECIALS[PAD_ID],
-                bos_piece=SPECIALS[BOS_ID],
-                eos_piece=SPECIALS[EOS_ID],
-                unk_piece=SPECIALS[UNK_ID],
-                num_threads=max(1, min(16, os.cpu_count() or 1)),
-                minloglevel=2,
-            )
-        except RuntimeError as e:
-            raise ValueError(f"vocab_size / model_type: SentencePiece training failed: {e}") from e
-        write_atomic(Path(model_file), model.getvalue())
-        return cls(model_file)
-
-    def __len__(self) -> int:
-        return int(self.processor.get_piece_size())
-
-    def encode(self, text: str, bos: bool = False, eos: bool = True) -> list[int]:
-        return list(self.processor.encode(text, out_type=int, add_bos=bos, add_eos=eos))
-
-    def encode_batch(
-        self, texts: Sequence[str], bos: bool = False, eos: bool = True
-    ) -> list[list[int]]:
-        """Like :meth:`encode` on each text, multi-threaded inside SentencePiece."""
-        encoded = self.processor.encode(list(texts), out_type=int, add_bos=bos, add_eos=eos)
-        return [list(ids) for ids in encoded]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        return str(self.processor.decode(_content(ids)))
-
-    def __repr__(self) -> str:
-        return f"SentencePieceTokenizer({str(self.model_file)!r}, size={len(self)})"
 
 
 @dataclass(frozen=True)
@@ -355,14 +191,14 @@ def _version(package: str) -> str:
 
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: parallel-text file not found")
+        raise MissingDataError(f"{path}: parallel-text file not found")
     try:
         # Only "\n" ends a line: web-crawled text holds stray "\r" and Unicode line separators,
         # and splitting on them would misalign the two sides.
         with path.open(encoding="utf-8", newline="\n") as f:
             return [line.strip() for line in f]
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: expected UTF-8 text, one sentence per line ({e})") from e
+        raise DataError(f"{path}: expected UTF-8 text, one sentence per line ({e})") from e
 
 
 def _read_pairs(
@@ -371,12 +207,12 @@ def _read_pairs(
     src_path, tgt_path = folder / f"{split}.{src_lang}", folder / f"{split}.{tgt_lang}"
     src, tgt = _read_lines(src_path), _read_lines(tgt_path)
     if len(src) != len(tgt):
-        raise ValueError(
+        raise DataError(
             f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; expected one "
             "translation per line, so equal line counts"
         )
     if not src:
-        raise ValueError(f"{src_path}: empty; expected one sentence per line")
+        raise DataError(f"{src_path}: empty; expected one sentence per line")
     return src, tgt
 
 
@@ -410,56 +246,47 @@ def load_parallel_text(
     """
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(
-            f"root: parallel-text folder {folder} does not exist or is not a directory"
-        )
+        raise MissingDataError(f"root: parallel-text folder {folder} does not exist or is not a directory")
+    splits = _read_splits(folder, src_lang, tgt_lang, max_train_pairs)
+
+    options = {"vocab_size": vocab_size, "model_type": model_type, "character_coverage": character_coverage,
+               "max_train_pairs": max_train_pairs, "sentencepiece": _version("sentencepiece")}
+    models = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "sentencepiece"
+    train_src, train_tgt = splits["train"]
+    if joint:
+        src_tok = tgt_tok = _cached_tokenizer(folder, (src_lang, tgt_lang), train_src + train_tgt, options, models)
+    else:
+        src_tok = _cached_tokenizer(folder, (src_lang,), train_src, options, models)
+        tgt_tok = _cached_tokenizer(folder, (tgt_lang,), train_tgt, options, models)
+    encoded = {s: _encode_split(*splits[s], src_tok, tgt_tok) for s in splits}
+    meta = {"root": str(folder), "joint": joint,
+            "model_files": sorted({str(src_tok.model_file), str(tgt_tok.model_file)}), **options}
+    return TranslationData(train=encoded["train"], val=encoded["valid"], test=encoded["test"], src_tokenizer=src_tok,
+                           tgt_tokenizer=tgt_tok, name=f"parallel-{src_lang}-{tgt_lang}", src_lang=src_lang,
+                           tgt_lang=tgt_lang, meta=meta)
+
+
+def _cached_tokenizer(folder: Path, langs: tuple[str, ...], sentences: list[str], options: Mapping[str, Any],
+                      models: Path) -> SentencePieceTokenizer:
+    """The SentencePiece model of ``langs``' training files, trained once and cached under ``models``,
+    keyed by the files' paths, sizes and modification times and by the options."""
+    files = [folder / f"train.{lang}" for lang in langs]
+    stamp = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    key = hashlib.sha256(json.dumps([stamp, dict(options)], sort_keys=True).encode()).hexdigest()[:16]
+    path = models / f"{'-'.join(langs)}-{key}.model"
+    if path.is_file():
+        return SentencePieceTokenizer(path)
+    return SentencePieceTokenizer.train(sentences, path, options["vocab_size"], model_type=options["model_type"],
+                                        character_coverage=options["character_coverage"])
+
+
+def _read_splits(folder: Path, src_lang: str, tgt_lang: str,
+                 max_train_pairs: int | None) -> dict[str, tuple[list[str], list[str]]]:
+    """Sentence pairs of train, valid and test; only the first ``max_train_pairs`` training pairs."""
     if max_train_pairs is not None:
         _check_count("max_train_pairs", max_train_pairs, 1)
     splits = {s: _read_pairs(folder, s, src_lang, tgt_lang) for s in ("train", "valid", "test")}
     if max_train_pairs is not None:
         src, tgt = splits["train"]
         splits["train"] = (src[:max_train_pairs], tgt[:max_train_pairs])
-
-    options = {
-        "vocab_size": vocab_size,
-        "model_type": model_type,
-        "character_coverage": character_coverage,
-        "max_train_pairs": max_train_pairs,
-        "sentencepiece": _version("sentencepiece"),
-    }
-    models = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    models = models / "sentencepiece"
-
-    def tokenizer(langs: tuple[str, ...], sentences: list[str]) -> SentencePieceTokenizer:
-        files = [folder / f"train.{lang}" for lang in langs]
-        stamp = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-        key = hashlib.sha256(json.dumps([stamp, options], sort_keys=True).encode()).hexdigest()[:16]
-        path = models / f"{'-'.join(langs)}-{key}.model"
-        if path.is_file():
-            return SentencePieceTokenizer(path)
-        return SentencePieceTokenizer.train(
-            sentences, path, vocab_size, model_type=model_type, character_coverage=character_coverage
-        )
-
-    train_src, train_tgt = splits["train"]
-    if joint:
-        src_tok = tgt_tok = tokenizer((src_lang, tgt_lang), train_src + train_tgt)
-    else:
-        src_tok, tgt_tok = tokenizer((src_lang,), train_src), tokenizer((tgt_lang,), train_tgt)
-    encoded = {s: _encode_split(*splits[s], src_tok, tgt_tok) for s in splits}
-    return TranslationData(
-        train=encoded["train"],
-        val=encoded["valid"],
-        test=encoded["test"],
-        src_tokenizer=src_tok,
-        tgt_tokenizer=tgt_tok,
-        name=f"parallel-{src_lang}-{tgt_lang}",
-        src_lang=src_lang,
-        tgt_lang=tgt_lang,
-        meta={
-            "root": str(folder),
-            "joint": joint,
-            "model_files": sorted({str(src_tok.model_file), str(tgt_tok.model_file)}),
-            **options,
-        },
-    )
+    return splits

@@ -14,29 +14,17 @@ take boolean flags: each site gets a *factory*, a zero-argument callable returni
 """
 from __future__ import annotations
 
-from typing import Callable
-
-from torch import nn
-
-#: A zero-argument callable building the module for one site.
-Factory = Callable[[], nn.Module]
-
-
-def build_site(factory: Factory | None, where: str) -> nn.Module | None:
-    """Call ``factory`` (``None`` -> no module); ``where`` names the site in error messages."""
-    if factory is None:
-        return None
-    if not callable(factory):
-        raise TypeError(f"{where}: expected a zero-argument factory or None, got {type(factory).__name__}")
-    module = factory()
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"{where}: the factory returned {type(module).__name__}, expected an nn.Module")
-    return module
-
-
-# The submodules import ``Factory`` and ``build_site`` from here, so these imports come after them.
-from autodropout.models.decoding import beam_search, greedy_decode  # noqa: E402
-from autodropout.models.transformer import (  # noqa: E402
+from autodropout.models.decoding import beam_search, greedy_decode
+from autodropout.models.sites import (
+    ConvSites,
+    Factory,
+    LayerStack,
+    SiteLayout,
+    TransformerSites,
+    dropout_factory,
+    residual_sites,
+)
+from autodropout.models.transformer import (
     DECODER_SITES,
     ENCODER_SITES,
     Attention,
@@ -48,22 +36,29 @@ from autodropout.models.transformer import (  # noqa: E402
     classic_lm_dropout,
     classic_seq2seq_dropout,
 )
-from autodropout.models.wide_resnet import WideResNet  # noqa: E402
+from autodropout.models.transformer_layer import build_site
+from autodropout.models.wide_resnet import WideResNet
 
 __all__ = [
     "DECODER_SITES",
     "ENCODER_SITES",
     "Attention",
+    "ConvSites",
     "Encoded",
     "Factory",
+    "LayerStack",
+    "SiteLayout",
     "TransformerLM",
     "TransformerLayer",
     "TransformerSeq2Seq",
+    "TransformerSites",
     "WideResNet",
     "beam_search",
     "build_site",
     "classic_dropout_sites",
     "classic_lm_dropout",
     "classic_seq2seq_dropout",
+    "dropout_factory",
     "greedy_decode",
+    "residual_sites",
 ]

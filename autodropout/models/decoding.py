@@ -11,11 +11,14 @@ reaches ``max_len`` tokens without EOS is returned truncated.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from autodropout.checks import is_int, is_real
 
 
 @torch.no_grad()
@@ -77,54 +80,80 @@ def beam_search(
         B lists of token ids: each sentence's best finished hypothesis.
     """
     _check_args(src, bos_id, eos_id, max_len)
-    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+    if not is_int(beam_size, 1):
         raise ValueError(f"beam_size: expected a positive int, got {beam_size!r}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) or length_penalty < 0:
+    if not is_real(length_penalty, 0.0):
         raise ValueError(f"length_penalty: expected a number >= 0, got {length_penalty!r}")
 
-    def lp(n: int) -> float:
-        return ((5 + n) / 6) ** length_penalty
-
-    batch, k, device = src.shape[0], beam_size, src.device
-    neg_inf = float("-inf")
+    batch, k = src.shape[0], beam_size
     with _eval_mode(model):
         encoded = model.encode(src).repeat_interleave(k)
-        bos = torch.full((batch * k, 1), bos_id, dtype=torch.long, device=device)
-        alive = torch.empty(batch, k, 0, dtype=torch.long, device=device)
+        bos = torch.full((batch * k, 1), bos_id, dtype=torch.long, device=src.device)
+        beams = _Beams.start(batch, k, eos_id, max_len, length_penalty, src.device)
+        for t in range(max_len):
+            logits = model.decode(torch.cat([bos, beams.alive.view(batch * k, t)], dim=1), encoded)[:, -1]
+            if beams.extend(F.log_softmax(logits.float(), dim=-1).view(batch, k, -1), t):
+                break
+    return [_cut(row, eos_id) for row in beams.done_seq[:, 0].tolist()]
+
+
+@dataclass
+class _Beams:
+    """The state of :func:`beam_search` for B sentences x k beams: live prefixes (B, k, t) and their
+    log-probabilities, finished hypotheses and their length-penalised scores."""
+
+    k: int
+    eos_id: int
+    max_len: int
+    length_penalty: float
+    alive: torch.Tensor
+    alive_score: torch.Tensor
+    done_seq: torch.Tensor
+    done_score: torch.Tensor
+    done_count: torch.Tensor
+    stopped: torch.Tensor
+
+    @classmethod
+    def start(cls, batch: int, k: int, eos_id: int, max_len: int, length_penalty: float,
+              device: torch.device) -> "_Beams":
         # All beams start as the same empty prefix: only the first may be extended, or the beam
         # would fill with copies.
-        alive_score = torch.full((batch, k), neg_inf, device=device)
+        alive_score = torch.full((batch, k), float("-inf"), device=device)
         alive_score[:, 0] = 0.0
-        done_seq = torch.empty(batch, k, 0, dtype=torch.long, device=device)
-        done_score = torch.full((batch, k), neg_inf, device=device)
-        done_count = torch.zeros(batch, dtype=torch.long, device=device)
-        stopped = torch.zeros(batch, dtype=torch.bool, device=device)
-        for t in range(max_len):
-            logits = model.decode(torch.cat([bos, alive.view(batch * k, t)], dim=1), encoded)[:, -1]
-            log_probs = F.log_softmax(logits.float(), dim=-1).view(batch, k, -1)
-            vocab = log_probs.shape[-1]
-            scores = (alive_score[..., None] + log_probs).view(batch, k * vocab)
-            top_score, top_index = scores.topk(min(2 * k, k * vocab), dim=1)
-            token = top_index % vocab
-            parent = alive.gather(1, (top_index // vocab)[..., None].expand(-1, -1, t))
-            extended = torch.cat([parent, token[..., None]], dim=2)
-            last = t + 1 == max_len
-            ends = torch.ones_like(token, dtype=torch.bool) if last else token == eos_id
+        return cls(k, eos_id, max_len, length_penalty,
+                   alive=torch.empty(batch, k, 0, dtype=torch.long, device=device), alive_score=alive_score,
+                   done_seq=torch.empty(batch, k, 0, dtype=torch.long, device=device),
+                   done_score=torch.full((batch, k), float("-inf"), device=device),
+                   done_count=torch.zeros(batch, dtype=torch.long, device=device),
+                   stopped=torch.zeros(batch, dtype=torch.bool, device=device))
 
-            rank = torch.arange(top_score.shape[1], device=device)
-            finishing = ends & (rank < k) & ~stopped[:, None] & torch.isfinite(top_score)
-            candidates = torch.cat([done_score, (top_score / lp(t + 1)).masked_fill(~finishing, neg_inf)], dim=1)
-            pool = torch.cat([F.pad(done_seq, (0, 1), value=eos_id), extended], dim=1)
-            done_score, pick = candidates.topk(k, dim=1)
-            done_seq = pool.gather(1, pick[..., None].expand(-1, -1, t + 1))
-            done_count += finishing.sum(dim=1)
+    def lp(self, n: int) -> float:
+        return ((5 + n) / 6) ** self.length_penalty
 
-            alive_score, pick = top_score.masked_fill(ends, neg_inf).topk(k, dim=1)
-            alive = extended.gather(1, pick[..., None].expand(-1, -1, t + 1))
-            stopped |= (done_count >= k) | (done_score[:, 0] >= alive_score[:, 0] / lp(max_len))
-            if last or bool(stopped.all()):
-                break
-    return [_cut(row, eos_id) for row in done_seq[:, 0].tolist()]
+    def extend(self, log_probs: torch.Tensor, t: int) -> bool:
+        """One step from (B, k, V) next-token log-probabilities; True when the search is over."""
+        k, batch, vocab = self.k, log_probs.shape[0], log_probs.shape[-1]
+        scores = (self.alive_score[..., None] + log_probs).view(batch, k * vocab)
+        top_score, top_index = scores.topk(min(2 * k, k * vocab), dim=1)
+        token = top_index % vocab
+        parent = self.alive.gather(1, (top_index // vocab)[..., None].expand(-1, -1, t))
+        extended = torch.cat([parent, token[..., None]], dim=2)
+        last = t + 1 == self.max_len
+        ends = torch.ones_like(token, dtype=torch.bool) if last else token == self.eos_id
+
+        rank = torch.arange(top_score.shape[1], device=token.device)
+        finishing = ends & (rank < k) & ~self.stopped[:, None] & torch.isfinite(top_score)
+        finished = (top_score / self.lp(t + 1)).masked_fill(~finishing, float("-inf"))
+        candidates = torch.cat([self.done_score, finished], dim=1)
+        pool = torch.cat([F.pad(self.done_seq, (0, 1), value=self.eos_id), extended], dim=1)
+        self.done_score, pick = candidates.topk(k, dim=1)
+        self.done_seq = pool.gather(1, pick[..., None].expand(-1, -1, t + 1))
+        self.done_count += finishing.sum(dim=1)
+
+        self.alive_score, pick = top_score.masked_fill(ends, float("-inf")).topk(k, dim=1)
+        self.alive = extended.gather(1, pick[..., None].expand(-1, -1, t + 1))
+        self.stopped |= (self.done_count >= k) | (self.done_score[:, 0] >= self.alive_score[:, 0] / self.lp(self.max_len))
+        return last or bool(self.stopped.all())
 
 
 def _check_args(src: torch.Tensor, bos_id: int, eos_id: int, max_len: int) -> None:
@@ -132,7 +161,7 @@ def _check_args(src: torch.Tensor, bos_id: int, eos_id: int, max_len: int) -> No
         raise ValueError(f"src: expected token ids of shape (B, S), got "
                          f"{tuple(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__}")
     for name, value, low in (("bos_id", bos_id, 0), ("eos_id", eos_id, 0), ("max_len", max_len, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_int(value, low):
             raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
 
 

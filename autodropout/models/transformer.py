@@ -22,10 +22,6 @@ name                  shape              what it is
 ``ffn_output``        (B, T, C)          feed-forward output, before the residual add
 ===================== ================== ======================================================
 
-Attention runs through ``F.scaled_dot_product_attention`` unless an ``attn_probs`` site is present:
-the probabilities only exist as a tensor in the explicit softmax(QK^T / sqrt(d)) V path, which is
-then used (same result; tested).
-
 Positions are sinusoidal (Vaswani et al. sec. 3.5), added to token embeddings scaled by sqrt(C):
 parameter-free, the same for the LM and both sides of the translation model, and what the
 Transformer-Base the paper transfers its patterns to uses. ``max_len`` bounds the table.
@@ -36,182 +32,32 @@ embedding has unit variance like the sinusoids; the output layer is tied to the 
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from autodropout.models import Factory, build_site
+from autodropout.checks import is_int
+from autodropout.models.sites import Factory, LayerStack, TransformerSites, dropout_factory, residual_sites
+from autodropout.models.transformer_layer import (
+    CROSS_ATTENTION_SITES,
+    DECODER_SITES,
+    ENCODER_SITES,
+    FFN_SITES,
+    SELF_ATTENTION_SITES,
+    Attention,
+    LayerSites,
+    TokenEmbedding,
+    TransformerLayer,
+    build_site,
+)
 
-SELF_ATTENTION_SITES: tuple[str, ...] = ("query", "key", "value", "attn_probs", "attn_output")
-CROSS_ATTENTION_SITES: tuple[str, ...] = tuple(f"cross_{name}" for name in SELF_ATTENTION_SITES)
-FFN_SITES: tuple[str, ...] = ("ffn_hidden", "ffn_output")
-#: Site names of an encoder (or LM) layer, in forward order.
-ENCODER_SITES: tuple[str, ...] = SELF_ATTENTION_SITES + FFN_SITES
-#: Site names of a decoder layer (with cross-attention), in forward order.
-DECODER_SITES: tuple[str, ...] = SELF_ATTENTION_SITES + CROSS_ATTENTION_SITES + FFN_SITES
-
-LayerSites = Mapping[str, Factory | None]
-
-
-class Attention(nn.Module):
-    """Multi-head attention with sites (names without the ``cross_`` prefix; see module docstring).
-
-    Args:
-        d_model: width C; must be divisible by ``n_heads``.
-        n_heads: number of heads h.
-        sites: built site modules by name (a subset of ``SELF_ATTENTION_SITES``).
-    """
-
-    def __init__(self, d_model: int, n_heads: int, sites: Mapping[str, nn.Module]) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-        self.sites = nn.ModuleDict(sites)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        context: torch.Tensor | None = None,
-        key_mask: torch.Tensor | None = None,
-        causal: bool = False,
-    ) -> torch.Tensor:
-        """x (B, T, C) attends to ``context`` (B, S, C), or to itself when it is None.
-
-        ``key_mask`` (B, S) bool is True at keys that may be attended to (False at padding);
-        ``causal`` lets position t attend to positions <= t only. Returns (B, T, C).
-        """
-        context = x if context is None else context
-        q = self._site("query", self._split_heads(self.q_proj(x)))
-        k = self._site("key", self._split_heads(self.k_proj(context)))
-        v = self._site("value", self._split_heads(self.v_proj(context)))
-        mask = None if key_mask is None else key_mask[:, None, None, :]
-        if causal and mask is not None:
-            # SDPA takes either a mask or is_causal; fold the causal part into the mask.
-            mask = mask & _causal_mask(q.shape[-2], k.shape[-2], q.device)
-            causal = False
-        if "attn_probs" in self.sites:
-            y = self._attend_explicit(q, k, v, mask, causal)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-        batch, _, length, _ = y.shape
-        return self._site("attn_output", self.out_proj(y.transpose(1, 2).reshape(batch, length, -1)))
-
-    def _attend_explicit(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool
-    ) -> torch.Tensor:
-        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        if causal:
-            mask = _causal_mask(q.shape[-2], k.shape[-2], q.device)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        # Softmax in float32 so that bfloat16 activations do not lose the small probabilities.
-        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-        return self.sites["attn_probs"](probs) @ v
-
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        return x.view(batch, length, self.n_heads, width // self.n_heads).transpose(1, 2)
-
-    def _site(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return self.sites[name](x) if name in self.sites else x
-
-    def init_weights(self, residual_std: float) -> None:
-        for proj in (self.q_proj, self.k_proj, self.v_proj):
-            _init_linear(proj, 0.02)
-        _init_linear(self.out_proj, residual_std)
-
-    def extra_repr(self) -> str:
-        return f"n_heads={self.n_heads}"
-
-
-class TransformerLayer(nn.Module):
-    """Pre-LN layer: x + SelfAttn(LN(x)) [+ CrossAttn(LN(x), context)] + FFN(LN(x)), FFN = GELU MLP.
-
-    Args:
-        d_model, n_heads, d_ff: widths C, h and F.
-        sites: site name -> factory-or-None (a missing name means no module there); valid names are
-            ``ENCODER_SITES``, plus the ``cross_*`` ones of ``DECODER_SITES`` when ``cross_attention``.
-        cross_attention: build the decoder's cross-attention sublayer (a structural choice).
-        where: how error messages name ``sites`` (e.g. ``"layer_sites[3]"``).
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        sites: LayerSites | None = None,
-        cross_attention: bool = False,
-        where: str = "sites",
-    ) -> None:
-        super().__init__()
-        built = _build_layer_sites(sites, DECODER_SITES if cross_attention else ENCODER_SITES, where)
-        self.ln_attn = nn.LayerNorm(d_model)
-        self.attn = Attention(d_model, n_heads, {n: m for n, m in built.items() if n in SELF_ATTENTION_SITES})
-        if cross_attention:
-            self.ln_cross = nn.LayerNorm(d_model)
-            cross = {n.removeprefix("cross_"): m for n, m in built.items() if n in CROSS_ATTENTION_SITES}
-            self.cross_attn = Attention(d_model, n_heads, cross)
-        else:
-            self.ln_cross = self.cross_attn = None
-        self.ln_ffn = nn.LayerNorm(d_model)
-        self.fc1 = nn.Linear(d_model, d_ff)
-        self.fc2 = nn.Linear(d_ff, d_model)
-        self.sites = nn.ModuleDict({n: m for n, m in built.items() if n in FFN_SITES})
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        *,
-        causal: bool = False,
-        key_mask: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
-        context_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """x (B, T, C) -> (B, T, C). ``key_mask`` (B, T) masks self-attention keys; ``context``
-        (B, S, C) and ``context_mask`` (B, S) are the encoder output and its padding mask."""
-        x = x + self.attn(self.ln_attn(x), key_mask=key_mask, causal=causal)
-        if self.cross_attn is not None:
-            if context is None:
-                raise ValueError("context: a layer with cross-attention needs the encoder output")
-            x = x + self.cross_attn(self.ln_cross(x), context=context, key_mask=context_mask)
-        hidden = self._site("ffn_hidden", F.gelu(self.fc1(self.ln_ffn(x))))
-        return x + self._site("ffn_output", self.fc2(hidden))
-
-    def _site(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return self.sites[name](x) if name in self.sites else x
-
-    def init_weights(self, residual_std: float) -> None:
-        """GPT-2 initialisation; ``residual_std`` for the projections that feed the residual stream."""
-        for attn in (self.attn, self.cross_attn):
-            if attn is not None:
-                attn.init_weights(residual_std)
-        _init_linear(self.fc1, 0.02)
-        _init_linear(self.fc2, residual_std)
-
-
-class TokenEmbedding(nn.Module):
-    """Token ids (B, T) -> token embedding x sqrt(C) + sinusoidal position (B, T, C), then the
-    embedding site (if any)."""
-
-    def __init__(self, vocab_size: int, d_model: int, max_len: int, site: nn.Module | None) -> None:
-        super().__init__()
-        self.token = nn.Embedding(vocab_size, d_model)
-        nn.init.normal_(self.token.weight, std=d_model**-0.5)
-        self.register_buffer("position", _sinusoids(max_len, d_model), persistent=False)
-        self.site = site
-        self.scale = math.sqrt(d_model)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.token(ids) * self.scale + self.position[: ids.shape[1]].to(self.token.weight.dtype)
-        return x if self.site is None else self.site(x)
+__all__ = [
+    "CROSS_ATTENTION_SITES", "DECODER_SITES", "ENCODER_SITES", "FFN_SITES", "SELF_ATTENTION_SITES", "Attention",
+    "Encoded", "TokenEmbedding", "TransformerLM", "TransformerLayer", "TransformerSeq2Seq",
+    "classic_dropout_sites", "classic_lm_dropout", "classic_seq2seq_dropout",
+]
 
 
 class TransformerLM(nn.Module):
@@ -262,6 +108,16 @@ class TransformerLM(nn.Module):
     @property
     def num_sites(self) -> int:
         return len(self.layers)
+
+    @staticmethod
+    def site_layout(n_layers: int) -> TransformerSites:
+        """Where the sites are: one stack of ``n_layers`` layers (``layer_sites``), plus ``embedding_dropout``."""
+        return TransformerSites((LayerStack("layer_sites", n_layers),))
+
+    @property
+    def input_embedding(self) -> nn.Module:
+        """Where the token ids become continuous (Y-Drop's conductance interpolates its output)."""
+        return self.embed.token
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         _check_ids("ids", ids, self.max_len)
@@ -323,7 +179,7 @@ class TransformerSeq2Seq(nn.Module):
         super().__init__()
         d_ff = _check_dims(d_model=d_model, n_heads=n_heads, d_ff=d_ff, max_len=max_len, src_vocab=src_vocab,
                            tgt_vocab=tgt_vocab, n_enc_layers=n_enc_layers, n_dec_layers=n_dec_layers)
-        if isinstance(pad_id, bool) or not isinstance(pad_id, int) or not 0 <= pad_id < min(src_vocab, tgt_vocab):
+        if not is_int(pad_id, 0, min(src_vocab, tgt_vocab) - 1):
             raise ValueError(f"pad_id: expected an int in [0, {min(src_vocab, tgt_vocab)}), got {pad_id!r}")
         encoder_sites = _per_layer(encoder_sites, n_enc_layers, "encoder_sites")
         decoder_sites = _per_layer(decoder_sites, n_dec_layers, "decoder_sites")
@@ -350,6 +206,18 @@ class TransformerSeq2Seq(nn.Module):
     @property
     def num_sites(self) -> int:
         return len(self.encoder) + len(self.decoder)
+
+    @staticmethod
+    def site_layout(n_enc_layers: int, n_dec_layers: int) -> TransformerSites:
+        """Where the sites are: encoder layers, then decoder layers (with cross-attention sites)."""
+        return TransformerSites((LayerStack("encoder_sites", n_enc_layers),
+                                 LayerStack("decoder_sites", n_dec_layers, cross_attention=True)))
+
+    @property
+    def input_embedding(self) -> nn.Module:
+        """Where the source ids become continuous: Y-Drop's conductance measures a unit's importance
+        for translating the source, with the target prefix given."""
+        return self.src_embed.token
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.decode(tgt_in, self.encode(src))
@@ -380,18 +248,14 @@ def classic_dropout_sites(
 ) -> dict[str, Factory]:
     """Site map of one layer for the classic Transformer dropout baseline.
 
-    ``nn.Dropout(p)`` on ``attn_output`` and ``ffn_output`` (and ``cross_attn_output``): the
-    "residual dropout" of Vaswani et al. sec. 5.4, on each sublayer's output before the residual
-    add; ``nn.Dropout(attn_p)`` (default ``p``) on ``attn_probs`` (and ``cross_attn_probs``): the
-    attention-probability dropout of BERT, fairseq and nanoGPT. Nothing on query/key/value or the
-    FFN hidden units. Sites whose rate is 0 are left out (so attention keeps its fused kernel).
+    ``nn.Dropout(p)`` at the residual-dropout places of Vaswani et al. sec. 5.4
+    (:func:`~autodropout.models.sites.residual_sites`: ``attn_output``, ``ffn_output``,
+    ``cross_attn_output``), where the tasks also put any hand-designed regularizer, plus
+    ``nn.Dropout(attn_p)`` (default ``p``) on the attention probabilities, the attention dropout of
+    BERT, fairseq and nanoGPT. Sites whose rate is 0 are left out (so attention keeps its fused kernel).
     """
-    p = _check_rate("p", p)
-    attn_p = p if attn_p is None else _check_rate("attn_p", attn_p)
-    rates = {"attn_probs": attn_p, "attn_output": p, "ffn_output": p}
-    if cross_attention:
-        rates.update(cross_attn_probs=attn_p, cross_attn_output=p)
-    return {name: functools.partial(nn.Dropout, rate) for name, rate in rates.items() if rate > 0}
+    attention = dropout_factory(p if attn_p is None else attn_p, "p" if attn_p is None else "attn_p")
+    return residual_sites(dropout_factory(p), attention=attention, cross_attention=cross_attention)
 
 
 def classic_lm_dropout(p: float, n_layers: int, *, attn_p: float | None = None) -> dict[str, Any]:
@@ -399,7 +263,7 @@ def classic_lm_dropout(p: float, n_layers: int, *, attn_p: float | None = None) 
     :func:`classic_dropout_sites`, and ``nn.Dropout(p)`` follows the embedding (token + position)."""
     return {
         "layer_sites": [classic_dropout_sites(p, attn_p=attn_p) for _ in range(n_layers)],
-        "embedding_dropout": _dropout_factory(p),
+        "embedding_dropout": dropout_factory(p),
     }
 
 
@@ -411,31 +275,8 @@ def classic_seq2seq_dropout(
     return {
         "encoder_sites": [classic_dropout_sites(p, attn_p=attn_p) for _ in range(n_enc_layers)],
         "decoder_sites": [classic_dropout_sites(p, attn_p=attn_p, cross_attention=True) for _ in range(n_dec_layers)],
-        "embedding_dropout": _dropout_factory(p),
+        "embedding_dropout": dropout_factory(p),
     }
-
-
-def _dropout_factory(p: float) -> Factory | None:
-    p = _check_rate("p", p)
-    return functools.partial(nn.Dropout, p) if p > 0 else None
-
-
-def _check_rate(name: str, p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ValueError(f"{name}: expected a dropout rate in [0, 1), got {p!r}")
-    return float(p)
-
-
-def _build_layer_sites(sites: LayerSites | None, valid: tuple[str, ...], where: str) -> dict[str, nn.Module]:
-    if sites is None:
-        return {}
-    if not isinstance(sites, Mapping):
-        raise TypeError(f"{where}: expected a mapping of site name -> factory-or-None, got {type(sites).__name__}")
-    for name in sites:
-        if name not in valid:
-            raise ValueError(f"{where}: unknown site {name!r}; valid names here: {', '.join(valid)}")
-    built = {name: build_site(sites[name], f"{where}[{name!r}]") for name in valid if name in sites}
-    return {name: module for name, module in built.items() if module is not None}
 
 
 def _per_layer(sites: Sequence[LayerSites | None] | None, n_layers: int, name: str) -> list[LayerSites | None]:
@@ -453,7 +294,7 @@ def _check_dims(*, d_model: int, n_heads: int, d_ff: int | None, **positive: int
     """Validate the sizes; returns d_ff (default 4 d_model)."""
     d_ff = 4 * d_model if d_ff is None else d_ff
     for name, value in {"d_model": d_model, "n_heads": n_heads, "d_ff": d_ff, **positive}.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value, 1):
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
     if d_model % n_heads:
         raise ValueError(f"d_model: {d_model} is not divisible by n_heads={n_heads}")
@@ -477,20 +318,3 @@ def _output_layer(embed: TokenEmbedding, vocab_size: int, d_model: int, tie: boo
     return head
 
 
-def _init_linear(linear: nn.Linear, std: float) -> None:
-    nn.init.normal_(linear.weight, std=std)
-    nn.init.zeros_(linear.bias)
-
-
-def _causal_mask(length: int, source_length: int, device: torch.device) -> torch.Tensor:
-    return torch.ones(length, source_length, dtype=torch.bool, device=device).tril()
-
-
-def _sinusoids(max_len: int, d_model: int) -> torch.Tensor:
-    """(max_len, d_model): sin at even, cos at odd features (Vaswani et al. sec. 3.5)."""
-    position = torch.arange(max_len, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-    table = torch.zeros(max_len, d_model)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency)[:, : d_model // 2]
-    return table

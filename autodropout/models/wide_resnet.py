@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.models import Factory, build_site
+from autodropout.checks import is_int
+from autodropout.models.sites import ConvSites, Factory
+from autodropout.models.transformer_layer import build_site
 
 
 class WideBasicBlock(nn.Module):
@@ -70,6 +72,8 @@ class WideResNet(nn.Module):
     Sites are ``blocks[i].site``; :meth:`site_shapes` gives the (C, H, W) each of them sees.
     """
 
+    GROUP_STRIDES = (1, 2, 2)
+
     def __init__(
         self,
         depth: int,
@@ -93,8 +97,8 @@ class WideResNet(nn.Module):
             raise ValueError(f"site_factories: WRN-{depth}-{width} has {num_sites} sites, "
                              f"got {len(site_factories)} factories")
         self.depth, self.width, self.stem_stride = depth, width, stem_stride
-        self.channels = (16 * width, 32 * width, 64 * width)
-        self.strides = (1, 2, 2)
+        self.channels = self.group_channels(width)
+        self.strides = self.GROUP_STRIDES
 
         self.stem = nn.Conv2d(in_channels, 16, 3, stride=stem_stride, padding=1, bias=False)
         blocks, channels_in = [], 16
@@ -113,7 +117,7 @@ class WideResNet(nn.Module):
     @staticmethod
     def num_sites_for(depth: int) -> int:
         """Number of pattern sites (= residual blocks) of a WRN of this depth: 3 (d - 4) / 6."""
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        if not is_int(depth, 10) or (depth - 4) % 6:
             raise ValueError(f"depth: expected an int d >= 10 with (d - 4) divisible by 6 "
                              f"(10, 16, 22, 28, ...), got {depth!r}")
         return 3 * ((depth - 4) // 6)
@@ -125,17 +129,27 @@ class WideResNet(nn.Module):
     def site_shapes(self, image_size: int | tuple[int, int]) -> list[tuple[int, int, int]]:
         """(C, H, W) of the activation each site sees, in site order, for images of ``image_size``
         (an int for square images or (H, W))."""
+        return list(self.site_layout(self.depth, self.width, image_size, self.stem_stride).shapes)
+
+    @classmethod
+    def site_layout(cls, depth: int, width: int, image_size: int | tuple[int, int], stem_stride: int = 1) -> ConvSites:
+        """Where the sites of WRN-``depth``-``width`` are and what they see, before building one."""
+        num_sites = cls.num_sites_for(depth)
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
+        if len(size) != 2 or not all(is_int(s, 1) for s in size):
             raise ValueError(f"image_size: expected a positive int or (H, W) of positive ints, got {image_size!r}")
         # A 3x3 convolution with padding 1 and stride s maps n to floor((n - 1) / s) + 1.
-        h, w = ((n - 1) // self.stem_stride + 1 for n in size)
+        h, w = ((n - 1) // stem_stride + 1 for n in size)
         shapes = []
-        per_group = self.num_sites // 3
-        for channels, stride in zip(self.channels, self.strides):
+        for channels, stride in zip(cls.group_channels(width), cls.GROUP_STRIDES):
             h, w = (h - 1) // stride + 1, (w - 1) // stride + 1
-            shapes += [(channels, h, w)] * per_group
-        return shapes
+            shapes += [(channels, h, w)] * (num_sites // 3)
+        return ConvSites(tuple(shapes))
+
+    @staticmethod
+    def group_channels(width: int) -> tuple[int, int, int]:
+        """Channels of the three groups of WRN-d-``width``: 16k, 32k, 64k."""
+        return 16 * width, 32 * width, 64 * width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.stem.in_channels:
@@ -157,5 +171,5 @@ class WideResNet(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
 def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value, 1):
         raise ValueError(f"{name}: expected a positive int, got {value!r}")

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from autodropout.checks import is_int
 from autodropout.regularizers.ydrop import YDrop, feature_dim
 
 TargetFn = Callable[[Any, Tensor], Tensor]
@@ -76,7 +77,7 @@ class ConductanceEstimator:
         target_fn: TargetFn | None = None,
         input_module: nn.Module | None = None,
     ) -> None:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        if not is_int(n_steps, 1):
             raise ValueError(f"ConductanceEstimator: n_steps must be an int >= 1, got {n_steps!r}")
         if not isinstance(subsample, (int, float)) or not 0.0 < subsample <= 1.0:
             raise ValueError(f"ConductanceEstimator: subsample must be in (0, 1], got {subsample!r}")
@@ -106,26 +107,8 @@ class ConductanceEstimator:
     def conductance(self, inputs: Tensor | Sequence[Tensor], targets: Tensor) -> dict[str, Tensor]:
         """Per-sample conductance of each site: ``{name: (B, *site_shape)}`` for ``B`` rows."""
         inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
-        rows = inputs[0].shape[0]
-        for i, tensor in enumerate(inputs):
-            if tensor.shape[0] != rows:
-                raise ValueError(f"ConductanceEstimator: inputs[{i}] has batch size "
-                                 f"{tensor.shape[0]}, inputs[0] has {rows}")
-        if targets.shape[0] != rows:
-            raise ValueError(f"ConductanceEstimator: targets has batch size {targets.shape[0]}, "
-                             f"inputs have {rows}")
-        m = self.n_steps
-        alphas = torch.linspace(0.0, 1.0, m + 1, device=inputs[0].device)
-        # Rows are alpha-major, (alpha_0: all samples), (alpha_1: all samples), ..., like captum.
-        row_alpha = alphas.repeat_interleave(rows)
-
-        def scaled(tensor: Tensor) -> Tensor:
-            shape = (-1,) + (1,) * (tensor.ndim - 1)
-            return row_alpha.to(tensor.dtype).view(shape) * tensor
-
-        def repeat(tensor: Tensor) -> Tensor:
-            return tensor.repeat(m + 1, *([1] * (tensor.ndim - 1)))
-
+        rows = _batch_size(inputs, targets)
+        path = _Path(self.n_steps, rows, inputs[0].device)
         if self.input_module is None:
             for i, tensor in enumerate(inputs):
                 if not tensor.is_floating_point():
@@ -135,13 +118,47 @@ class ConductanceEstimator:
                         "output instead"
                     )
             # Leaves that require grad, so every site depends on them even in a frozen model.
-            stacked = tuple(scaled(repeat(t)).detach().requires_grad_() for t in inputs)
+            stacked = tuple(path.scaled(path.repeat(t)).detach().requires_grad_() for t in inputs)
         else:
-            stacked = tuple(repeat(t) for t in inputs)
+            stacked = tuple(path.repeat(t) for t in inputs)
+        activations, grads = self._activations_and_gradients(path, stacked, path.repeat(targets))
+        result = {}
+        for name, y, g in zip(self.names, activations, grads):
+            y = y.detach().unflatten(0, (path.steps + 1, rows))
+            g = torch.zeros_like(y) if g is None else g.unflatten(0, (path.steps + 1, rows))
+            result[name] = (g[:-1] * (y[1:] - y[:-1])).sum(0)
+        return result
 
+    def _activations_and_gradients(self, path: "_Path", stacked: tuple[Tensor, ...],
+                                   targets: Tensor) -> tuple[list[Tensor], tuple[Tensor | None, ...]]:
+        """One eval-mode forward on the stacked path: every site's activation and the gradient of the
+        summed target with respect to it; every submodule's train/eval flag is restored afterwards."""
         captured: dict[int, Tensor] = {}
         input_calls: list[torch.Size] = []
+        modes = [(module, module.training) for module in self.model.modules()]
+        handles = [module.register_forward_hook(self._capture_hook(captured)) for module in self.modules]
+        if self.input_module is not None:
+            handles.append(self.input_module.register_forward_hook(path.interpolate_hook(input_calls)))
+        try:
+            self.model.eval()
+            with torch.enable_grad():
+                f = self.target_fn(self.model(*stacked), targets)
+                if f.shape != (path.row_alpha.numel(),):
+                    raise ValueError(
+                        f"ConductanceEstimator: target_fn returned shape {tuple(f.shape)}, "
+                        f"expected one value per row ({path.row_alpha.numel()},)"
+                    )
+                if self.input_module is not None and not input_calls:
+                    raise RuntimeError("ConductanceEstimator: input_module was not called in the forward")
+                activations = [self._captured(captured, name, module) for name, module in zip(self.names, self.modules)]
+                return activations, torch.autograd.grad(f.sum(), activations, allow_unused=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, training in modes:
+                module.training = training
 
+    def _capture_hook(self, captured: dict[int, Tensor]) -> Callable[[nn.Module, Any, Tensor], Tensor]:
         def capture(module: nn.Module, args: Any, output: Tensor) -> Tensor:
             if id(module) in captured:
                 raise RuntimeError(
@@ -153,53 +170,16 @@ class ConductanceEstimator:
             # the captured activation and its gradient counts only paths through the site's output.
             return output.clone()
 
-        def interpolate(module: nn.Module, args: Any, output: Tensor) -> Tensor:
-            if output.shape[0] != row_alpha.numel():
-                raise RuntimeError(
-                    f"ConductanceEstimator: input_module output has {output.shape[0]} rows, "
-                    f"expected (n_steps + 1) * batch = {row_alpha.numel()}"
-                )
-            input_calls.append(output.shape)
-            z = scaled(output)
-            return z if z.requires_grad else z.requires_grad_()
+        return capture
 
-        modes = [(module, module.training) for module in self.model.modules()]
-        handles = [module.register_forward_hook(capture) for module in self.modules]
-        if self.input_module is not None:
-            handles.append(self.input_module.register_forward_hook(interpolate))
-        try:
-            self.model.eval()
-            with torch.enable_grad():
-                output = self.model(*stacked)
-                f = self.target_fn(output, repeat(targets))
-                if f.shape != (row_alpha.numel(),):
-                    raise ValueError(
-                        f"ConductanceEstimator: target_fn returned shape {tuple(f.shape)}, "
-                        f"expected one value per row ({row_alpha.numel()},)"
-                    )
-                if self.input_module is not None and not input_calls:
-                    raise RuntimeError("ConductanceEstimator: input_module was not called in the forward")
-                activations = []
-                for name, module in zip(self.names, self.modules):
-                    if id(module) not in captured:
-                        raise RuntimeError(f"ConductanceEstimator: site {name!r} was not called in "
-                                           "the forward")
-                    if not captured[id(module)].requires_grad:
-                        raise RuntimeError(f"ConductanceEstimator: site {name!r} does not depend on "
-                                           "the interpolated input (detached or under no_grad?)")
-                    activations.append(captured[id(module)])
-                grads = torch.autograd.grad(f.sum(), activations, allow_unused=True)
-        finally:
-            for handle in handles:
-                handle.remove()
-            for module, training in modes:
-                module.training = training
-        result = {}
-        for name, y, g in zip(self.names, activations, grads):
-            y = y.detach().unflatten(0, (m + 1, rows))
-            g = torch.zeros_like(y) if g is None else g.unflatten(0, (m + 1, rows))
-            result[name] = (g[:-1] * (y[1:] - y[:-1])).sum(0)
-        return result
+    @staticmethod
+    def _captured(captured: dict[int, Tensor], name: str, module: nn.Module) -> Tensor:
+        if id(module) not in captured:
+            raise RuntimeError(f"ConductanceEstimator: site {name!r} was not called in the forward")
+        if not captured[id(module)].requires_grad:
+            raise RuntimeError(f"ConductanceEstimator: site {name!r} does not depend on "
+                               "the interpolated input (detached or under no_grad?)")
+        return captured[id(module)]
 
     def update(self, inputs: Tensor | Sequence[Tensor], targets: Tensor) -> dict[str, Tensor]:
         """Score a random subsample of the batch and ``set_scores`` on every site.
@@ -221,3 +201,45 @@ class ConductanceEstimator:
             scores[name] = cond.float().mean(dim=[d for d in range(cond.ndim) if d != unit_dim])
             module.set_scores(scores[name])
         return scores
+
+
+def _batch_size(inputs: tuple[Tensor, ...], targets: Tensor) -> int:
+    rows = inputs[0].shape[0]
+    for i, tensor in enumerate(inputs):
+        if tensor.shape[0] != rows:
+            raise ValueError(f"ConductanceEstimator: inputs[{i}] has batch size "
+                             f"{tensor.shape[0]}, inputs[0] has {rows}")
+    if targets.shape[0] != rows:
+        raise ValueError(f"ConductanceEstimator: targets has batch size {targets.shape[0]}, "
+                         f"inputs have {rows}")
+    return rows
+
+
+class _Path:
+    """The straight-line path of integrated gradients: ``steps + 1`` points alpha in [0, 1] for each of
+    ``rows`` samples, stacked alpha-major ((alpha_0: all samples), (alpha_1: all samples), ...) like captum."""
+
+    def __init__(self, steps: int, rows: int, device: torch.device) -> None:
+        self.steps = steps
+        self.row_alpha = torch.linspace(0.0, 1.0, steps + 1, device=device).repeat_interleave(rows)
+
+    def scaled(self, tensor: Tensor) -> Tensor:
+        shape = (-1,) + (1,) * (tensor.ndim - 1)
+        return self.row_alpha.to(tensor.dtype).view(shape) * tensor
+
+    def repeat(self, tensor: Tensor) -> Tensor:
+        return tensor.repeat(self.steps + 1, *([1] * (tensor.ndim - 1)))
+
+    def interpolate_hook(self, calls: list[torch.Size]) -> Callable[[nn.Module, Any, Tensor], Tensor]:
+        """A forward hook scaling the input module's output along the path (token models)."""
+        def interpolate(module: nn.Module, args: Any, output: Tensor) -> Tensor:
+            if output.shape[0] != self.row_alpha.numel():
+                raise RuntimeError(
+                    f"ConductanceEstimator: input_module output has {output.shape[0]} rows, "
+                    f"expected (n_steps + 1) * batch = {self.row_alpha.numel()}"
+                )
+            calls.append(output.shape)
+            z = self.scaled(output)
+            return z if z.requires_grad else z.requires_grad_()
+
+        return interpolate

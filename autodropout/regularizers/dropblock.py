@@ -35,21 +35,19 @@ or 7) took 0.55-0.75x the CPU time of ``F.dropout`` on one thread of the develop
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autodropout.checks import is_int, is_real
 from autodropout.regularizers.dropout import check_dims, check_rate
 from autodropout.regularizers.registry import RegularizerInfo, register
 
 
 def _block_hw(block_size: int | tuple[int, int]) -> tuple[int, int]:
     sizes = (block_size, block_size) if not isinstance(block_size, (tuple, list)) else block_size
-    if len(sizes) != 2 or not all(
-        isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
-    ):
+    if len(sizes) != 2 or not all(is_int(s, 1) for s in sizes):
         raise ValueError(
             f"block_size must be a positive int or a pair of positive ints, got {block_size!r}"
         )
@@ -169,18 +167,14 @@ class DropBlock(nn.Module):
         bh, bw = _block_hw(block_size)
         self.block_size = (bh, bw)
         self.per_channel = bool(per_channel)
-        if (
-            isinstance(schedule_fraction, bool)
-            or not isinstance(schedule_fraction, Real)
-            or not 0.0 <= schedule_fraction <= 1.0
-        ):
+        if not is_real(schedule_fraction, 0.0, 1.0):
             raise ValueError(f"schedule_fraction must be in [0, 1], got {schedule_fraction!r}")
         self.schedule_fraction = float(schedule_fraction)
         self.progress = 0.0
 
     def set_progress(self, progress: float) -> None:
         """Record the fraction of training done, in [0, 1]; it sets the scheduled rate."""
-        if isinstance(progress, bool) or not isinstance(progress, Real) or not 0.0 <= progress <= 1.0:
+        if not is_real(progress, 0.0, 1.0):
             raise ValueError(f"progress must be in [0, 1], got {progress!r}")
         self.progress = float(progress)
 

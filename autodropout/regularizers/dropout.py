@@ -6,20 +6,20 @@ Training: ``out = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` iid per elemen
 """
 from __future__ import annotations
 
-from numbers import Real
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autodropout.checks import is_real
 from autodropout.regularizers.registry import RegularizerInfo, register
 
 
 def check_rate(value: float, name: str = "p") -> float:
     """``value`` as a float if it is a drop probability in [0, 1); otherwise a ``ValueError`` naming
     ``name``. A rate of 1 is refused: inverted scaling would divide by zero."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= float(value) < 1.0:
+    if not is_real(value, 0.0, 1.0, high_open=True):
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
     return float(value)
 

@@ -8,10 +8,9 @@ test time; the two agree in expectation).
 """
 from __future__ import annotations
 
-from numbers import Integral
-
 from torch import Tensor, nn
 
+from autodropout.checks import is_int
 from autodropout.regularizers.dropout import check_dims, check_rate, keep_mask
 from autodropout.regularizers.registry import RegularizerInfo, register
 
@@ -33,7 +32,7 @@ def droppath_rates(max_rate: float, depth: int) -> list[float]:
     (timm's ``linspace(0, max_rate, depth)`` differs by starting its first block at 0.)
     """
     max_rate = check_rate(max_rate, "max_rate")
-    if isinstance(depth, bool) or not isinstance(depth, Integral) or depth < 1:
+    if not is_int(depth, 1):
         raise ValueError(f"depth must be a positive integer, got {depth!r}")
     return [max_rate * layer / depth for layer in range(1, depth + 1)]
 

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from torch import nn
 
+from autodropout.registry import Registry
+
 
 @dataclass(frozen=True)
 class RegularizerInfo:
@@ -52,29 +54,22 @@ class RegularizerInfo:
         return tuple(inspect.signature(self.factory).parameters)
 
 
-_REGISTRY: dict[str, RegularizerInfo] = {}
+_REGISTRY: Registry[RegularizerInfo] = Registry("regularizer")
 
 
 def register(info: RegularizerInfo) -> RegularizerInfo:
-    if info.name in _REGISTRY:
-        raise ValueError(f"regularizer {info.name!r} is already registered")
-    _REGISTRY[info.name] = info
-    return info
+    return _REGISTRY.register(info.name, info)
 
 
 def available() -> list[str]:
     """Sorted names of every registered regularizer."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def info(name: str) -> RegularizerInfo:
-    """Registry entry for ``name``; unknown names raise ``KeyError`` listing the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown regularizer {name!r}; valid names: {', '.join(available())}"
-        ) from None
+    """Registry entry for ``name``; unknown names raise :class:`~autodropout.errors.UnknownNameError`
+    (a ``KeyError``) listing the valid ones."""
+    return _REGISTRY.get(name)
 
 
 def create(name: str, **params: Any) -> nn.Module:

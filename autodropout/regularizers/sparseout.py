@@ -21,18 +21,16 @@ Two documented choices:
 """
 from __future__ import annotations
 
-import math
-from numbers import Real
-
 import torch
 from torch import Tensor, nn
 
+from autodropout.checks import is_real
 from autodropout.regularizers.dropout import check_rate, keep_mask
 from autodropout.regularizers.registry import RegularizerInfo, register
 
 
 def _check_positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < float(value) < math.inf:
+    if not is_real(value, 0.0, low_open=True):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
 

@@ -27,23 +27,23 @@ before the optimizer and any checkpoint loading see the module.
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 
 import torch
 from torch import Tensor, nn
 
+from autodropout.checks import is_int, is_real
 from autodropout.regularizers.dropout import check_dims
 from autodropout.regularizers.registry import RegularizerInfo, register
 
 
 def _check_gamma(gamma: float) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, Real) or not 0.0 <= gamma <= 1.0:
+    if not is_real(gamma, 0.0, 1.0):
         raise ValueError(f"gamma must be a fraction of channels in [0, 1], got {gamma!r}")
     return float(gamma)
 
 
 def _check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+    if not is_int(value, 1):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 

@@ -1,34 +1,60 @@
-"""What a training loop calls once before each training forward, for regularizers that need it.
+"""What a training loop calls once before each training forward, for regularizers that need more
+than their input. The loop knows no method by name; a regularizer module opts in with either of:
 
-Two protocols: modules with ``set_progress(progress)`` (e.g. DropBlock's linear schedule) receive the
-fraction of training done, and :class:`~autodropout.regularizers.ydrop.YDrop` sites receive fresh
-conductance scores (Georgiou et al., arXiv 2409.09088: recomputed every batch in the reference)::
+* ``set_progress(progress)``: receives the fraction of training done (DropBlock's linear schedule);
+* a classmethod ``before_step(modules, step)``: called once per step with every module of its class
+  in the model and a :class:`TrainingStep` (the model, the batch, the progress, the options), for
+  methods that need the batch or all their sites at once (Y-Drop: one conductance pass, Georgiou et
+  al., arXiv 2409.09088, recomputed every batch in the reference). It returns a dict to merge into
+  :func:`prepare_step`'s result, or ``None``.
+
+::
 
     for step, (x, y) in enumerate(loader):
         prepare_step(model, x, y, progress=step / total_steps)
         loss = F.cross_entropy(model(x), y)
         ...
 
-Which modules are interested is found by one scan of ``model`` on its first call and cached per
-model (weakly, so a dropped model frees its entry); a model without such modules costs a dictionary
+Interested modules are found by one scan of ``model`` on its first call and cached per model
+(weakly, so a dropped model frees its entry); a model without such modules costs a dictionary
 lookup per step. Modules added to a model after its first call are not seen.
 """
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from torch import Tensor, nn
 
-from autodropout.regularizers._conductance import ConductanceEstimator, TargetFn
-from autodropout.regularizers.ydrop import YDrop
+from autodropout.checks import is_int, is_real
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    """One training step as ``before_step`` hooks see it.
+
+    Attributes:
+        model: the network being trained.
+        inputs: the batch, as passed to ``model`` (a tensor, or a sequence for ``model(*inputs)``).
+        targets: labels ``(B,)`` or token targets ``(B, T)``.
+        progress: fraction of training done, in [0, 1].
+        due: whether periodic work is due on this call (every ``update_every`` calls).
+        options: the other keyword arguments of :func:`prepare_step`, for hooks that take them.
+    """
+
+    model: nn.Module
+    inputs: Tensor | Sequence[Tensor]
+    targets: Tensor
+    progress: float
+    due: bool
+    options: Mapping[str, Any]
 
 
 @dataclass
 class _Plan:
     progress_modules: list[nn.Module] = field(default_factory=list)
-    ydrop_modules: list[YDrop] = field(default_factory=list)
+    hooks: dict[type, list[nn.Module]] = field(default_factory=dict)
     calls: int = 0
 
 
@@ -38,10 +64,10 @@ _PLANS: weakref.WeakKeyDictionary[nn.Module, _Plan] = weakref.WeakKeyDictionary(
 def _plan(model: nn.Module) -> _Plan:
     plan = _PLANS.get(model)
     if plan is None:
-        plan = _Plan(
-            progress_modules=[m for m in model.modules() if callable(getattr(m, "set_progress", None))],
-            ydrop_modules=[m for m in model.modules() if isinstance(m, YDrop)],
-        )
+        plan = _Plan(progress_modules=[m for m in model.modules() if callable(getattr(m, "set_progress", None))])
+        for module in model.modules():
+            if callable(getattr(type(module), "before_step", None)):
+                plan.hooks.setdefault(type(module), []).append(module)
         _PLANS[model] = plan
     return plan
 
@@ -53,42 +79,36 @@ def prepare_step(
     progress: float,
     *,
     update_every: int = 1,
-    n_steps: int = 5,
-    subsample: float = 0.1875,
-    target_fn: TargetFn | None = None,
-    input_module: nn.Module | None = None,
+    **options: Any,
 ) -> dict[str, Tensor]:
     """Prepare ``model``'s regularizers for the training forward on ``(inputs, targets)``.
 
-    Calls ``set_progress(progress)`` on every submodule that has it. If the model has YDrop sites in
-    training mode past their warm-up, runs a :class:`ConductanceEstimator` (``n_steps``,
-    ``subsample``, ``target_fn``, ``input_module`` as documented there) on this batch every
-    ``update_every`` calls, and on any call where such a site has no scores yet.
+    Calls ``set_progress(progress)`` on every submodule that has it, then every ``before_step``
+    hook (see the module docstring).
 
     Args:
         model: the network being trained.
-        inputs: the batch, as passed to ``model`` (a tensor, or a sequence for ``model(*inputs)``).
+        inputs: the batch, as passed to ``model``.
         targets: labels ``(B,)`` or token targets ``(B, T)``.
         progress: fraction of training done, in [0, 1].
-        update_every: estimator period in calls (1 = every step, as the reference).
+        update_every: period, in calls, of the hooks' periodic work (1 = every step, as the
+            Y-Drop reference).
+        options: passed to the hooks (Y-Drop takes ``n_steps``, ``subsample``, ``target_fn`` and
+            ``input_module``, see :class:`~autodropout.regularizers._conductance.ConductanceEstimator`).
 
     Returns:
-        ``{site name: scores (N,)}`` when the estimator ran on this call, else ``{}``.
+        What the hooks computed on this call (Y-Drop: ``{site name: scores (N,)}``), else ``{}``.
     """
-    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0.0 <= progress <= 1.0:
+    if not is_real(progress, 0.0, 1.0):
         raise ValueError(f"prepare_step: progress must be a number in [0, 1], got {progress!r}")
-    if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+    if not is_int(update_every, 1):
         raise ValueError(f"prepare_step: update_every must be an int >= 1, got {update_every!r}")
     plan = _plan(model)
     for module in plan.progress_modules:
         module.set_progress(float(progress))
-    due = plan.calls % update_every == 0
+    step = TrainingStep(model, inputs, targets, float(progress), plan.calls % update_every == 0, options)
     plan.calls += 1
-    active = [m for m in plan.ydrop_modules if m.training and m.needs_scores]
-    if not active or not (due or any(m.scores is None for m in active)):
-        return {}
-    estimator = ConductanceEstimator(
-        model, plan.ydrop_modules, n_steps=n_steps, subsample=subsample,
-        target_fn=target_fn, input_module=input_module,
-    )
-    return estimator.update(inputs, targets)
+    results: dict[str, Tensor] = {}
+    for cls, modules in plan.hooks.items():
+        results.update(cls.before_step(modules, step) or {})
+    return results

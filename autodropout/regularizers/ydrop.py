@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from autodropout.checks import is_int, is_real
 from autodropout.regularizers.registry import RegularizerInfo, register
 
 # The reference code's `sigma_drop` quirk resamples the bucket rates every batch around its default
@@ -83,7 +84,7 @@ def ydrop(x: Tensor, keep: Tensor | float, scale: Tensor | float, dim: int) -> T
 
 
 def _check_rate(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+    if not is_real(value, 0.0, 1.0, high_open=True):
         raise ValueError(f"YDrop: {name} must be a drop probability in [0, 1), got {value!r}")
     return float(value)
 
@@ -154,7 +155,7 @@ class YDrop(nn.Module):
             p_low, p_high = p - spread, p + spread
         if not isinstance(ema_alpha, (int, float)) or not 0.0 < ema_alpha <= 1.0:
             raise ValueError(f"YDrop: ema_alpha must be in (0, 1], got {ema_alpha!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        if not is_int(warmup_steps, 0):
             raise ValueError(f"YDrop: warmup_steps must be an int >= 0, got {warmup_steps!r}")
         if sigma_drop is not None:
             sigmas = (sigma_drop, sigma_drop) if isinstance(sigma_drop, (int, float)) else sigma_drop
@@ -248,6 +249,24 @@ class YDrop(nn.Module):
             self._keep_ema = self._keep_ema.to(x.device).lerp_(keep, self.ema_alpha)
         self.step_count += 1
         return ydrop(x, keep, self._keep_ema.reciprocal(), dim)
+
+    @classmethod
+    def before_step(cls, modules: list["YDrop"], step: Any) -> dict[str, Tensor]:
+        """The training-step hook (:mod:`~autodropout.regularizers.training_step`): one conductance
+        pass scores every site of the model when due, and whenever an active site has no scores yet.
+
+        The options ``n_steps``, ``subsample``, ``target_fn`` and ``input_module`` go to the
+        estimator; ``input_module`` defaults to the model's ``input_embedding`` (token models, whose
+        ids cannot be interpolated), if it has one.
+        """
+        active = [m for m in modules if m.training and m.needs_scores]
+        if not active or not (step.due or any(m.scores is None for m in active)):
+            return {}
+        # Imported here: the estimator itself imports this module (it scores YDrop sites).
+        from autodropout.regularizers._conductance import ConductanceEstimator
+
+        options = {"input_module": getattr(step.model, "input_embedding", None), **step.options}
+        return ConductanceEstimator(step.model, modules, **options).update(step.inputs, step.targets)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"step_count": self.step_count, "scores": self._scores, "keep_ema": self._keep_ema}

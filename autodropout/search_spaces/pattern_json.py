@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from autodropout.atomic import atomic_write
+from autodropout.errors import UnknownNameError
 from autodropout.search_spaces.conv import ConvSpace
 from autodropout.search_spaces.space import Pattern, PatternError, SearchSpace
 from autodropout.search_spaces.transformer import TransformerSpace
@@ -63,7 +64,7 @@ class PatternSet:
         for ranked in self.patterns:
             if ranked.rank == rank:
                 return ranked.pattern
-        raise KeyError(f"no pattern of rank {rank}; ranks in file: {[p.rank for p in self.patterns]}")
+        raise UnknownNameError(f"no pattern of rank {rank}; ranks in file: {[p.rank for p in self.patterns]}")
 
     @property
     def best(self) -> Pattern:

@@ -2,28 +2,64 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.config import LanguageModelConfig
+from autodropout.config import check_non_negative, check_positive
 from autodropout.data.language import LMCorpus, batchify, lm_batches
-from autodropout.models import TransformerLM
+from autodropout.errors import ConfigError
+from autodropout.models import TransformerLM, TransformerSites
 from autodropout.search_spaces import TransformerSpace
 from autodropout.tasks.base import Task
-from autodropout.tasks.regularization import Regularization, transformer_layer_sites
+from autodropout.tasks.loop import TrainConfig
+from autodropout.tasks.registry import register_task
+from autodropout.tasks.regularization import Regularization
+from autodropout.tasks.reward import PERPLEXITY_CONSTANT
 
 EVAL_BATCH = 16
 
 
+@dataclass(frozen=True)
+class LanguageModelConfig:
+    """Word-level language modelling with a causal Transformer (``kind: language_model``)."""
+
+    kind: Literal["language_model"] = "language_model"
+    dataset: Literal["embedded", "ptb", "wikitext2"] = "embedded"
+    root: str | None = None
+    vocab_size: int = 5000
+    max_tokens: int = 0
+    bptt: int = 32
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 0
+    reward_constant: float = PERPLEXITY_CONSTANT
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=0.01, batch_size=32, grad_clip=1.0)
+    )
+
+    def __post_init__(self) -> None:
+        check_positive(self, "vocab_size", "bptt", "d_model", "n_layers", "n_heads", "reward_constant")
+        check_non_negative(self, "max_tokens", "d_ff")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.dataset != "embedded" and not self.root:
+            raise ConfigError(f"root: dataset {self.dataset!r} needs root (the folder with its token files)")
+
+
+@register_task
 class LanguageModelTask(Task):
     """Causal Transformer LM; metric: validation perplexity (reward = c / perplexity)."""
 
     kind = "language_model"
+    config_type = LanguageModelConfig
     metric = "perplexity"
     space_type = TransformerSpace
+    site_kind = "seq"
     config: LanguageModelConfig
     data: LMCorpus
 
@@ -43,18 +79,13 @@ class LanguageModelTask(Task):
         return corpus
 
     @property
-    def num_sites(self) -> int:
-        return self.config.n_layers
+    def site_layout(self) -> TransformerSites:
+        return TransformerLM.site_layout(self.config.n_layers)
 
     def build_model(self, regularization: Regularization) -> nn.Module:
         c = self.config
-        layer_sites, embedding = transformer_layer_sites(regularization, c.n_layers)
         return TransformerLM(len(self.data.vocab), c.d_model, c.n_layers, c.n_heads, d_ff=c.d_ff or None,
-                             max_len=c.bptt, layer_sites=layer_sites, embedding_dropout=embedding)
-
-    def prepare_step_options(self, model: nn.Module) -> dict[str, Any]:
-        # Token ids cannot be interpolated: Y-Drop's conductance interpolates the token embedding.
-        return {"input_module": model.embed.token}
+                             max_len=c.bptt, **regularization.model_sites(self.site_layout))
 
     def _train_rows(self) -> torch.Tensor:
         return batchify(self.data.train, self.config.train.batch_size)

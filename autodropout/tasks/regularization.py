@@ -1,16 +1,15 @@
-"""What a task puts at its model's sites: a learned pattern, a registry regularizer, or nothing."""
+"""What a task puts at its model's sites: a learned pattern, a registry regularizer, or nothing,
+and the one function that turns it into a model's site arguments (timm's ``drop_blocks()`` plays
+this role in its ResNet)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
-
-from torch import nn
+from typing import Any, Mapping
 
 from autodropout import regularizers
-from autodropout.config import ConfigError
+from autodropout.errors import ConfigError
+from autodropout.models import ConvSites, Factory, SiteLayout, TransformerSites, residual_sites
 from autodropout.search_spaces import Pattern
-
-Factory = Callable[[], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -65,29 +64,46 @@ class Regularization:
             return f"{self.name}({args})"
         return "none"
 
+    def model_sites(self, layout: SiteLayout) -> dict[str, Any]:
+        """The site keyword arguments of the model whose sites are ``layout``.
 
-def transformer_layer_sites(regularization: Regularization, n_layers: int,
-                            cross_attention: bool = False) -> tuple[list[dict[str, Factory]] | None, Factory | None]:
-    """Per-layer site factories and the embedding factory of a Transformer for ``regularization``.
+        A learned pattern acts where its site patterns say (a conv pattern at each ConvNet site; a
+        Transformer layer pattern at the sublayers it switches on, decoder layers also at the
+        cross-attention sites of the same switches, see :mod:`autodropout.mapping`). A registry
+        regularizer goes at every ConvNet site, or where the residual dropout of Vaswani et al.
+        (2017, sec. 5.4) goes in a Transformer (each sublayer output before the residual add, and
+        after the embeddings).
+        """
+        sites = layout.stacks
+        if self.pattern is not None and len(self.pattern.layers) != sum(sites):
+            raise ValueError(f"pattern has {len(self.pattern.layers)} sites, the model has {sum(sites)}")
+        if isinstance(layout, ConvSites):
+            return {layout.argument: self._conv_factories(layout)}
+        return self._transformer_sites(layout)
 
-    A learned pattern acts where its layer patterns switch it on (decoder layers of a translation
-    model also get their cross-attention sites from the same switches; see
-    :mod:`autodropout.mapping`). A registry regularizer goes where the classic residual dropout of
-    Vaswani et al. (2017, sec. 5.4) goes: each attention output and FFN output before the residual
-    add, and the embeddings (token + position); ``dropout`` there is the classic baseline.
-    """
-    if regularization.pattern is not None:
-        from autodropout.regularizers.pattern_transformer import transformer_site_factories
+    def _conv_factories(self, layout: ConvSites) -> list[Factory | None]:
+        if self.pattern is not None:
+            from autodropout.regularizers.pattern_conv import conv_site_factories
 
-        sites = transformer_site_factories(regularization.pattern)
-        if len(sites) != n_layers:
-            raise ValueError(f"pattern has {len(sites)} sites, the model has {n_layers} layers")
-        if cross_attention:
-            sites = [{**s, **{f"cross_{k}": f for k, f in s.items()
-                             if k in ("query", "key", "value", "attn_output")}} for s in sites]
-        return sites, None
-    factory = regularization.factory()
-    if factory is None:
-        return None, None
-    names = ("attn_output", "ffn_output") + (("cross_attn_output",) if cross_attention else ())
-    return [{name: factory for name in names} for _ in range(n_layers)], factory
+            return list(conv_site_factories(self.pattern))
+        return [self.factory(channels) for channels, _, _ in layout.shapes]
+
+    def _transformer_sites(self, layout: TransformerSites) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {layout.embedding_argument: None}
+        if self.pattern is not None:
+            from autodropout.regularizers.pattern_transformer import transformer_site_factories
+
+            per_layer = iter(transformer_site_factories(self.pattern))
+            for stack in layout.layer_stacks:
+                layers = [next(per_layer) for _ in range(stack.layers)]
+                if stack.cross_attention:
+                    layers = [{**s, **{f"cross_{k}": f for k, f in s.items()
+                                       if k in ("query", "key", "value", "attn_output")}} for s in layers]
+                kwargs[stack.argument] = layers
+            return kwargs
+        factory = self.factory()
+        for stack in layout.layer_stacks:
+            kwargs[stack.argument] = [residual_sites(factory, cross_attention=stack.cross_attention)
+                                      for _ in range(stack.layers)] if factory else None
+        kwargs[layout.embedding_argument] = factory
+        return kwargs

@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 
 METRICS = {"accuracy": "max", "perplexity": "min", "bleu": "max"}
+#: ``c`` of the language-model reward ``c / perplexity`` (Pham & Le 2021 on PTB).
+PERPLEXITY_CONSTANT = 80.0
 
 
-def reward(metric: str, value: float, *, constant: float = 80.0) -> float:
-    """Reward of a validation ``value`` of ``metric``; non-finite values give NaN (never a reward)."""
+def reward(metric: str, value: float, *, constant: float | None = None) -> float:
+    """Reward of a validation ``value`` of ``metric``; non-finite values give NaN (never a reward).
+
+    ``constant`` is the ``c`` of ``c / perplexity`` (default :data:`PERPLEXITY_CONSTANT`)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(METRICS)}")
     if not math.isfinite(value):
@@ -21,5 +25,6 @@ def reward(metric: str, value: float, *, constant: float = 80.0) -> float:
     if metric == "accuracy":
         return float(value)
     if metric == "perplexity":
-        return constant / value if value > 0 else math.nan
+        c = PERPLEXITY_CONSTANT if constant is None else constant
+        return c / value if value > 0 else math.nan
     return value / 100.0

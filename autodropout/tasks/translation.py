@@ -2,30 +2,72 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.config import TranslationConfig
+from autodropout.config import check_non_negative, check_positive
 from autodropout.data.bleu import corpus_bleu
 from autodropout.data.translation import BOS_ID, EOS_ID, PAD_ID, TranslationData, collate, load_number_translation
-from autodropout.models import TransformerSeq2Seq, beam_search, greedy_decode
+from autodropout.errors import ConfigError
+from autodropout.models import TransformerSeq2Seq, TransformerSites, beam_search, greedy_decode
 from autodropout.search_spaces import TransformerSpace
 from autodropout.tasks.base import Task
-from autodropout.tasks.regularization import Regularization, transformer_layer_sites
+from autodropout.tasks.loop import TrainConfig
+from autodropout.tasks.registry import register_task
+from autodropout.tasks.regularization import Regularization
 
 EVAL_BATCH = 128
 
 
+@dataclass(frozen=True)
+class TranslationConfig:
+    """Sequence-to-sequence translation with a Transformer (``kind: translation``)."""
+
+    kind: Literal["translation"] = "translation"
+    dataset: Literal["numbers", "parallel"] = "numbers"
+    root: str | None = None
+    src_lang: str = "en"
+    tgt_lang: str = "fr"
+    vocab_size: int = 8000
+    max_number: int = 9999
+    n_train: int = 3000
+    n_val: int = 300
+    n_test: int = 300
+    max_len: int = 32
+    d_model: int = 64
+    n_enc_layers: int = 2
+    n_dec_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 0
+    beam_size: int = 1
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=0.01, batch_size=64, grad_clip=1.0)
+    )
+
+    def __post_init__(self) -> None:
+        check_positive(self, "vocab_size", "max_number", "n_train", "n_val", "n_test", "max_len", "d_model",
+                       "n_enc_layers", "n_dec_layers", "n_heads", "beam_size")
+        check_non_negative(self, "d_ff")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.dataset != "numbers" and not self.root:
+            raise ConfigError(f"root: dataset {self.dataset!r} needs root (the folder with train/valid/test files)")
+
+
+@register_task
 class TranslationTask(Task):
     """Transformer encoder-decoder; metric: validation BLEU of greedy (or beam) decoding
     (reward = BLEU / 100). Pattern sites: encoder layers, then decoder layers."""
 
     kind = "translation"
+    config_type = TranslationConfig
     metric = "bleu"
     space_type = TransformerSpace
+    site_kind = "seq"
     config: TranslationConfig
     data: TranslationData
 
@@ -40,35 +82,14 @@ class TranslationTask(Task):
         return load_parallel_text(config.root, config.src_lang, config.tgt_lang, vocab_size=config.vocab_size)
 
     @property
-    def num_sites(self) -> int:
-        return self.config.n_enc_layers + self.config.n_dec_layers
-
-    @property
-    def site_stacks(self) -> tuple[int, int]:
-        """Encoder and decoder site counts: a one-stack (language-model) pattern maps onto each."""
-        return self.config.n_enc_layers, self.config.n_dec_layers
+    def site_layout(self) -> TransformerSites:
+        return TransformerSeq2Seq.site_layout(self.config.n_enc_layers, self.config.n_dec_layers)
 
     def build_model(self, regularization: Regularization) -> nn.Module:
         c = self.config
-        n_enc = c.n_enc_layers
-        if regularization.pattern is not None:
-            layers = regularization.pattern.layers
-            encoder, _ = transformer_layer_sites(_part(regularization, layers[:n_enc]), n_enc)
-            decoder, _ = transformer_layer_sites(_part(regularization, layers[n_enc:]), c.n_dec_layers,
-                                                 cross_attention=True)
-            embedding = None
-        else:
-            encoder, embedding = transformer_layer_sites(regularization, n_enc)
-            decoder, _ = transformer_layer_sites(regularization, c.n_dec_layers, cross_attention=True)
         return TransformerSeq2Seq(len(self.data.src_tokenizer), len(self.data.tgt_tokenizer), c.d_model,
-                                  n_enc, c.n_dec_layers, c.n_heads, d_ff=c.d_ff or None, max_len=c.max_len + 2,
-                                  encoder_sites=encoder, decoder_sites=decoder, embedding_dropout=embedding,
-                                  pad_id=PAD_ID)
-
-    def prepare_step_options(self, model: nn.Module) -> dict[str, Any]:
-        # Y-Drop's conductance interpolates the source embedding (token ids cannot be interpolated):
-        # a unit's importance for translating the source, with the target prefix given.
-        return {"input_module": model.src_embed.token}
+                                  c.n_enc_layers, c.n_dec_layers, c.n_heads, d_ff=c.d_ff or None,
+                                  max_len=c.max_len + 2, pad_id=PAD_ID, **regularization.model_sites(self.site_layout))
 
     def num_train_batches(self) -> int:
         return math.ceil(len(self.data.train) / self.config.train.batch_size)
@@ -119,7 +140,3 @@ class TranslationTask(Task):
         exact = sum(h == r for h, r in zip(hypotheses, data.tgt_text)) / max(len(data), 1)
         return {"bleu": corpus_bleu(hypotheses, data.tgt_text), "exact_match": exact, "loss": total / max(count, 1)}
 
-
-def _part(regularization: Regularization, layers: tuple) -> Regularization:
-    pattern = regularization.pattern
-    return Regularization(pattern=type(pattern)(pattern.kind, tuple(layers)))

@@ -1,26 +1,57 @@
 """Image classification with a WideResNet: embedded digits, or CIFAR-10/100 from python batches."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.config import VisionConfig
+from autodropout.config import check_fraction, check_positive
 from autodropout.data.images import ImageSplits, augment, load_digits
-from autodropout.models import WideResNet
+from autodropout.errors import ConfigError
+from autodropout.models import ConvSites, WideResNet
 from autodropout.search_spaces import ConvSpace
 from autodropout.tasks.base import Task
+from autodropout.tasks.loop import TrainConfig
+from autodropout.tasks.registry import register_task
 from autodropout.tasks.regularization import Regularization
 
 
+@dataclass(frozen=True)
+class VisionConfig:
+    """Image classification with a WideResNet (``kind: vision``)."""
+
+    kind: Literal["vision"] = "vision"
+    dataset: Literal["digits", "cifar10", "cifar100"] = "digits"
+    root: str | None = None
+    image_size: int = 16
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment: bool = True
+    depth: int = 10
+    width: int = 1
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_positive(self, "image_size", "depth", "width")
+        if (self.depth - 4) % 6:
+            raise ConfigError(f"depth: WideResNet depth must be 6n+4 (10, 16, 22, 28, ...), got {self.depth}")
+        if self.dataset != "digits" and not self.root:
+            raise ConfigError(f"root: dataset {self.dataset!r} needs root (the folder of its python batches)")
+        check_fraction(self, "val_fraction", "test_fraction")
+
+
+@register_task
 class VisionTask(Task):
     """WRN-``depth``-``width`` on ``dataset``; metric: validation accuracy (reward = accuracy)."""
 
     kind = "vision"
+    config_type = VisionConfig
     metric = "accuracy"
     space_type = ConvSpace
+    site_kind = "conv"
     config: VisionConfig
     data: ImageSplits
 
@@ -35,25 +66,13 @@ class VisionTask(Task):
                           val_fraction=config.val_fraction, seed=config.train.seed)
 
     @property
-    def num_sites(self) -> int:
-        return WideResNet.num_sites_for(self.config.depth)
-
-    def site_channels(self) -> list[int]:
-        """Channels each site sees: WRN groups have 16k, 32k and 64k channels, sites/3 blocks each."""
-        per_group = self.num_sites // 3
-        return [c * self.config.width for c in (16, 32, 64) for _ in range(per_group)]
+    def site_layout(self) -> ConvSites:
+        c = self.config
+        return WideResNet.site_layout(c.depth, c.width, tuple(self.data.train.x.shape[-2:]))
 
     def build_model(self, regularization: Regularization) -> nn.Module:
-        if regularization.pattern is not None:
-            from autodropout.regularizers.pattern_conv import conv_site_factories
-
-            factories = conv_site_factories(regularization.pattern)
-            if len(factories) != self.num_sites:
-                raise ValueError(f"pattern has {len(factories)} sites, WRN-{self.config.depth} has {self.num_sites}")
-        else:
-            factories = [regularization.factory(channels) for channels in self.site_channels()]
         return WideResNet(self.config.depth, self.config.width, self.data.num_classes,
-                          in_channels=self.data.in_channels, site_factories=factories)
+                          in_channels=self.data.in_channels, **regularization.model_sites(self.site_layout))
 
     def num_train_batches(self) -> int:
         return -(-len(self.data.train) // self.config.train.batch_size)

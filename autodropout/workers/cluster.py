@@ -7,7 +7,7 @@ import socket
 
 import ray
 
-from autodropout.config import UserInputError
+from autodropout.errors import UserInputError
 
 
 class ClusterError(UserInputError, RuntimeError):

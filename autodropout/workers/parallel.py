@@ -1,8 +1,8 @@
 """Transfer runs on Ray Tune: a grid over (method, seed), trained by the search's own trainable.
 
-Each grid cell is one Tune trial of :func:`~autodropout.workers.trainable.train_pattern` with the
-cell's method merged into its config (a ``"pattern"`` or a ``"regularizer"`` entry). The dataset and
-the method table go through the object store once (``tune.with_parameters``). When a trial ends,
+Each grid cell is one Tune trial of :func:`~autodropout.workers.trainable.train_trial` on the
+method's :class:`~autodropout.runs.trial.Trial` with the cell's seed. The dataset and the method
+table go through the object store once (``tune.with_parameters``). When a trial ends,
 its final model weights are read back from its last checkpoint, so the driver can evaluate every
 model on validation and test with the same code as a sequential run.
 """
@@ -19,13 +19,14 @@ import ray
 import torch
 from ray import tune
 
+from autodropout.runs import Trial
 from autodropout.workers.cluster import check_resources, connect
-from autodropout.workers.trainable import STATE_FILE, train_pattern
+from autodropout.workers.trainable import STATE_FILE, train_trial
 
 
 def train_method(config: dict[str, Any], data: Any = None, methods: Mapping[str, dict[str, Any]] | None = None) -> None:
-    """Tune function trainable: :func:`train_pattern` with ``methods[config["method"]]`` merged in."""
-    train_pattern({**config, **methods[config["method"]]}, data=data)
+    """Tune function trainable: :func:`train_trial` of method ``config["label"]`` with seed ``config["seed"]``."""
+    train_trial({**methods[config["label"]], "seed": config["seed"]}, data=data)
 
 
 @dataclass
@@ -54,16 +55,14 @@ class _Progress(tune.Callback):
 
     def _line(self, trial: Any, text: str) -> None:
         self.done += 1
-        print(f"[{self.done}/{self.total}] {trial.config['method']} seed {trial.config['seed']}: {text} "
+        print(f"[{self.done}/{self.total}] {trial.config['label']} seed {trial.config['seed']}: {text} "
               f"({time.perf_counter() - self.began:.0f}s)", file=sys.stderr, flush=True)
 
 
 def run_grid(
     task: Any,
-    task_config: dict[str, Any],
-    methods: Mapping[str, dict[str, Any]],
+    trials: Sequence[Trial],
     seeds: Sequence[int],
-    space_values: Mapping[str, Any],
     cpus_per_trial: float = 1.0,
     gpus_per_trial: float = 0.0,
     progress: bool = True,
@@ -72,27 +71,25 @@ def run_grid(
 
     Args:
         task: the built task (its data is shared with the trials).
-        task_config: ``to_dict`` of the task config.
-        methods: label -> ``{"pattern": [...]}`` or ``{"regularizer": {"name": ..., "params": ...}}``.
+        trials: one labelled trial per method (their seeds are replaced by ``seeds``).
         seeds: training seeds.
-        space_values: value sets the pattern entries are validated against.
         cpus_per_trial, gpus_per_trial: resources of one trial.
         progress: print one line per finished trial.
 
     A Ray instance started here is shut down when the generator is exhausted or closed.
     """
+    methods = {trial.label: trial.to_config() for trial in trials}
     started_here = not ray.is_initialized()
     check_resources(connect(), cpus_per_trial, gpus_per_trial)
     try:
         with tempfile.TemporaryDirectory(prefix="autodropout-transfer-") as storage:
             trainable = tune.with_resources(
-                tune.with_parameters(train_method, data=task.data, methods=dict(methods)),
+                tune.with_parameters(train_method, data=task.data, methods=methods),
                 {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
             )
             tuner = tune.Tuner(
                 trainable,
-                param_space={"task": task_config, "space_values": dict(space_values),
-                             "method": tune.grid_search(list(methods)), "seed": tune.grid_search(list(seeds))},
+                param_space={"label": tune.grid_search(list(methods)), "seed": tune.grid_search(list(seeds))},
                 tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
                 run_config=tune.RunConfig(
                     name="transfer", storage_path=storage, verbose=0,
@@ -102,7 +99,7 @@ def run_grid(
             )
             grid = tuner.fit()
             order = {(m, s): i for i, (m, s) in enumerate((m, s) for m in methods for s in seeds)}
-            for result in sorted(grid, key=lambda r: order[(r.config["method"], r.config["seed"])]):
+            for result in sorted(grid, key=lambda r: order[(r.config["label"], r.config["seed"])]):
                 yield _read(result)
     finally:
         if started_here:
@@ -110,7 +107,7 @@ def run_grid(
 
 
 def _read(result: Any) -> GridResult:
-    method, seed = result.config["method"], result.config["seed"]
+    method, seed = result.config["label"], result.config["seed"]
     seconds = float((result.metrics or {}).get("time_total_s", 0.0))
     if result.error is not None or result.checkpoint is None:
         error = str(result.error).strip().splitlines()[-1] if result.error is not None else "no checkpoint"

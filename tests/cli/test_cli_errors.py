@@ -3,8 +3,9 @@ import subprocess
 
 import pytest
 
-from autodropout.cli import main, parse_params
-from autodropout.config import ConfigError
+from autodropout.cli import main
+from autodropout.config import parse_assignments as parse_params
+from autodropout.errors import ConfigError
 from tests.conftest import PYTHON
 from tests.tiny import write_experiment
 

@@ -9,9 +9,11 @@ import torch
 
 import autodropout as ad
 from autodropout.cli import main
-from autodropout.config import LanguageModelConfig, TrainConfig, TranslationConfig, VisionConfig
 from autodropout.search_spaces import ConvSpace, TransformerSpace
-from autodropout.tasks import DivergedError, Regularization, build_task, reward
+from autodropout.tasks import DivergedError, Regularization, TrainConfig, build_task, reward
+from autodropout.tasks.language_model import LanguageModelConfig
+from autodropout.tasks.translation import TranslationConfig
+from autodropout.tasks.vision import VisionConfig
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import numpy
 import pytest
 
 from autodropout import cli
-from autodropout.config import find_experiment
+from autodropout.experiment import find_experiment
 from autodropout.search_spaces import (
     ConvLayerPattern,
     ConvSpace,
@@ -238,8 +238,8 @@ def test_baselines_parse_and_fit_the_task():
     with pytest.raises(TransferError, match="baseline 'targetdrop:gamma=0.2': regularizer 'targetdrop'.*channels"):
         baseline_methods(["targetdrop:gamma=0.2"], "vision")
     methods = baseline_methods(["none", "dropout:p=0.1"], "vision")
-    assert [m.trial_entry() for m in methods] == [
-        {"regularizer": {"name": "none", "params": {}}}, {"regularizer": {"name": "dropout", "params": {"p": 0.1}}}]
+    assert [(label, r.name, dict(r.params)) for label, r in methods] == [
+        ("none", None, {}), ("dropout(p=0.1)", "dropout", {"p": 0.1})]
 
 
 def report_with(methods, runs, mode="max"):

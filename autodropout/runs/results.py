@@ -1,6 +1,6 @@
 """Reading a Tune experiment folder back into a trials table (works on interrupted runs too).
 
-Each trial folder holds ``params.json`` (its config: pattern, tokens, seed) and ``result.json``
+Each trial folder holds ``params.json`` (its :class:`~autodropout.runs.trial.Trial` config) and ``result.json``
 (one JSON line per report); a failed trial also has ``error.txt``. Reading the folders rather
 than the driver's memory means export and the table survive a killed driver, and a trial that was
 retried appears once.
@@ -10,25 +10,30 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autodropout.atomic import atomic_write
+from autodropout.errors import UserInputError
+from autodropout.runs.trial import Trial
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TrialRecord:
+    """One trial folder read back: its trial, where it got to, and its last result."""
+
     index: int
     trial_id: str
-    tokens: list[int]
-    pattern: list[dict[str, Any]]
+    trial: Trial
     metric: float | None
     reward: float | None
     status: str
     duration_s: float
     epochs: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
@@ -37,33 +42,25 @@ def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
     for params_file in sorted(Path(experiment_dir).glob("*/params.json")):
         folder = params_file.parent
         try:
-            params = json.loads(params_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if "tokens" not in params:
+            trial = Trial.from_config(json.loads(params_file.read_text()))
+        except (OSError, json.JSONDecodeError, UserInputError) as exc:
+            logger.warning("skipping %s: unreadable trial config (%s)", folder.name, exc)
             continue
         last = _last_result(folder / "result.json")
         errored = (folder / "error.txt").exists()
-        epochs_done = int(last.get("epoch", 0)) if last else 0
-        status = "error" if errored else ("done" if last.get("done") or _finished(last, params) else "incomplete")
+        finished = bool(last) and (last.get("done") or last.get("epoch") == trial.task.train.epochs)
         index, trial_id = _parse_folder(folder.name)
         records.append(TrialRecord(
             index=index,
             trial_id=last.get("trial_id") or trial_id,
-            tokens=list(params["tokens"]),
-            pattern=params["pattern"],
+            trial=trial,
             metric=_number(last.get(metric)),
             reward=None if errored else _number(last.get("reward")),
-            status=status,
+            status="error" if errored else ("done" if finished else "incomplete"),
             duration_s=float(last.get("time_total_s", 0.0)) if last else 0.0,
-            epochs=epochs_done,
+            epochs=int(last.get("epoch", 0)) if last else 0,
         ))
     return sorted(records, key=lambda r: r.index)
-
-
-def _finished(last: dict[str, Any], params: dict[str, Any]) -> bool:
-    epochs = (params.get("task") or {}).get("train", {}).get("epochs")
-    return bool(last) and epochs is not None and last.get("epoch") == epochs
 
 
 def _last_result(path: Path) -> dict[str, Any]:
@@ -95,8 +92,10 @@ def write_trials_csv(path: Path, records: list[TrialRecord], metric: str) -> Pat
     writer = csv.writer(buffer)
     writer.writerow(["index", "trial_id", "status", metric, "reward", "epochs", "duration_s", "tokens", "pattern"])
     for r in records:
+        pattern = r.trial.regularization.pattern
         writer.writerow([r.index, r.trial_id, r.status, _fmt(r.metric), _fmt(r.reward), r.epochs, f"{r.duration_s:.2f}",
-                         " ".join(map(str, r.tokens)), json.dumps(r.pattern, separators=(",", ":"))])
+                         " ".join(map(str, r.trial.tokens or [])),
+                         json.dumps(pattern.to_json() if pattern else None, separators=(",", ":"))])
     return atomic_write(path, buffer.getvalue())
 
 

@@ -1,0 +1,153 @@
+"""Experiment files: ``name``, a ``task`` (owned by its task module) and a ``search`` section.
+
+An experiment file is YAML::
+
+    name: digits_wrn_quick
+    task:   {kind: vision, dataset: digits, ...}      # -> the config dataclass of the task kind
+    search: {trials: 24, concurrency: 2, ...}         # -> SearchConfig (optional)
+
+Unknown keys and values of the wrong type are :class:`~autodropout.errors.ConfigError` naming the
+key path (``task.lr``) and the file. The presets ship with the package (the repository's top-level
+``experiments/`` folder is installed as ``autodropout/experiments``) and are found by name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from autodropout.config import check_non_negative, check_positive, from_dict, replace, to_dict
+from autodropout.errors import ConfigError
+from autodropout.tasks import task_config_from_dict
+
+DEFAULT_EXPERIMENT = "digits_wrn_quick"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How the controller searches and how Ray runs the trials."""
+
+    trials: int = 16
+    concurrency: int = 2
+    controller: Literal["lstm", "random"] = "lstm"
+    samples_per_update: int = 2
+    controller_lr: float = 0.01
+    entropy_weight: float = 1e-3
+    baseline_decay: float = 0.8
+    temperature: float = 1.0
+    tanh_constant: float = 2.5
+    hidden: int = 64
+    top_k: int = 5
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 1
+    storage_path: str | None = None
+    values: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_positive(self, "trials", "concurrency", "samples_per_update", "top_k", "hidden")
+        check_non_negative(self, "controller_lr", "entropy_weight", "cpus_per_trial", "gpus_per_trial", "max_failures")
+        if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
+            raise ConfigError("cpus_per_trial: a trial needs at least some CPU or GPU")
+        if not 0 <= self.baseline_decay < 1:
+            raise ConfigError(f"baseline_decay: expected a value in [0, 1), got {self.baseline_decay}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment file."""
+
+    name: str
+    task: Any
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def with_train(self, **overrides: Any) -> "ExperimentConfig":
+        """This experiment with ``task.train`` fields replaced (checked like the file's own values);
+        ``None`` values leave a field as it is."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        train = replace(self.task.train, "task.train", **given)
+        return dataclasses.replace(self, task=dataclasses.replace(self.task, train=train))
+
+    def with_search(self, **overrides: Any) -> "ExperimentConfig":
+        """This experiment with ``search`` fields replaced; ``None`` values are left out."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, search=replace(self.search, "search", **given)) if given else self
+
+    def to_yaml(self) -> str:
+        """The experiment as an experiment file (``experiment_from_dict`` reads it back)."""
+        return yaml.safe_dump(_plain(to_dict(self)), sort_keys=False)
+
+
+def experiments_dir() -> Path:
+    """The folder of the packaged presets: installed as ``autodropout/experiments``; in a source
+    checkout, the repository's top-level ``experiments/``."""
+    package = Path(__file__).resolve().parent
+    installed = package / "experiments"
+    return installed if installed.is_dir() else package.parent / "experiments"
+
+
+def presets() -> list[str]:
+    """Names of the experiment files that ship with the package."""
+    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+
+
+def find_experiment(name_or_path: str | Path) -> ExperimentConfig:
+    """Load a YAML file, or a packaged preset by name (``digits_wrn_quick``); errors list presets."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return load_experiment(path)
+    preset = experiments_dir() / f"{name_or_path}.yaml"
+    if preset.exists():
+        return load_experiment(preset)
+    raise ConfigError(f"{name_or_path}: neither an experiment file nor a preset; presets: {', '.join(presets())}")
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not an experiment file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return experiment_from_dict(raw, default_name=path.stem)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def experiment_from_dict(raw: Any, default_name: str = "experiment") -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from a parsed experiment file."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping at the top level, got {type(raw).__name__}")
+    raw = {"name": default_name, **raw}
+    unknown = sorted(set(raw) - {"name", "task", "search"})
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} (expected name, task, search)")
+    if "task" not in raw:
+        raise ConfigError("missing key 'task'")
+    name = raw["name"]
+    if not isinstance(name, str):
+        raise ConfigError(f"name: expected a string, got {name!r}")
+    return ExperimentConfig(name=name, task=task_config_from_dict(raw["task"], "task"),
+                            search=from_dict(SearchConfig, raw.get("search") or {}, "search"))
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe: non-finite floats (never valid in a config) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
