@@ -1,11 +1,16 @@
 """Pattern JSON: the versioned, user-facing file format of learned patterns.
 
 ```
-{"format": "autodropout.patterns", "version": 1, "space": "conv" | "transformer",
+{"format": "autodropout.patterns", "version": 2, "space": "conv" | "transformer",
  "space_config": {"num_sites": L, "values": {...}},
  "source": {"experiment": ..., "trial_id": ..., "metric": ..., "value": ..., "reward": ..., "created": ...},
  "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "layers": [{...}, ...]}, ...]}
 ```
+
+Version 2 (this one) lays conv tiles relative to the map and bounds the Transformer runs (see
+:mod:`autodropout.search_spaces.conv` and ``docs/search_spaces.md``). Version 1 measured conv tiles in
+pixels, so its patterns mean something else at every resolution and have no faithful translation: a
+version-1 file is rejected with one message that says how to make a version-2 file.
 
 Reading is strict and never executes anything (plain ``json``): any deviation raises one
 :class:`PatternFormatError` naming the file, the pattern, the site and the field. Writing is atomic
@@ -22,12 +27,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from autodropout.atomic import atomic_write
+from autodropout.errors import PatternError
 from autodropout.search_spaces.conv import ConvSpace
-from autodropout.search_spaces.space import Pattern, PatternError, SearchSpace
+from autodropout.search_spaces.space import Pattern, SearchSpace
 from autodropout.search_spaces.transformer import TransformerSpace
 
 FORMAT = "autodropout.patterns"
-VERSION = 1
+VERSION = 2
 SPACES: dict[str, type[SearchSpace]] = {"conv": ConvSpace, "transformer": TransformerSpace}
 
 _TOP_KEYS = {"format", "version", "space", "space_config", "source", "patterns"}
@@ -160,6 +166,13 @@ def parse_patterns(document: Any) -> PatternSet:
     if document.get("format") != FORMAT:
         raise PatternError(f"field 'format': expected {FORMAT!r}, got {document.get('format')!r}")
     version = document.get("version")
+    if type(version) is int and version == 1:
+        raise PatternError(
+            "field 'version': this is a version-1 pattern file, whose conv tiles were measured in pixels "
+            f"(and whose Transformer runs could cover whole heads); version {VERSION} lays tiles relative to "
+            "the map, and the old patterns cannot be translated faithfully. Make a new file with this "
+            "version of autodropout: run the search again (`autodropout search`), then `autodropout export`"
+        )
     if type(version) is not int or version != VERSION:
         raise PatternError(f"field 'version': unsupported version {version!r} (this reader knows {VERSION})")
     _check_keys(document, _TOP_KEYS, set(), "")
