@@ -128,7 +128,6 @@ def _keep_tables(
     return rows.to(device, torch.uint8), cols.to(device, torch.uint8), density
 
 
-@torch.no_grad()
 def conv_pattern_mask(
     shape: Sequence[int],
     pattern: ConvLayerPattern,
@@ -164,6 +163,7 @@ def conv_pattern_mask(
     return _mask(dims, pattern, generator, device, dtype, offsets)
 
 
+@torch.no_grad()
 def _mask(
     shape: Sequence[int], pattern: ConvLayerPattern, generator: torch.Generator | None,
     device: torch.device, dtype: torch.dtype, offsets: Tensor | None = None,

@@ -72,7 +72,6 @@ def hidden_run(size: int, hidden: int) -> int:
     return min(size, hidden - 1)
 
 
-@torch.no_grad()
 def transformer_pattern_mask(
     shape: Sequence[int],
     pattern: TransformerLayerPattern,
@@ -121,6 +120,7 @@ def _geometry(shape: Sequence[int], pattern: TransformerLayerPattern) -> tuple[i
     return span, hidden_run(pattern.size, hidden), (*lead, -(-tokens // span))
 
 
+@torch.no_grad()
 def _mask(
     shape: Sequence[int], pattern: TransformerLayerPattern, generator: torch.Generator | None,
     device: torch.device, dtype: torch.dtype, offsets: Tensor | None = None,
