@@ -18,6 +18,7 @@ Agg canvas (no pyplot state, never ``show()``), which is what the search's Tenso
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -98,13 +99,16 @@ def mask_grid(pattern: Pattern, size: Sequence[int] | None = None, channels: int
 
 
 def describe_layer(layer: Any) -> str:
-    """One-line summary of a site's pattern, e.g. ``3x5 tiles, stride 2, repeat 2, rotate 30``."""
+    """One-line summary of a site's pattern, e.g. ``4x4 tiles, each drops 1/2 x 3/4, rotate 30``
+    (conv tiles per axis before the ``L // 2`` cap, and the fraction of its period each tile drops
+    along height and width)."""
     return ", ".join(_layer_parts(layer))
 
 
 def _layer_parts(layer: Any) -> list[str]:
     if isinstance(layer, ConvLayerPattern):
-        parts = [f"{layer.size[0]}x{layer.size[1]} tiles", f"stride {layer.stride}", f"repeat {layer.repeat}"]
+        height, width = (Fraction(side, side + layer.stride) for side in layer.size)
+        parts = [f"{layer.repeat}x{layer.repeat} tiles", f"each drops {height} x {width}"]
         if layer.rotate:
             parts.append(f"rotate {layer.rotate}")
         if layer.shear_x or layer.shear_y:

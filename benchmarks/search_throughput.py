@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from autodropout.experiment import find_experiment
 from autodropout.controller.searcher import BaseSearcher
+from autodropout.experiment import find_experiment
 from autodropout.workers.run import run_search
 
 CONTROLLER_SECONDS = [0.0]

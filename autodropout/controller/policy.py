@@ -132,7 +132,8 @@ class LSTMPolicy(nn.Module):
 
     @property
     def max_entropy(self) -> float:
-        """Entropy of the uniform policy: ``sum(log(len(choices)))`` over the L positions (nats)."""
+        """Entropy of the uniform policy: ``sum(log(len(choices)))`` over the L positions (nats); an
+        upper bound when the space forbids some choices after some prefixes (``choice_mask``)."""
         return sum(math.log(len(d.choices)) for d in self.space.decisions)
 
     def _logits(self, output: Tensor, position: int) -> Tensor:
@@ -141,25 +142,57 @@ class LSTMPolicy(nn.Module):
             logits = self.tanh_constant * torch.tanh(logits)
         return logits
 
+    def _allowed(self, prefixes: list[list[int]], position: int) -> Tensor | None:
+        """(n, k) bool of the choices ``space.choice_mask`` allows at ``position`` after each row's
+        prefix, or ``None`` when every choice is allowed for every row (the common case)."""
+        masks = [self.space.choice_mask(prefix) for prefix in prefixes]
+        if all(mask is None for mask in masks):
+            return None
+        every = (True,) * len(self.space.decisions[position].choices)
+        return torch.tensor([every if mask is None else mask for mask in masks], device=self.start.device)
+
     def _unroll(self, n: int, choose: _Chooser) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
         """Run the LSTM for L steps on a batch of ``n``; ``choose`` picks each step's tokens.
 
         Returns tokens (n, L), log_probs (n,), entropies (n,) and the per-position (n, k_i)
         log-softmaxes. Sampling, teacher forcing and greedy decoding share this one code path, which
         is what makes ``log_prob(tokens)`` reproduce the log-prob recorded at sampling.
+
+        Choices the space forbids after the tokens so far (``SearchSpace.choice_mask``) get a logit
+        of -inf before the softmax, so they are never drawn, the allowed ones share all the mass, and
+        log-probs and entropies are those of the distribution actually sampled from.
         """
         inputs = self.start.expand(1, n, self.embedding_dim)
         state: tuple[Tensor, Tensor] | None = None
         tokens, log_probs, entropies, log_softmaxes = [], [], [], []
+        prefixes: list[list[int]] = [[] for _ in range(n)]
         for position in range(self.num_positions):
             output, state = self.lstm(inputs, state)
-            log_p = F.log_softmax(self._logits(output[0], position), dim=-1)
+            logits = self._logits(output[0], position)
+            allowed = self._allowed(prefixes, position)
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed, -math.inf)
+            log_p = F.log_softmax(logits, dim=-1)
             token = choose(log_p, position)
+            if allowed is not None:
+                forbidden = (~allowed.gather(1, token[:, None]))[:, 0].nonzero()
+                if forbidden.numel():
+                    row = int(forbidden[0, 0])
+                    raise ValueError(
+                        f"tokens[{row}, {position}] ({self.space.decisions[position].key}) = {int(token[row])} "
+                        "is a choice the space forbids after the earlier tokens of that row "
+                        "(SearchSpace.choice_mask, e.g. a Transformer layer with every sublayer off)"
+                    )
             tokens.append(token)
             log_probs.append(log_p.gather(1, token[:, None])[:, 0])
-            entropies.append(-(log_p.exp() * log_p).sum(-1))
+            # Forbidden choices have p = 0 and log p = -inf: count them as 0, without a 0 * inf NaN
+            # in the forward or the backward pass.
+            finite_log_p = log_p if allowed is None else log_p.masked_fill(~allowed, 0.0)
+            entropies.append(-(log_p.exp() * finite_log_p).sum(-1))
             log_softmaxes.append(log_p)
             inputs = self.embeddings[self._types[position]](token)[None]
+            for prefix, value in zip(prefixes, token.tolist()):
+                prefix.append(value)
         return (
             torch.stack(tokens, 1),
             torch.stack(log_probs, 1).sum(1),

@@ -3,10 +3,12 @@
 One :class:`~autodropout.search_spaces.ConvLayerPattern` describes the mask of one site, acting on a
 ``(B, C, H, W)`` activation (the paper puts it after the BatchNorms of residual branches):
 
-* **Tiles.** Along each axis, ``repeat`` runs of ``size`` pixels (height for rows, width for columns)
-  start every ``size + stride`` pixels from the offset. Positions wrap around the map (mod ``H``,
-  mod ``W``) and the union is taken, so a grid longer than the map wraps onto itself; the dropped
-  region is the product of the row runs and the column runs: ``repeat x repeat`` rectangles.
+* **Tiles** (pattern format version 2: relative to the map; the exact rule is in
+  :mod:`autodropout.search_spaces.conv`). Along an axis of ``L`` pixels, ``t = min(repeat, L // 2)``
+  runs start every ``L / t`` pixels from the offset, each ``n`` pixels long with ``n / (L / t)``
+  close to ``size / (size + stride)`` (height for rows, width for columns) and ``1 <= n < L / t``;
+  positions wrap around the map (mod ``H``, mod ``W``). The dropped region is the product of the row
+  runs and the column runs: ``t_h x t_w`` rectangles, never none and never the whole map.
 * **Offset.** One uniformly random ``(row, col)`` offset per sample, and per channel unless
   ``share_c`` (then one ``(B, 1, H, W)`` mask broadcasts over the channels).
 * **Rotation and shear** about the map centre ``((H - 1) / 2, (W - 1) / 2)``. The pattern is drawn
@@ -16,18 +18,18 @@ One :class:`~autodropout.search_spaces.ConvLayerPattern` describes the mask of o
   ``y' = y + shear_y * x``). Each output pixel is inverse-mapped to source coordinates, rounded to
   the nearest pixel (halves up), and takes the tile membership there, wrapping mod ``H`` / ``W``.
 * **Rescaling.** Kept values are multiplied by ``1 / (1 - d)``, where ``d`` is the pattern's drop
-  density on the torus (row-run density times column-run density). Because the offset is uniform,
-  every pixel is dropped with probability exactly ``d``, so the output is exactly unbiased,
-  ``E[out] = x``, for every pattern. This is the paper's ``numel / sum(mask)`` in expectation, and
-  equals it exactly for unrotated, unsheared patterns (a translation on the torus never changes the
-  dropped count). A per-mask ``numel / sum(mask)`` was rejected: rotated or sheared masks sample
-  the torus unevenly, so their dropped count varies with the offset and pixels kept mostly by
-  sparse masks get inflated. Over this project's default search space (``ConvValues``), per-map
-  normalisation biases some pixel's expectation by more than 10% for 5.8% of the patterns on 8x8
-  maps (worst 300%; 87% on 16x16). A single mask may still drop a whole map (rotated patterns on
-  small maps), which is an ordinary dropout outcome here, not a division by zero.
-* **Everything dropped.** If ``d == 1`` (e.g. a 5x5 tile on a 4x4 map, which transferred patterns
-  can meet), no finite rescaling exists, so the pattern falls back to the identity (no drop).
+  density on the torus (row-run density times column-run density,
+  :meth:`~autodropout.search_spaces.ConvLayerPattern.density`), strictly between 0 and 1 on every
+  map of 2 or more pixels. Because the offset is uniform, every pixel is dropped with probability
+  exactly ``d``, so the output is exactly unbiased, ``E[out] = x``, for every pattern. This is the
+  paper's ``numel / sum(mask)`` in expectation, and equals it exactly for unrotated, unsheared
+  patterns (a translation on the torus never changes the dropped count). A per-mask
+  ``numel / sum(mask)`` was rejected: rotated or sheared masks sample the torus unevenly, so their
+  dropped count varies with the offset and pixels kept mostly by sparse masks get inflated. A single
+  rotated mask may still drop a whole small map, an ordinary dropout outcome, not a division by zero.
+* **Maps of one pixel.** An axis of 1 pixel counts as one run covering it, so ``1 x W`` maps get
+  stripes along ``W``; a ``1 x 1`` map cannot be masked without dropping it whole, so it is an error
+  rather than a silent identity.
 
 Implementation: the source coordinates of every output pixel are a fixed ``(H, W)`` map, so the
 keep bit of pixel ``p`` for offset ``(oy, ox)`` is ``rows[oy, p] | cols[ox, p]`` with two small
@@ -45,31 +47,13 @@ from functools import lru_cache, partial
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from autodropout.checks import is_int, is_real
+from autodropout.regularizers._pattern_masks import PatternModule, fixed_offsets, mask_request, pattern_layers
 from autodropout.regularizers.registry import RegularizerInfo, register
 from autodropout.search_spaces import ConvLayerPattern, Pattern
-
-_INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
-
-
-def is_int(value: object, minimum: int) -> bool:
-    """``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_offsets(offsets: object, shape: tuple[int, ...], device: torch.device) -> Tensor:
-    """``offsets`` as an int64 tensor on ``device`` if it is an integer tensor of ``shape``."""
-    if not isinstance(offsets, Tensor) or offsets.shape != shape or offsets.dtype not in _INT_DTYPES:
-        got = (
-            f"{offsets.dtype} {tuple(offsets.shape)}" if isinstance(offsets, Tensor) else type(offsets).__name__
-        )
-        raise ValueError(f"offsets: expected an integer tensor of shape {shape}, got {got}")
-    return offsets.to(device=device, dtype=torch.long)
+from autodropout.search_spaces.conv import axis_tiling
 
 
 def check_conv_pattern(pattern: object) -> ConvLayerPattern:
@@ -83,7 +67,7 @@ def check_conv_pattern(pattern: object) -> ConvLayerPattern:
         if not is_int(getattr(pattern, name), 1):
             raise ValueError(f"pattern.{name}: expected an int >= 1, got {getattr(pattern, name)!r}")
     for name in ("rotate", "shear_x", "shear_y"):
-        if not _is_real(getattr(pattern, name)):
+        if not is_real(getattr(pattern, name)):
             raise ValueError(f"pattern.{name}: expected a finite number, got {getattr(pattern, name)!r}")
     if math.isclose(pattern.shear_x * pattern.shear_y, 1.0):
         raise ValueError(
@@ -96,12 +80,12 @@ def check_conv_pattern(pattern: object) -> ConvLayerPattern:
     return pattern
 
 
-def _runs(length: int, size: int, pitch: int, repeat: int) -> Tensor:
-    """``(length,)`` bool: position ``u`` (relative to the offset) lies in one of the ``repeat`` runs
-    of ``size`` starting at ``k * pitch``, positions taken mod ``length``."""
+def _runs(length: int, size: int, stride: int, repeat: int) -> Tensor:
+    """``(length,)`` bool: position ``u`` (relative to the offset) lies in a run of
+    :func:`~autodropout.search_spaces.conv.axis_tiling`, positions taken mod ``length``."""
+    starts, run = axis_tiling(length, size, stride, repeat)
     u = torch.arange(length).unsqueeze(1)
-    starts = torch.arange(repeat).unsqueeze(0) * pitch
-    return ((u - starts).remainder(length) < size).any(dim=1)
+    return ((u - torch.tensor(starts).unsqueeze(0)).remainder(length) < run).any(dim=1)
 
 
 def _source_coords(
@@ -134,8 +118,8 @@ def _keep_tables(
     Output pixel ``p`` (flattened) is kept for offset ``(oy, ox)`` iff ``rows[oy, p] | cols[ox, p]``
     (it is dropped iff its source row and its source column both lie in runs).
     """
-    row_runs = _runs(height, size[0], size[0] + stride, repeat)
-    col_runs = _runs(width, size[1], size[1] + stride, repeat)
+    row_runs = _runs(height, size[0], stride, repeat)
+    col_runs = _runs(width, size[1], stride, repeat)
     src_row, src_col = _source_coords(height, width, rotate, shear_x, shear_y)
     rows = ~row_runs[(src_row.reshape(1, -1) - torch.arange(height).unsqueeze(1)).remainder(height)]
     cols = ~col_runs[(src_col.reshape(1, -1) - torch.arange(width).unsqueeze(1)).remainder(width)]
@@ -144,7 +128,6 @@ def _keep_tables(
     return rows.to(device, torch.uint8), cols.to(device, torch.uint8), density
 
 
-@torch.no_grad()
 def conv_pattern_mask(
     shape: Sequence[int],
     pattern: ConvLayerPattern,
@@ -156,7 +139,7 @@ def conv_pattern_mask(
     """The multiplier that :func:`conv_pattern` applies to a ``(B, C, H, W)`` activation.
 
     Args:
-        shape: ``(B, C, H, W)`` of the activation.
+        shape: ``(B, C, H, W)`` of the activation; ``H * W >= 2``.
         pattern: the site's pattern (see the module docstring for the geometry).
         generator: source of the random offsets; must live on ``device``. Defaults to torch's global
             generator.
@@ -167,29 +150,38 @@ def conv_pattern_mask(
 
     Returns:
         ``(B, C, H, W)``, or ``(B, 1, H, W)`` with ``share_c``: ``0`` where dropped and
-        ``1 / (1 - d)`` where kept; all ones if the pattern drops everything (``d == 1``).
+        ``1 / (1 - d)`` where kept.
     """
-    pattern = check_conv_pattern(pattern)
-    if len(shape) != 4 or not all(int(s) >= 1 for s in shape):
-        raise ValueError(f"shape: expected (B, C, H, W) with positive sizes, got {tuple(shape)}")
-    batch, channels, height, width = (int(s) for s in shape)
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    dtype = dtype if dtype is not None else torch.get_default_dtype()
+    check_conv_pattern(pattern)
+    dims, device, dtype = mask_request(shape, (4,), "(B, C, H, W)", device, dtype)
+    if offsets is not None:
+        batch, channels, height, width = dims
+        offsets = fixed_offsets(
+            offsets, (batch, 1 if pattern.share_c else channels, 2), torch.tensor([height, width]),
+            f"(row, col) values must lie in [0, {height}) x [0, {width})", device,
+        )
+    return _mask(dims, pattern, generator, device, dtype, offsets)
+
+
+@torch.no_grad()
+def _mask(
+    shape: Sequence[int], pattern: ConvLayerPattern, generator: torch.Generator | None,
+    device: torch.device, dtype: torch.dtype, offsets: Tensor | None = None,
+) -> Tensor:
+    """:func:`conv_pattern_mask` for an already validated ``pattern`` (modules validate it once)."""
+    batch, channels, height, width = shape
+    if height * width == 1:
+        raise ValueError("conv pattern: a 1x1 map cannot be masked without dropping it whole")
     maps = 1 if pattern.share_c else channels
     rows, cols, density = _keep_tables(
         height, width, pattern.size, pattern.stride, pattern.repeat,
         float(pattern.rotate), float(pattern.shear_x), float(pattern.shear_y), device,
     )
-    if density >= 1.0:
-        return torch.ones(batch, maps, height, width, device=device, dtype=dtype)
     if offsets is None:
         flat = torch.randint(height * width, (batch * maps,), generator=generator, device=device)
         off_row, off_col = flat // width, flat % width
     else:
-        off_row, off_col = check_offsets(offsets, (batch, maps, 2), device).reshape(-1, 2).unbind(1)
-        inside = (off_row >= 0) & (off_row < height) & (off_col >= 0) & (off_col < width)
-        if not bool(inside.all()):
-            raise ValueError(f"offsets: (row, col) values must lie in [0, {height}) x [0, {width})")
+        off_row, off_col = offsets.reshape(-1, 2).unbind(1)
     keep = rows.index_select(0, off_row)
     keep |= cols.index_select(0, off_col)
     return keep.view(batch, maps, height, width).to(dtype).mul_(1.0 / (1.0 - density))
@@ -207,59 +199,39 @@ def conv_pattern(
     """
     if not training or pattern is None:
         return x
+    return _apply(x, check_conv_pattern(pattern), generator)
+
+
+def _apply(x: Tensor, pattern: ConvLayerPattern, generator: torch.Generator | None) -> Tensor:
     if x.ndim != 4:
         raise ValueError(f"x: conv_pattern expects (B, C, H, W), got shape {tuple(x.shape)}")
-    return x * conv_pattern_mask(x.shape, pattern, generator, x.device, x.dtype)
+    return x * _mask(x.shape, pattern, generator, x.device, x.dtype)
 
 
-class ConvPatternDropout(nn.Module):
+class ConvPatternDropout(PatternModule):
     """Module form of :func:`conv_pattern` for one site (AutoDropout, Pham & Le 2021).
 
     Args:
-        pattern: the site's :class:`~autodropout.search_spaces.ConvLayerPattern`; ``None`` is the
-            identity.
+        pattern: the site's :class:`~autodropout.search_spaces.ConvLayerPattern`, validated here once
+            (the forward pass does not check it again); ``None`` is the identity.
 
     Attributes:
         masks_residual: ``pattern.residual``: the WideResNet block also applies this module to its
             shortcut path when true.
     """
 
+    check = staticmethod(check_conv_pattern)
+    apply = staticmethod(_apply)
+
     def __init__(self, pattern: ConvLayerPattern | None) -> None:
-        super().__init__()
-        self.pattern = None if pattern is None else check_conv_pattern(pattern)
+        super().__init__(pattern)
         self.masks_residual = bool(pattern is not None and pattern.residual)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return conv_pattern(x, self.pattern, self.training)
-
-    def extra_repr(self) -> str:
-        if self.pattern is None:
-            return "pattern=None"
-        p = self.pattern
+    def describe(self, pattern: ConvLayerPattern) -> str:
         return (
-            f"size={p.size}, stride={p.stride}, repeat={p.repeat}, rotate={p.rotate}, "
-            f"shear=({p.shear_x}, {p.shear_y}), share_c={p.share_c}, residual={p.residual}"
+            f"size={pattern.size}, stride={pattern.stride}, repeat={pattern.repeat}, rotate={pattern.rotate}, "
+            f"shear=({pattern.shear_x}, {pattern.shear_y}), share_c={pattern.share_c}, residual={pattern.residual}"
         )
-
-
-def pattern_layers(pattern: Pattern | Sequence[object], kind: str, layer_type: type) -> list:
-    """The per-site layer patterns of ``pattern`` (a ``kind`` Pattern or a list of ``layer_type``)."""
-    if isinstance(pattern, Pattern):
-        if pattern.kind != kind:
-            raise ValueError(f"pattern: expected a {kind!r} Pattern, got a {pattern.kind!r} one")
-        layers = list(pattern.layers)
-    elif isinstance(pattern, Sequence) and not isinstance(pattern, (str, bytes)):
-        layers = list(pattern)
-    else:
-        raise TypeError(
-            f"pattern: expected a Pattern or a list of {layer_type.__name__}, got {type(pattern).__name__}"
-        )
-    for site, layer in enumerate(layers):
-        if not isinstance(layer, layer_type):
-            raise TypeError(
-                f"pattern: site {site} is a {type(layer).__name__}, expected {layer_type.__name__}"
-            )
-    return layers
 
 
 def conv_site_factories(

@@ -4,24 +4,29 @@ One :class:`~autodropout.search_spaces.TransformerLayerPattern` per layer; it ac
 switches on, on hidden states ``(B, T, C)`` or per-head tensors ``(B, heads, T, d)`` (a 4-D input is
 always per-head). Writing ``D`` for the last (hidden) axis and ``pitch = size + stride``:
 
-* **Geometry.** Hidden unit ``c`` is dropped iff ``(c - o) mod pitch < size``: runs of ``size``
-  units every ``pitch`` units from a random offset ``o``, uniform in ``[0, pitch)``. ``span``
-  consecutive tokens (``t // span`` is the group) share one offset; ``"all"`` (or a span of at least
-  ``T``) shares it over the whole sequence, variational-dropout style, and the mask is then
-  ``(B, 1, D)`` / ``(B, heads, 1, D)``, broadcast over tokens. Offsets are drawn per sample and per
-  head; ``share_heads`` draws one per sample for all heads (no effect on 3-D inputs).
+* **Geometry.** Along ``D``, runs of ``n = min(size, D - 1)`` units are dropped every
+  ``pitch = n + stride`` units from a random offset ``o``, uniform in ``[0, pitch)``: unit ``c`` is
+  dropped iff ``(c - o) mod pitch < n``. The run is at most ``D - 1`` units and any two runs have
+  ``stride >= 1`` kept units between them, so no mask ever zeroes a whole head (or a whole hidden
+  state); with the default sizes (at most 4) the cut only touches heads of at most 4 units, and an
+  axis of one unit cannot be masked at all (an error). ``span`` consecutive tokens (``t // span`` is
+  the group) share one offset; ``"all"`` (or a span of at least ``T``) shares it over the whole
+  sequence, variational-dropout style, and the mask is then ``(B, 1, D)`` / ``(B, heads, 1, D)``,
+  broadcast over tokens. Offsets are drawn per sample and per head; ``share_heads`` draws one per
+  sample for all heads (no effect on 3-D inputs).
 * **"bernoulli" noise.** Dropped units are zeroed and kept units multiplied by ``pitch / stride``,
-  the inverse keep rate. Every unit is dropped with probability exactly ``size / pitch``, so
-  ``E[out] = x`` exactly. This equals the paper's ``numel / sum(mask)`` whenever the pitch divides
-  ``D`` (every offset then keeps the same count); otherwise a per-mask ``numel / sum(mask)`` would be
-  biased (``D = 8``, ``size = 2``, ``stride = 1``: unit 2 is kept only at offset 0, which keeps 2 of
-  8 units, so its expected output is ``4/3 x``), which is why the inverse keep rate is used.
+  the inverse keep rate. Every unit is dropped with probability exactly ``n / pitch`` (the nominal
+  rate ``size / (size + stride)`` unless the run was cut), so ``E[out] = x`` exactly. This equals the
+  paper's ``numel / sum(mask)`` whenever the pitch divides ``D`` (every offset then keeps the same
+  count); otherwise a per-mask ``numel / sum(mask)`` would be biased (``D = 8``, ``n = 2``,
+  ``stride = 1``: unit 2 is kept only at offset 0, which keeps 2 of 8 units, so its expected output is
+  ``4/3 x``), which is why the inverse keep rate is used.
 * **"gaussian" noise.** The same geometry cuts the hidden axis into windows of ``pitch`` units
   starting at the offset (window ``k`` holds the units with ``(c - o + pitch) // pitch == k``; the
   first and last may be partial). Each window, per token group and head as above, draws one
-  ``eps ~ N(1, size / stride)`` that multiplies all its units. The mean is 1 (unbiased) and the
-  variance ``size / stride`` equals that of the Bernoulli multiplier of the same pattern
-  (Srivastava et al., JMLR 2014, sec. 10).
+  ``eps ~ N(1, n / stride)`` that multiplies all its units. The mean is 1 (unbiased) and the
+  variance ``n / stride = p / (1 - p)`` equals that of the Bernoulli multiplier of the same rate
+  ``p = n / pitch`` (Srivastava et al., JMLR 2014, sec. 10).
 
 Eval mode and ``pattern=None`` are the identity. Random state is ``O(B * heads * T / span)`` offsets
 (plus ``D / pitch`` normals each for "gaussian"); masks are built under ``no_grad`` on the input's
@@ -34,9 +39,10 @@ from functools import partial
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from autodropout.regularizers.pattern_conv import check_offsets, is_int, pattern_layers
+from autodropout.checks import is_int
+from autodropout.regularizers._pattern_masks import PatternModule, fixed_offsets, mask_request, pattern_layers
 from autodropout.regularizers.registry import RegularizerInfo, register
 from autodropout.search_spaces import SUBLAYERS, Pattern, TransformerLayerPattern
 
@@ -60,7 +66,12 @@ def check_transformer_pattern(pattern: object) -> TransformerLayerPattern:
     return pattern
 
 
-@torch.no_grad()
+def hidden_run(size: int, hidden: int) -> int:
+    """Units dropped together along a hidden axis of ``hidden >= 2`` units: ``size``, cut to
+    ``hidden - 1`` so that a run never covers the whole axis (a whole head)."""
+    return min(size, hidden - 1)
+
+
 def transformer_pattern_mask(
     shape: Sequence[int],
     pattern: TransformerLayerPattern,
@@ -72,39 +83,54 @@ def transformer_pattern_mask(
     """The multiplier that :func:`transformer_pattern` applies (see the module docstring).
 
     Args:
-        shape: ``(B, T, C)`` or per-head ``(B, heads, T, d)``.
+        shape: ``(B, T, C)`` or per-head ``(B, heads, T, d)``; the last axis ``D >= 2``.
         pattern: the layer's pattern.
         generator: source of offsets and normals; must live on ``device``. Defaults to torch's global
             generator.
         device, dtype: of the mask (the activation's); default CPU and ``torch.get_default_dtype()``.
-        offsets: fixes the offsets instead of drawing them: an integer tensor in ``[0, size + stride)``
-            of shape ``(B, G)`` for 3-D shapes, ``(B, heads', G)`` for 4-D ones, where ``heads'`` is
-            1 with ``share_heads`` and ``G = ceil(T / span)`` token groups (1 for ``"all"``).
+        offsets: fixes the offsets instead of drawing them: an integer tensor in ``[0, pitch)``,
+            ``pitch = hidden_run(size, D) + stride``, of shape ``(B, G)`` for 3-D shapes,
+            ``(B, heads', G)`` for 4-D ones, where ``heads'`` is 1 with ``share_heads`` and
+            ``G = ceil(T / span)`` token groups (1 for ``"all"``).
 
     Returns:
         A tensor broadcastable to ``shape``: ``(B, T', D)`` or ``(B, heads', T', D)`` with ``T' = 1``
         when one offset covers the sequence, else ``T``.
     """
-    pattern = check_transformer_pattern(pattern)
-    if len(shape) not in (3, 4) or not all(int(s) >= 1 for s in shape):
-        raise ValueError(
-            f"shape: expected (B, T, C) or (B, heads, T, d) with positive sizes, got {tuple(shape)}"
-        )
-    *lead, tokens, hidden = (int(s) for s in shape)
+    check_transformer_pattern(pattern)
+    dims, device, dtype = mask_request(shape, (3, 4), "(B, T, C) or (B, heads, T, d)", device, dtype)
+    if offsets is not None:
+        _, run, offsets_shape = _geometry(dims, pattern)
+        pitch = run + pattern.stride
+        offsets = fixed_offsets(offsets, offsets_shape, pitch, f"values must lie in [0, {pitch}) (run + stride)",
+                                device)
+    return _mask(dims, pattern, generator, device, dtype, offsets)
+
+
+def _geometry(shape: Sequence[int], pattern: TransformerLayerPattern) -> tuple[int, int, tuple[int, ...]]:
+    """``(span, run, offsets_shape)`` of a mask of ``shape``: tokens per offset (at most ``T``), units
+    per dropped run (:func:`hidden_run`), and ``(*lead, G)``: one offset per sample (and per head
+    unless shared) and token group."""
+    *lead, tokens, hidden = shape
+    if hidden < 2:
+        raise ValueError("transformer pattern: a hidden axis of 1 unit cannot be masked without dropping it whole")
     if len(lead) == 2 and pattern.share_heads:
         lead[1] = 1
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    dtype = dtype if dtype is not None else torch.get_default_dtype()
     span = tokens if pattern.span == "all" else min(pattern.span, tokens)
-    groups = -(-tokens // span)
-    pitch = pattern.size + pattern.stride
-    offsets_shape = (*lead, groups)
+    return span, hidden_run(pattern.size, hidden), (*lead, -(-tokens // span))
+
+
+@torch.no_grad()
+def _mask(
+    shape: Sequence[int], pattern: TransformerLayerPattern, generator: torch.Generator | None,
+    device: torch.device, dtype: torch.dtype, offsets: Tensor | None = None,
+) -> Tensor:
+    """:func:`transformer_pattern_mask` for an already validated ``pattern`` (modules validate it once)."""
+    tokens, hidden = shape[-2], shape[-1]
+    span, run, offsets_shape = _geometry(shape, pattern)
+    pitch = run + pattern.stride
     if offsets is None:
         offsets = torch.randint(pitch, offsets_shape, generator=generator, device=device)
-    else:
-        offsets = check_offsets(offsets, offsets_shape, device)
-        if not bool(((offsets >= 0) & (offsets < pitch)).all()):
-            raise ValueError(f"offsets: values must lie in [0, {pitch}) (size + stride)")
     if 1 < span < tokens:
         group = torch.arange(tokens, device=device) // span
         offsets = offsets.index_select(-1, group)
@@ -113,7 +139,7 @@ def transformer_pattern_mask(
     starts = torch.arange(pitch, device=device).unsqueeze(1)
     flat = offsets.reshape(-1)
     if pattern.noise == "bernoulli":
-        keep = (units - starts).remainder(pitch) >= pattern.size
+        keep = (units - starts).remainder(pitch) >= run
         table = torch.where(keep, torch.full((), pitch / pattern.stride, device=device, dtype=dtype), 0)
         return table.index_select(0, flat).view(*offsets.shape, hidden)
     windows = torch.div(units - starts + pitch, pitch, rounding_mode="floor")
@@ -121,7 +147,7 @@ def transformer_pattern_mask(
         (*offsets_shape, (hidden - 1 + pitch) // pitch + 1),
         generator=generator, device=device, dtype=torch.promote_types(dtype, torch.float32),
     )
-    noise = noise.mul_(math.sqrt(pattern.size / pattern.stride)).add_(1.0)
+    noise = noise.mul_(math.sqrt(run / pattern.stride)).add_(1.0)
     if 1 < span < tokens:
         noise = noise.index_select(-2, group)
     window = windows.index_select(0, flat).view(*offsets.shape, hidden)
@@ -140,36 +166,33 @@ def transformer_pattern(
     """
     if not training or pattern is None:
         return x
+    return _apply(x, check_transformer_pattern(pattern), generator)
+
+
+def _apply(x: Tensor, pattern: TransformerLayerPattern, generator: torch.Generator | None) -> Tensor:
     if x.ndim not in (3, 4):
         raise ValueError(
             f"x: transformer_pattern expects (B, T, C) or (B, heads, T, d), got shape {tuple(x.shape)}"
         )
-    return x * transformer_pattern_mask(x.shape, pattern, generator, x.device, x.dtype)
+    return x * _mask(x.shape, pattern, generator, x.device, x.dtype)
 
 
-class TransformerPatternDropout(nn.Module):
+class TransformerPatternDropout(PatternModule):
     """Module form of :func:`transformer_pattern` for one sublayer (AutoDropout, Pham & Le 2021).
 
     Args:
-        pattern: the layer's :class:`~autodropout.search_spaces.TransformerLayerPattern`; ``None`` is
-            the identity. Which sublayers it is placed at is the model's business (see
-            :func:`transformer_site_factories`).
+        pattern: the layer's :class:`~autodropout.search_spaces.TransformerLayerPattern`, validated
+            here once (the forward pass does not check it again); ``None`` is the identity. Which
+            sublayers it is placed at is the model's business (see :func:`transformer_site_factories`).
     """
 
-    def __init__(self, pattern: TransformerLayerPattern | None) -> None:
-        super().__init__()
-        self.pattern = None if pattern is None else check_transformer_pattern(pattern)
+    check = staticmethod(check_transformer_pattern)
+    apply = staticmethod(_apply)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return transformer_pattern(x, self.pattern, self.training)
-
-    def extra_repr(self) -> str:
-        if self.pattern is None:
-            return "pattern=None"
-        p = self.pattern
+    def describe(self, pattern: TransformerLayerPattern) -> str:
         return (
-            f"size={p.size}, stride={p.stride}, span={p.span!r}, share_heads={p.share_heads}, "
-            f"noise={p.noise!r}"
+            f"size={pattern.size}, stride={pattern.stride}, span={pattern.span!r}, "
+            f"share_heads={pattern.share_heads}, noise={pattern.noise!r}"
         )
 
 

@@ -6,6 +6,7 @@
 >>> space.encode(space.decode(tokens)) == tokens
 True
 """
+from autodropout.errors import PatternError
 from autodropout.search_spaces.conv import ConvLayerPattern, ConvSpace
 from autodropout.search_spaces.pattern_json import (
     SPACES,
@@ -17,7 +18,7 @@ from autodropout.search_spaces.pattern_json import (
     save_patterns,
     space_from_config,
 )
-from autodropout.search_spaces.space import Decision, Pattern, PatternError, SearchSpace
+from autodropout.search_spaces.space import Decision, Pattern, SearchSpace
 from autodropout.search_spaces.transformer import SUBLAYERS, TransformerLayerPattern, TransformerSpace
 from autodropout.search_spaces.values import ConvValues, TransformerValues
 

@@ -1,11 +1,16 @@
 """Pattern JSON: the versioned, user-facing file format of learned patterns.
 
 ```
-{"format": "autodropout.patterns", "version": 1, "space": "conv" | "transformer",
+{"format": "autodropout.patterns", "version": 2, "space": "conv" | "transformer",
  "space_config": {"num_sites": L, "values": {...}},
  "source": {"experiment": ..., "trial_id": ..., "metric": ..., "value": ..., "reward": ..., "created": ...},
  "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "layers": [{...}, ...]}, ...]}
 ```
+
+Version 2 (this one) lays conv tiles relative to the map and bounds the Transformer runs (see
+:mod:`autodropout.search_spaces.conv` and ``docs/search_spaces.md``). Version 1 measured conv tiles in
+pixels, so its patterns mean something else at every resolution and have no faithful translation: a
+version-1 file is rejected with one message that says how to make a version-2 file.
 
 Reading is strict and never executes anything (plain ``json``): any deviation raises one
 :class:`PatternFormatError` naming the file, the pattern, the site and the field. Writing is atomic
@@ -22,13 +27,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from autodropout.atomic import atomic_write
-from autodropout.errors import UnknownNameError
+from autodropout.errors import PatternError, UnknownNameError
 from autodropout.search_spaces.conv import ConvSpace
-from autodropout.search_spaces.space import Pattern, PatternError, SearchSpace
+from autodropout.search_spaces.space import Pattern, SearchSpace
 from autodropout.search_spaces.transformer import TransformerSpace
 
 FORMAT = "autodropout.patterns"
-VERSION = 1
+VERSION = 2
 SPACES: dict[str, type[SearchSpace]] = {"conv": ConvSpace, "transformer": TransformerSpace}
 
 _TOP_KEYS = {"format", "version", "space", "space_config", "source", "patterns"}
@@ -161,6 +166,13 @@ def parse_patterns(document: Any) -> PatternSet:
     if document.get("format") != FORMAT:
         raise PatternError(f"field 'format': expected {FORMAT!r}, got {document.get('format')!r}")
     version = document.get("version")
+    if type(version) is int and version == 1:
+        raise PatternError(
+            "field 'version': this is a version-1 pattern file, whose conv tiles were measured in pixels "
+            f"(and whose Transformer runs could cover whole heads); version {VERSION} lays tiles relative to "
+            "the map, and the old patterns cannot be translated faithfully. Make a new file with this "
+            "version of autodropout: run the search again (`autodropout search`), then `autodropout export`"
+        )
     if type(version) is not int or version != VERSION:
         raise PatternError(f"field 'version': unsupported version {version!r} (this reader knows {VERSION})")
     _check_keys(document, _TOP_KEYS, set(), "")
@@ -178,36 +190,36 @@ def parse_patterns(document: Any) -> PatternSet:
     entries = document["patterns"]
     if not isinstance(entries, list) or not entries:
         raise PatternError("field 'patterns': expected a non-empty list")
-    ranked = []
-    for index, entry in enumerate(entries, start=1):
-        where = f"pattern {index}: "
-        if not isinstance(entry, dict):
-            raise PatternError(f"{where}expected an object, got {type(entry).__name__}")
-        _check_keys(entry, _PATTERN_KEYS, _PATTERN_OPTIONAL, where)
-        rank, reward, layers = entry["rank"], entry["reward"], entry["layers"]
-        if type(rank) is not int or rank < 1:
-            raise PatternError(f"{where}field 'rank': expected a positive integer, got {rank!r}")
-        if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))):
-            raise PatternError(f"{where}field 'reward': expected a number or null, got {reward!r}")
-        trial_id = entry.get("trial_id")
-        if trial_id is not None and not isinstance(trial_id, str):
-            raise PatternError(f"{where}field 'trial_id': expected a string, got {trial_id!r}")
-        if not isinstance(layers, list):
-            raise PatternError(f"{where}field 'layers': expected a list, got {type(layers).__name__}")
-        if len(layers) != space.num_sites:
-            raise PatternError(
-                f"{where}has {len(layers)} sites but space_config.num_sites is {space.num_sites}"
-            )
-        parsed = []
-        for site, layer in enumerate(layers):
-            if not isinstance(layer, dict):
-                raise PatternError(f"{where}site {site}: expected an object, got {type(layer).__name__}")
-            parsed.append(space.layer_from_json(layer, where=f"{where}site {site}: "))
-        ranked.append(RankedPattern(rank, Pattern(kind, tuple(parsed)), reward, trial_id))
+    ranked = [_parse_entry(entry, f"pattern {index}: ", space) for index, entry in enumerate(entries, start=1)]
     ranks = [r.rank for r in ranked]
     if len(set(ranks)) != len(ranks):
         raise PatternError(f"field 'rank': duplicate ranks {ranks}")
     return PatternSet(space, tuple(sorted(ranked, key=lambda r: r.rank)), dict(source))
+
+
+def _parse_entry(entry: Any, where: str, space: SearchSpace) -> RankedPattern:
+    """One element of ``patterns``: its rank, reward, trial id and per-site layers."""
+    if not isinstance(entry, dict):
+        raise PatternError(f"{where}expected an object, got {type(entry).__name__}")
+    _check_keys(entry, _PATTERN_KEYS, _PATTERN_OPTIONAL, where)
+    rank, reward, layers = entry["rank"], entry["reward"], entry["layers"]
+    if type(rank) is not int or rank < 1:
+        raise PatternError(f"{where}field 'rank': expected a positive integer, got {rank!r}")
+    if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))):
+        raise PatternError(f"{where}field 'reward': expected a number or null, got {reward!r}")
+    trial_id = entry.get("trial_id")
+    if trial_id is not None and not isinstance(trial_id, str):
+        raise PatternError(f"{where}field 'trial_id': expected a string, got {trial_id!r}")
+    if not isinstance(layers, list):
+        raise PatternError(f"{where}field 'layers': expected a list, got {type(layers).__name__}")
+    if len(layers) != space.num_sites:
+        raise PatternError(f"{where}has {len(layers)} sites but space_config.num_sites is {space.num_sites}")
+    parsed = []
+    for site, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            raise PatternError(f"{where}site {site}: expected an object, got {type(layer).__name__}")
+        parsed.append(space.layer_from_json(layer, where=f"{where}site {site}: "))
+    return RankedPattern(rank, Pattern(space.kind, tuple(parsed)), reward, trial_id)
 
 
 def _check_keys(obj: Mapping[str, Any], required: set[str], optional: set[str], where: str) -> None:

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
+from autodropout.checks import is_int
 from autodropout.errors import PatternError
 
 
@@ -82,7 +83,7 @@ class SearchSpace:
     values_type: ClassVar[type]
 
     def __init__(self, num_sites: int, values: Any = None) -> None:
-        if isinstance(num_sites, bool) or not isinstance(num_sites, int) or num_sites < 1:
+        if not is_int(num_sites, 1):
             raise PatternError(f"num_sites must be a positive int, got {num_sites!r}")
         self.num_sites = num_sites
         self.values = values if values is not None else self.values_type()
@@ -103,14 +104,51 @@ class SearchSpace:
         return len(self.decision_types)
 
     @property
+    def layers_per_site(self) -> int:
+        """Distinct layer patterns of one site: every combination of choices that
+        :meth:`choice_mask` allows (all of them unless a subclass forbids some)."""
+        return math.prod(len(choices) for _, choices in self.decision_types)
+
+    @property
     def size(self) -> int:
         """Number of distinct patterns in the space (exact integer)."""
-        return math.prod(len(choices) for _, choices in self.decision_types) ** self.num_sites
+        return self.layers_per_site**self.num_sites
+
+    def choice_mask(self, prefix: Sequence[int]) -> tuple[bool, ...] | None:
+        """Which choices of decision ``len(prefix)`` are allowed after the tokens ``prefix``.
+
+        ``None`` (the default) allows all of them; a space that must rule out degenerate patterns
+        returns one bool per choice, at least one true (``TransformerSpace`` forbids a layer with
+        every sublayer off, the identity). :meth:`sample` and the controller (which gives forbidden
+        choices a logit of -inf) only draw allowed tokens; :meth:`validate`, :meth:`decode` and
+        :meth:`layer_from_json` reject what it forbids. ``prefix`` is only read during the call.
+        """
+        return None
+
+    def _layer_problem(self, layer: Any) -> str | None:
+        """Why a layer whose every field is in its value set is still not in the space (the patterns
+        :meth:`choice_mask` forbids), or ``None``; subclasses that mask choices override both."""
+        return None
+
+    def _checked(self, layer: Any, where: str) -> Any:
+        problem = self._layer_problem(layer)
+        if problem is not None:
+            raise PatternError(f"{where}{problem}")
+        return layer
 
     def sample(self, rng_or_seed: random.Random | int | None = None) -> list[int]:
-        """Uniformly random tokens; ``rng_or_seed`` is a ``random.Random`` or a seed."""
+        """Random tokens, each uniform among the choices :meth:`choice_mask` allows after the earlier
+        ones (the distribution of an untrained, uniform controller); ``rng_or_seed`` is a
+        ``random.Random`` or a seed."""
         rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)
-        return [rng.randrange(len(d.choices)) for d in self.decisions]
+        tokens: list[int] = []
+        for decision in self.decisions:
+            allowed = self.choice_mask(tokens)
+            if allowed is None:
+                tokens.append(rng.randrange(len(decision.choices)))
+            else:
+                tokens.append(rng.choice([i for i, ok in enumerate(allowed) if ok]))
+        return tokens
 
     # -- tokens <-> pattern ----------------------------------------------------------------------
     def decode(self, tokens: Sequence[int]) -> Pattern:
@@ -126,12 +164,12 @@ class SearchSpace:
             fields = {}
             for offset, (name, choices) in enumerate(self.decision_types):
                 token = tokens[site * per_site + offset]
-                if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < len(choices):
+                if not is_int(token, 0, len(choices) - 1):
                     raise PatternError(
                         f"site {site} field {name!r}: token {token!r} is not in 0..{len(choices) - 1}"
                     )
                 fields[name] = choices[token]
-            layers.append(self.layer_type(**fields))
+            layers.append(self._checked(self.layer_type(**fields), f"site {site}: "))
         return Pattern(self.kind, tuple(layers))
 
     def encode(self, pattern: Pattern) -> list[int]:
@@ -163,6 +201,7 @@ class SearchSpace:
                     raise PatternError(
                         f"site {site} field {name!r}: {value!r} is not one of {list(map(_jsonable, choices))}"
                     )
+            self._checked(layer, f"site {site}: ")
 
     def layer_from_json(self, fields: Mapping[str, Any], where: str = "") -> Any:
         """One site's JSON object -> layer dataclass, with errors naming ``where`` and the field."""
@@ -182,7 +221,7 @@ class SearchSpace:
                     f"{where}field {name!r}: {value!r} is not one of {list(map(_jsonable, choices))}"
                 )
             values[name] = match
-        return self.layer_type(**values)
+        return self._checked(self.layer_type(**values), where)
 
     # -- configuration ---------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -4,30 +4,41 @@ The paper (Pham & Le, AAAI 2021, arXiv 2101.01761) names the decisions but never
 value sets, so these are ours. Each is a small frozen dataclass; pass your own to ``ConvSpace`` /
 ``TransformerSpace`` (or a ``values:`` mapping in an experiment YAML) to search a different space.
 
-ConvNet pattern (sites are the BatchNorm outputs of residual branches; feature maps here are
-32x32 / 16x16 / 8x8 on CIFAR and 16x16 / 8x8 / 4x4 on the embedded digits task):
+ConvNet pattern (format version 2: tiles are laid relative to the map, see
+:mod:`autodropout.search_spaces.conv`; sites are the BatchNorm outputs of residual branches, at
+32/16/8 on CIFAR WRN-28, 56/28/14/7 on ImageNet ResNet-50, 16/8/4 on the embedded digits preset):
 
-* ``size`` (height, width) of the basic rectangle, each side in {1, 2, 3, 5}: 1 keeps stripes and
-  single-pixel holes possible; 5 is the largest that still leaves room for a stride on an 8x8 map.
-  Both orientations of every rectangle are listed so the controller need not rely on ``rotate``.
-* ``stride`` in {1, 2, 3, 4}: the gap between tiles, so the pitch is ``size + stride`` and tiles
-  never merge into a full map (DropBlock and SpatialDropout sit at the extremes).
-* ``repeat`` in {1, 2, 3, 4}: a ``repeat x repeat`` grid of tiles. 1 is a DropBlock-like single
-  block; 4 tiles of pitch >= 2 cover a 8x8 map, so larger values only wrap onto themselves.
+* ``size`` (height, width) with each side in {1, 2, 3}, and ``stride`` in {1, 2, 3}: in units of the
+  tile period, a tile drops ``size / (size + stride)`` of its period along each axis, so the
+  per-axis rates are {1/4, 1/3, 2/5, 1/2, 3/5, 2/3, 3/4} and the nominal map density
+  ``f_h * f_w`` runs from 1/16 to 9/16: from light DropBlock-like rates to Cutout-like ones, never 0,
+  never the whole map. Keeping every per-axis rate in [1/4, 3/4] is what bounds the measured density
+  to [1/16, 9/16] at every resolution (``docs/search_spaces.md``). ``stride`` sets the level (1:
+  rates of 1/2 and more, 3: 1/2 and less), ``size`` the aspect; both orientations of every rectangle
+  are listed so the controller need not rely on ``rotate``. Three (size, stride) pairs give a rate of
+  1/2 on both axes ((1, 1) / 1, (2, 2) / 2, (3, 3) / 3): the same mask, an accepted redundancy.
+* ``repeat`` in {1, 2, 4, 8} tiles per axis: one Cutout-like block per map, then periods of 1/2,
+  1/4 and 1/8 of the map, which align with the pixel grid of the power-of-two maps above. A period
+  keeps at least 2 pixels, so the count is capped at ``L // 2`` (on 4x4 maps 2, 4 and 8 all mean 2;
+  on 8x8, 4 and 8 both mean 4): the cap makes such choices synonyms, never no-ops.
 * ``rotate`` in {0, 15, 30, 45, 60, 75, 90} degrees: the rectangle set is symmetric under 90
   degrees, and 15-degree steps are the coarsest that make diagonal stripes distinct on 8x8 maps.
-* ``shear_x``, ``shear_y`` in {-0.3, -0.15, 0, 0.15, 0.3}: beyond |0.3| a 5-wide tile sheared over
-  an 8x8 map degenerates into a diagonal line.
+* ``shear_x``, ``shear_y`` in {-0.3, -0.15, 0, 0.15, 0.3}: beyond |0.3| a tile sheared over an 8x8
+  map degenerates into a diagonal line. Rotation and shear move pixels, never the expected density.
 * ``share_c``: one pattern for all channels vs an independent offset per channel.
 * ``residual``: also apply the pattern to the block's shortcut path.
 
 Transformer pattern (one per layer; hidden states (B, T, C), per-head tensors (B, heads, T, d)):
 
 * ``query``, ``key``, ``value``, ``attn_output``, ``ffn_hidden``, ``ffn_output``: whether the layer's
-  pattern is applied at that sublayer (the paper lets one pattern act at several sublayers).
-* ``size`` in {1, 2, 4, 8, 16} hidden units dropped together and ``stride`` in {1, 2, 4, 8, 16}
-  kept units between them: the drop rate along the hidden axis is ``size / (size + stride)``, from
-  1/17 to 16/17, covering what people use by hand (0.1-0.3) with room on both sides.
+  pattern is applied at that sublayer (the paper lets one pattern act at several sublayers). At least
+  one must be on: a layer with all six off would be the identity, so the space forbids it
+  (``TransformerSpace.choice_mask``).
+* ``size`` in {1, 2, 4} hidden units dropped together and ``stride`` in {4, 8, 16} kept units between
+  them: the nominal drop rate ``size / (size + stride)`` runs from 1/17 (0.06) to 1/2, around what
+  people use by hand (0.1-0.3). The dropped run is at most 4 units, so it never covers a head of 5 or
+  more units; on smaller axes it is cut to ``d - 1`` units (``regularizers.pattern_transformer``), so
+  no mask ever zeroes a whole head.
 * ``span`` in {1, 2, 4, 8, 16, "all"} consecutive tokens share one mask; "all" is variational
   dropout's mask shared over the whole sequence (Gal & Ghahramani 2016).
 * ``share_heads``: heads share the mask of a per-head tensor, or draw their own.
@@ -40,13 +51,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from autodropout.checks import is_int, is_real
+from autodropout.errors import PatternError
+
 
 class _Values:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Any:
         """Build from JSON/YAML lists; unknown keys and empty or duplicate lists name the key."""
-        from autodropout.search_spaces.space import PatternError
-
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(mapping) - set(names))
         if unknown:
@@ -70,23 +82,17 @@ class _Values:
 
 
 def _check_like(name: str, value: Any, template: Any) -> None:
-    from autodropout.search_spaces.space import PatternError
-
     ok: bool
     if isinstance(template, bool):
         ok = isinstance(value, bool)
     elif isinstance(template, tuple):
-        ok = (
-            isinstance(value, tuple)
-            and len(value) == len(template)
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
-        )
+        ok = isinstance(value, tuple) and len(value) == len(template) and all(is_int(v, 1) for v in value)
     elif isinstance(template, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = is_real(value)
     elif name == "span":
-        ok = value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        ok = value == "all" or is_int(value, 1)
     elif isinstance(template, int):
-        ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if name == "rotate" else value >= 1)
+        ok = is_int(value, 0 if name == "rotate" else 1)
     else:
         ok = isinstance(value, type(template))
     if not ok:
@@ -101,9 +107,9 @@ def _pairs(sides: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
 class ConvValues(_Values):
     """Value sets of the ConvNet space, in the paper's decision order."""
 
-    size: tuple[tuple[int, int], ...] = _pairs((1, 2, 3, 5))
-    stride: tuple[int, ...] = (1, 2, 3, 4)
-    repeat: tuple[int, ...] = (1, 2, 3, 4)
+    size: tuple[tuple[int, int], ...] = _pairs((1, 2, 3))
+    stride: tuple[int, ...] = (1, 2, 3)
+    repeat: tuple[int, ...] = (1, 2, 4, 8)
     rotate: tuple[int, ...] = (0, 15, 30, 45, 60, 75, 90)
     shear_x: tuple[float, ...] = (-0.3, -0.15, 0.0, 0.15, 0.3)
     shear_y: tuple[float, ...] = (-0.3, -0.15, 0.0, 0.15, 0.3)
@@ -121,8 +127,8 @@ class TransformerValues(_Values):
     attn_output: tuple[bool, ...] = (False, True)
     ffn_hidden: tuple[bool, ...] = (False, True)
     ffn_output: tuple[bool, ...] = (False, True)
-    size: tuple[int, ...] = (1, 2, 4, 8, 16)
-    stride: tuple[int, ...] = (1, 2, 4, 8, 16)
+    size: tuple[int, ...] = (1, 2, 4)
+    stride: tuple[int, ...] = (4, 8, 16)
     span: tuple[int | str, ...] = (1, 2, 4, 8, 16, "all")
     share_heads: tuple[bool, ...] = (False, True)
     noise: tuple[str, ...] = ("bernoulli", "gaussian")

@@ -56,18 +56,29 @@ def test_log_prob_sums_the_per_step_softmax_along_the_greedy_path():
     assert float(log_prob.detach()[0]) == pytest.approx(expected, abs=1e-4)
 
 
+def uniform_entropy(space, row):
+    """Entropy (nats) of the uniform choice among the allowed ones at every position of ``row``."""
+    total = 0.0
+    for position, decision in enumerate(space.decisions):
+        allowed = space.choice_mask(row[:position])
+        total += math.log(len(decision.choices) if allowed is None else sum(allowed))
+    return total
+
+
 @pytest.mark.parametrize("space", SPACES, ids=repr)
 def test_untrained_policy_is_near_uniform(space):
     policy = LSTMPolicy(space, seed=0)
-    _, log_probs, entropies = policy.sample(64, generator=gen(2))
-    # ENAS init (uniform in +-0.1) keeps logits within ~0.1 of each other: >= 98% of the max entropy.
-    assert float(entropies.min()) > 0.98 * policy.max_entropy
-    assert float(log_probs.mean()) == pytest.approx(-policy.max_entropy, rel=0.02)
+    tokens, log_probs, entropies = policy.sample(64, generator=gen(2))
+    # ENAS init (uniform in +-0.1) keeps logits within ~0.1 of each other: >= 98% of the entropy of
+    # the uniform choice among the allowed choices (all of them, except a forced Transformer switch).
+    uniform = torch.tensor([uniform_entropy(space, row) for row in tokens.tolist()])
+    assert bool((entropies > 0.98 * uniform).all()) and bool((uniform <= policy.max_entropy).all())
+    assert float(log_probs.mean()) == pytest.approx(-float(uniform.mean()), rel=0.02)
 
 
 def test_max_entropy_is_sum_of_log_choice_counts():
     space = ConvSpace(num_sites=2)
-    per_site = math.log(16) + 2 * math.log(4) + math.log(7) + 2 * math.log(5) + 2 * math.log(2)
+    per_site = math.log(9) + math.log(3) + math.log(4) + math.log(7) + 2 * math.log(5) + 2 * math.log(2)
     assert LSTMPolicy(space).max_entropy == pytest.approx(2 * per_site)
 
 
@@ -91,7 +102,7 @@ def test_parameter_init_does_not_touch_the_global_rng():
 
 
 def _policy_with_size_bias(temperature, tanh_constant):
-    """Head of 'size' (16 choices) outputs exactly [4, 0, ..., 0] whatever the LSTM state."""
+    """Head of 'size' (9 choices) outputs exactly [4, 0, ..., 0] whatever the LSTM state."""
     policy = LSTMPolicy(ConvSpace(num_sites=1), temperature=temperature, tanh_constant=tanh_constant)
     with torch.no_grad():
         policy.heads[0].weight.zero_()
@@ -112,9 +123,9 @@ def _policy_with_size_bias(temperature, tanh_constant):
 def test_temperature_then_tanh_clip_hand_computed(temperature, tanh_constant, logit):
     policy = _policy_with_size_bias(temperature, tanh_constant)
     probs = policy.choice_probabilities()["site 0.size"]
-    expected_top = math.exp(logit) / (math.exp(logit) + 15)
+    expected_top = math.exp(logit) / (math.exp(logit) + 8)
     assert float(probs[0]) == pytest.approx(expected_top, rel=1e-5)
-    assert probs[1:].tolist() == pytest.approx([(1 - expected_top) / 15] * 15, rel=1e-5)
+    assert probs[1:].tolist() == pytest.approx([(1 - expected_top) / 8] * 8, rel=1e-5)
     assert policy.greedy()[0] == 0
 
 
@@ -189,3 +200,47 @@ def test_importing_the_controller_does_not_import_ray():
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         controller.Nope
+
+
+def test_the_policy_never_samples_a_layer_the_space_forbids():
+    # TransformerSpace forbids a layer with all six sublayer switches off: after five off switches
+    # the policy's ffn_output choice "false" gets probability 0, and everything stays exact.
+    space = TransformerSpace(num_sites=2)
+    policy = LSTMPolicy(space, seed=1)
+    tokens, log_probs, entropies = policy.sample(2000, generator=gen(5))
+    switches = tokens.view(2000, 2, 11)[:, :, :6]
+    assert bool((switches.sum(-1) > 0).all())
+    forced = (switches[:, :, :5].sum(-1) == 0)
+    # 1/32 of 4000 layers (125, sigma 11) had to be forced; allow 5 sigma.
+    assert abs(int(forced.sum()) - 125) < 55
+    again, again_entropies = policy.log_prob(tokens)
+    torch.testing.assert_close(again, log_probs, rtol=0, atol=1e-5)
+    torch.testing.assert_close(again_entropies, entropies, rtol=0, atol=1e-5)
+    assert bool(torch.isfinite(again).all()) and bool(torch.isfinite(again_entropies).all())
+    for row in tokens[:200].tolist():
+        assert space.encode(space.decode(row)) == row
+
+
+def test_a_forced_choice_costs_no_log_probability_and_no_entropy():
+    space = TransformerSpace(num_sites=1)
+    policy = LSTMPolicy(space, seed=2)
+    off_then_on = [0, 0, 0, 0, 0, 1] + [0] * 5
+    on_then_on = [1, 0, 0, 0, 0, 1] + [0] * 5
+    tokens = torch.tensor([off_then_on, on_then_on])
+    _, log_probs, entropies, steps = policy._unroll(2, lambda _, position: tokens[:, position])
+    forced, free = steps[5].detach().exp()
+    assert forced.tolist() == [0.0, 1.0]  # the forced step: log p = 0, entropy 0
+    assert float(free.min()) > 0.3  # the free one is near uniform
+    # Gradients through the masked step stay finite (no 0 * inf) and reach the parameters.
+    (log_probs.sum() + entropies.sum()).backward()
+    grads = [p.grad for p in policy.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+def test_log_prob_of_a_forbidden_token_is_an_error():
+    space = TransformerSpace(num_sites=2)
+    policy = LSTMPolicy(space)
+    good = space.sample(0)
+    bad = good[:11] + [0, 0, 0, 0, 0, 0] + good[17:]
+    with pytest.raises(ValueError, match=r"tokens\[1, 16\] \(site 1\.ffn_output\) = 0 is a choice the space forbids"):
+        policy.log_prob([good, bad])

@@ -1,5 +1,7 @@
-"""Learned ConvNet patterns: exact geometry on hand-computed maps, rescaling, randomness, API."""
+"""Learned ConvNet patterns: exact geometry (format version 2, tiles relative to the map) on
+hand-computed maps, rescaling and unbiasedness, randomness, API."""
 import dataclasses
+import random
 
 import pytest
 import torch
@@ -16,14 +18,15 @@ from autodropout.search_spaces import ConvLayerPattern, ConvSpace, TransformerSp
 BASE = ConvLayerPattern(
     size=(2, 3), stride=1, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0, share_c=False, residual=False
 )
-# Rows: pitch 3, runs at 0-1 and 3-4 from row offset 5 -> rows {5, 6, 0, 1}.
-# Cols: pitch 4, runs at 0-2 and 4-6 from col offset 6 -> cols {6, 7, 0, 2, 3, 4} (wrapping).
+# On 8x8: 2 tiles per axis, period 4 pixels, starts 0 and 4 from the offset.
+# Rows: f = 2/3 of 4 = 2.67 pixels, rounded down (f > 1/2) to runs of 2 -> from row offset 5: {5, 6, 1, 2}.
+# Cols: f = 3/4 of 4 = 3 pixels -> runs of 3 from col offset 6: {6, 7, 0, 2, 3, 4} (wrapping).
 BASE_OFFSET = (5, 6)
 BASE_DROPPED = torch.tensor(
     [
-        [1, 0, 1, 1, 1, 0, 1, 1],
-        [1, 0, 1, 1, 1, 0, 1, 1],
         [0, 0, 0, 0, 0, 0, 0, 0],
+        [1, 0, 1, 1, 1, 0, 1, 1],
+        [1, 0, 1, 1, 1, 0, 1, 1],
         [0, 0, 0, 0, 0, 0, 0, 0],
         [0, 0, 0, 0, 0, 0, 0, 0],
         [1, 0, 1, 1, 1, 0, 1, 1],
@@ -54,13 +57,39 @@ def test_tiling_is_exact_and_wraps_around_the_border():
     assert torch.equal(mask == 0, BASE_DROPPED)
 
 
-def test_a_grid_longer_than_the_map_wraps_onto_itself():
-    # Runs of 1 every 3 pixels, 4 of them: 0, 3, 6 and 9 = 1 (mod 8) -> rows and cols {0, 1, 3, 6}.
-    pattern = dataclasses.replace(BASE, size=(1, 1), stride=2, repeat=4)
-    lines = torch.tensor([0, 1, 3, 6])
-    expected = torch.zeros(8, 8, dtype=torch.bool)
-    expected[lines.unsqueeze(1), lines.unsqueeze(0)] = True
-    assert torch.equal(one_mask(pattern, (0, 0)) == 0, expected)
+@pytest.mark.parametrize(
+    ("size", "stride", "repeat", "hw", "rows", "cols"),
+    [
+        # 5x5, one tile: f = 3/4 of 5 = 3.75 rounds down to 3; f = 1/2 of 5 = 2.5 rounds to 2 (ties down).
+        ((3, 1), 1, 1, (5, 5), [0, 1, 2], [0, 1]),
+        # f = 1/4 of 5 = 1.25 rounds up to 2: rounding goes toward half the period, never away from it.
+        ((1, 1), 3, 1, (5, 5), [0, 1], [0, 1]),
+        # 7 rows, 2 tiles: period 3.5, starts 0 and 3; f = 3/4 -> 2.625 down to 2.
+        # 5 cols, 2 tiles: period 2.5, starts 0 and 2; f = 1/2 -> 1.25 to 1 (at most period - 1 anyway).
+        ((3, 1), 1, 2, (7, 5), [0, 1, 3, 4], [0, 2]),
+        # repeat 8 on 6 pixels is capped at 6 // 2 = 3 tiles of period 2: one pixel each, whatever f is.
+        ((3, 3), 1, 8, (6, 6), [0, 2, 4], [0, 2, 4]),
+        # 2x2, the smallest map: one tile of period 2 per axis, one pixel dropped.
+        ((3, 3), 1, 4, (2, 2), [0], [0]),
+        # A 1-pixel axis is one run covering it: a 1 x 8 map gets stripes along its width only.
+        ((1, 1), 3, 2, (1, 8), [0], [0, 4]),
+    ],
+)
+def test_hand_computed_runs_rounding_and_caps(size, stride, repeat, hw, rows, cols):
+    pattern = dataclasses.replace(BASE, size=size, stride=stride, repeat=repeat)
+    mask = one_mask(pattern, (0, 0), hw=hw)
+    dropped = torch.zeros(hw, dtype=torch.bool)
+    dropped[torch.tensor(rows).unsqueeze(1), torch.tensor(cols).unsqueeze(0)] = True
+    assert torch.equal(mask == 0, dropped)
+    density = len(rows) / hw[0] * len(cols) / hw[1]
+    assert float(pattern.density(*hw)) == pytest.approx(density, abs=1e-15)
+    assert torch.all(mask[~dropped] == 1 / (1 - density))
+
+
+def test_the_cap_makes_large_repeats_synonyms_not_no_ops():
+    capped = one_mask(dataclasses.replace(BASE, repeat=8), (1, 2), hw=(4, 4))
+    assert torch.equal(capped, one_mask(dataclasses.replace(BASE, repeat=2), (1, 2), hw=(4, 4)))
+    assert (capped == 0).any() and (capped != 0).any()
 
 
 def test_kept_values_are_rescaled_by_the_inverse_keep_rate():
@@ -138,12 +167,22 @@ def test_per_channel_masks_differ_and_drop_at_the_geometric_rate():
     assert torch.allclose(per_channel, torch.full((8,), 0.25, dtype=torch.float64), atol=0.015)
 
 
-def test_a_pattern_that_covers_the_whole_map_falls_back_to_the_identity():
-    # A 5x5 tile on a 4x4 map drops every pixel for every offset: there is no finite rescaling.
-    pattern = dataclasses.replace(BASE, size=(5, 5))
-    x = torch.randn(2, 3, 4, 4)
-    assert torch.equal(conv_pattern_mask(x.shape, pattern), torch.ones(2, 3, 4, 4))
-    assert torch.equal(conv_pattern(x, pattern), x)
+@pytest.mark.parametrize("hw", [(2, 2), (2, 3), (3, 3), (4, 4), (1, 2)])
+def test_the_largest_tiles_never_cover_a_small_map(hw):
+    # Version 1 fell back to the identity here (a 5x5 tile covered a 4x4 map). Now every offset of
+    # the densest default choice drops some pixels and keeps others, rescaled by the exact density.
+    densest = dataclasses.replace(BASE, size=(3, 3), stride=1, repeat=1)
+    masks = all_offset_masks(densest, hw)
+    dropped = (masks == 0).flatten(1)
+    assert dropped.any(1).all() and (~dropped).any(1).all()
+    assert torch.allclose(masks.mean(0), torch.ones(hw, dtype=torch.float64), atol=1e-12)
+
+
+def test_a_1x1_map_is_an_error_not_a_silent_identity():
+    with pytest.raises(ValueError, match="a 1x1 map cannot be masked"):
+        conv_pattern(torch.ones(2, 3, 1, 1), BASE)
+    with pytest.raises(ValueError, match="a 1x1 map cannot be masked"):
+        ConvPatternDropout(BASE)(torch.ones(2, 3, 1, 1))
 
 
 def test_seeded_generator_is_deterministic():
@@ -253,3 +292,42 @@ def test_bad_inputs_are_named():
         conv_pattern_mask((1, 1, 8, 8), BASE, offsets=torch.zeros(1, 1, 2))
     with pytest.raises(ValueError, match=r"offsets: \(row, col\) values must lie in \[0, 8\) x \[0, 5\)"):
         conv_pattern_mask((1, 1, 8, 5), BASE, offsets=torch.tensor([[[0, 5]]]))
+
+
+DEFAULTS = ConvSpace(1).values
+GEOMETRIES = [(size, stride, repeat) for size in DEFAULTS.size for stride in DEFAULTS.stride for repeat in DEFAULTS.repeat]
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (3, 5), (4, 4), (7, 7), (8, 8), (14, 14), (16, 16)])
+def test_every_default_choice_is_exactly_unbiased_with_random_rotation_and_shear(hw):
+    # Exact, not sampled: over all H * W offsets every pixel is dropped with probability exactly the
+    # pattern's density (0 < d < 1) and the multiplier averages exactly 1, for all 108
+    # (size, stride, repeat) choices, each with a rotation and shear drawn from the default values.
+    rng = random.Random(hw[0] * 100 + hw[1])
+    for size, stride, repeat in GEOMETRIES:
+        pattern = ConvLayerPattern(size, stride, repeat, rng.choice(DEFAULTS.rotate), rng.choice(DEFAULTS.shear_x),
+                                   rng.choice(DEFAULTS.shear_y), False, False)
+        density = float(pattern.density(*hw))
+        assert 0 < density < 1
+        masks = all_offset_masks(pattern, hw)
+        drop_rate = (masks == 0).double().mean(0)
+        assert torch.allclose(drop_rate, torch.full(hw, density, dtype=torch.float64), atol=1e-12), pattern
+        assert torch.allclose(masks.mean(0), torch.ones(hw, dtype=torch.float64), atol=1e-12), pattern
+
+
+@pytest.mark.parametrize("side", [4, 8, 16, 32])
+def test_sampled_masks_drop_the_documented_density(side):
+    # Monte Carlo through the module path: 20 seeded patterns of the default space per resolution,
+    # 256 samples of 4 channels each. The mean drop fraction must be within 5 standard errors of d,
+    # taken from the spread of the 256 independent per-sample fractions (0 for unrotated patterns,
+    # whose every map drops exactly d).
+    space = ConvSpace(1)
+    torch.manual_seed(side)
+    for seed in range(20):
+        pattern = space.decode(space.sample(seed)).layers[0]
+        density = float(pattern.density(side, side))
+        out = ConvPatternDropout(pattern)(torch.ones(256, 4, side, side))
+        fractions = (out == 0).double().mean(dim=(1, 2, 3))
+        tolerance = 5 * fractions.std().item() / fractions.numel() ** 0.5 + 1e-12
+        assert abs(fractions.mean().item() - density) <= tolerance, (pattern, fractions.mean().item(), density)
+        assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - density)))

@@ -6,6 +6,7 @@ import torch
 
 import autodropout.regularizers as regs
 from autodropout.regularizers.pattern_transformer import (
+    NOISES,
     TransformerPatternDropout,
     transformer_pattern,
     transformer_pattern_mask,
@@ -213,3 +214,49 @@ def test_bad_inputs_are_named():
         mask((2, 5, 8), dataclasses.replace(BASE, span=2), [[0, 1], [1, 0]])
     with pytest.raises(ValueError, match=r"offsets: values must lie in \[0, 3\)"):
         mask((1, 1, 8), BASE, [[3]])
+
+
+DEFAULTS = TransformerSpace(1).values
+
+
+@pytest.mark.parametrize("hidden", [*range(2, 17), 24, 32, 64, 256])
+def test_no_default_choice_ever_drops_a_whole_head_and_all_are_exactly_unbiased(hidden):
+    # Exact, over every offset: each (size, stride) of the default space keeps at least one unit of
+    # every head of `hidden` units, drops each unit with probability exactly run / pitch (the nominal
+    # size / (size + stride) unless the run is cut to hidden - 1), and averages to a multiplier of 1.
+    for size in DEFAULTS.size:
+        for stride in DEFAULTS.stride:
+            pattern = dataclasses.replace(BASE, size=size, stride=stride)
+            run = min(size, hidden - 1)
+            pitch = run + stride
+            got = mask((pitch, 1, 1, hidden), pattern, [[[o]] for o in range(pitch)])[:, 0, 0]
+            assert (got != 0).any(-1).all(), (size, stride, hidden)
+            assert torch.allclose((got == 0).double().mean(0), torch.full((hidden,), run / pitch, dtype=torch.float64))
+            assert torch.allclose(got.mean(0), torch.ones(hidden, dtype=torch.float64), atol=1e-12)
+            assert 1 / 17 <= run / pitch <= 1 / 2
+
+
+def test_the_run_is_cut_below_a_tiny_head():
+    # d = 2, size 4: the run is cut to 1 unit, pitch 1 + 4 = 5, kept units scaled by 5 / 4.
+    pattern = dataclasses.replace(BASE, size=4, stride=4)
+    got = mask((5, 1, 1, 2), pattern, [[[o]] for o in range(5)])[:, 0, 0]
+    assert torch.equal(got, torch.tensor([[0, 1.25], [1.25, 0], [1.25, 1.25], [1.25, 1.25], [1.25, 1.25]],
+                                         dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"offsets: values must lie in \[0, 5\) \(run \+ stride\)"):
+        mask((1, 1, 1, 2), pattern, [[[5]]])
+
+
+def test_a_hidden_axis_of_one_unit_is_an_error_not_a_whole_drop():
+    for noise in NOISES:
+        with pytest.raises(ValueError, match="a hidden axis of 1 unit cannot be masked"):
+            transformer_pattern(torch.ones(2, 3, 4, 1), dataclasses.replace(BASE, noise=noise))
+
+
+def test_gaussian_variance_follows_the_cut_run():
+    # d = 3, size 4 -> run 2, stride 4: N(1, 2 / 4), the variance of a Bernoulli multiplier of rate 2 / 6.
+    pattern = dataclasses.replace(BASE, size=4, stride=4, noise="gaussian")
+    got = transformer_pattern_mask((4096, 1, 3), pattern, generator=torch.Generator().manual_seed(0))
+    samples = got[:, 0, 1].double()
+    # n = 4096 independent draws: standard errors sqrt(0.5 / n) = 0.011 (mean), 0.5 * sqrt(2 / n) = 0.011 (var).
+    assert samples.mean().item() == pytest.approx(1.0, abs=4 * (0.5 / 4096) ** 0.5)
+    assert samples.var().item() == pytest.approx(0.5, abs=4 * 0.5 * (2 / 4096) ** 0.5)

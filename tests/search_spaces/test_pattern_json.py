@@ -31,7 +31,7 @@ def _valid_document(space=None):
     pattern = space.decode(space.sample(0))
     return {
         "format": "autodropout.patterns",
-        "version": 1,
+        "version": 2,
         "space": space.kind,
         "space_config": space.config(),
         "source": {"experiment": "x"},
@@ -52,8 +52,9 @@ def _mutate(doc, fn):
 
 CASES = {
     "wrong format tag": (lambda d: d.update(format="other"), "field 'format': expected 'autodropout.patterns'"),
-    "unknown version": (lambda d: d.update(version=2), "field 'version': unsupported version 2"),
-    "version as string": (lambda d: d.update(version="1"), "unsupported version '1'"),
+    "unknown version": (lambda d: d.update(version=3), "field 'version': unsupported version 3"),
+    "version as string": (lambda d: d.update(version="2"), "unsupported version '2'"),
+    "version as bool": (lambda d: d.update(version=True), "unsupported version True"),
     "unknown space": (lambda d: d.update(space="rnn"), "field 'space': 'rnn'"),
     "extra top field": (lambda d: d.update(comment="hi"), "unknown field 'comment'"),
     "missing patterns": (lambda d: d.pop("patterns"), "missing field 'patterns'"),
@@ -160,3 +161,33 @@ def test_pattern_set_get(tmp_path):
     assert loaded.get(2) == b and loaded.best == a
     with pytest.raises(KeyError, match=r"ranks in file: \[1, 2\]"):
         loaded.get(3)
+
+
+def test_a_version_1_file_gets_one_clear_error_saying_how_to_make_a_new_one(tmp_path):
+    # A file as version 1 wrote it (conv tiles in pixels: a 5x5 tile with stride 4 and repeat 4).
+    document = _valid_document()
+    document["version"] = 1
+    document["space_config"]["values"].update(size=[[5, 5]], stride=[4], repeat=[4])
+    for layer in document["patterns"][0]["layers"]:
+        layer.update(size=[5, 5], stride=4, repeat=4)
+    path = _write(tmp_path, document)
+    with pytest.raises(PatternFormatError) as info:
+        ad.load_patterns(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: field 'version': this is a version-1 pattern file")
+    assert "measured in pixels" in message and "cannot be translated faithfully" in message
+    assert "`autodropout search`" in message and "`autodropout export`" in message
+
+
+def test_a_file_with_an_all_off_transformer_layer_is_rejected(tmp_path):
+    document = _valid_document(TransformerSpace(2))
+    document["patterns"][0]["layers"][1].update(dict.fromkeys(
+        ("query", "key", "value", "attn_output", "ffn_hidden", "ffn_output"), False))
+    with pytest.raises(PatternFormatError, match=r"bad.json: pattern 1: site 1: every sublayer switch .* is false"):
+        ad.load_patterns(_write(tmp_path, document))
+
+
+def test_files_are_written_as_version_2(tmp_path):
+    space = ConvSpace(1)
+    path = ad.save_patterns(tmp_path / "p.json", [space.decode(space.sample(0))], space)
+    assert json.loads(path.read_text())["version"] == 2

@@ -1,3 +1,5 @@
+import dataclasses
+import itertools
 import random
 
 import pytest
@@ -5,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autodropout.search_spaces import (
+    SUBLAYERS,
     ConvLayerPattern,
     ConvSpace,
     ConvValues,
@@ -33,14 +36,33 @@ def test_transformer_decisions():
     ]
 
 
-@pytest.mark.parametrize("cls", SPACES)
-def test_size_is_product_of_choices_per_site(cls):
-    one = cls(1)
+def test_conv_size_is_product_of_choices_per_site():
+    one = ConvSpace(1)
     expected = 1
     for d in one.decisions:
         expected *= len(d.choices)
-    assert one.size == expected
-    assert cls(3).size == expected**3
+    assert one.size == expected == 9 * 3 * 4 * 7 * 5 * 5 * 2 * 2
+    assert ConvSpace(3).size == expected**3
+
+
+def test_transformer_size_leaves_out_the_all_off_layers():
+    # 2**6 - 1 switch combinations (all off is forbidden) times size, stride, span, share_heads, noise.
+    per_site = (2**6 - 1) * 3 * 3 * 6 * 2 * 2
+    assert TransformerSpace(1).size == per_site
+    assert TransformerSpace(3).size == per_site**3
+    # A tiny space, counted by enumerating every token sequence and keeping the decodable ones.
+    values = TransformerValues(query=(False, True), key=(False,), value=(False, True), attn_output=(False,),
+                               ffn_hidden=(False, True), ffn_output=(False,), size=(1, 2), stride=(4,),
+                               span=(1,), share_heads=(True,), noise=("bernoulli",))
+    space = TransformerSpace(1, values)
+    decodable = 0
+    for tokens in itertools.product(*(range(len(d.choices)) for d in space.decisions)):
+        try:
+            space.decode(list(tokens))
+        except PatternError:
+            continue
+        decodable += 1
+    assert space.size == decodable == 7 * 2
 
 
 def test_size_of_a_tiny_custom_space_by_enumeration():
@@ -160,3 +182,59 @@ def test_sublayers_property():
     space = TransformerSpace(1)
     tokens = [1, 0, 1, 0, 0, 1] + [0] * 5
     assert space.decode(tokens).layers[0].sublayers == ("query", "value", "ffn_output")
+
+
+def test_transformer_choice_mask_forbids_only_the_all_off_layer():
+    space = TransformerSpace(2)
+    off, on = 0, 1
+    # Decision 5 (ffn_output) after five off switches: only "true" is allowed.
+    assert space.choice_mask([off] * 5) == (False, True)
+    assert space.choice_mask([off, off, on, off, off]) is None
+    # Every other position is free, including ffn_output of the second site after an active first one.
+    assert all(space.choice_mask([on] * n) is None for n in range(5))
+    assert space.choice_mask([on] * 11 + [off] * 5) == (False, True)
+    assert space.choice_mask([off] * 6) is None  # size: free (the prefix is not checked, only read)
+    assert ConvSpace(2).choice_mask([0] * 5) is None
+
+
+def test_the_mask_moves_to_the_last_switch_that_can_be_on():
+    values = TransformerValues(attn_output=(False,), ffn_hidden=(True, False), ffn_output=(False,))
+    space = TransformerSpace(1, values)
+    assert space.choice_mask([0, 0, 0, 0]) == (True, False)  # ffn_hidden, whose choices are (True, False)
+    assert space.choice_mask([0, 0, 0, 0, 0]) is None
+    layers = [space.decode(space.sample(seed)).layers[0] for seed in range(300)]
+    assert all(layer.sublayers for layer in layers)
+
+
+def test_no_switch_that_can_be_on_is_an_error():
+    values = TransformerValues(**dict.fromkeys(("query", "key", "value", "attn_output", "ffn_hidden",
+                                                "ffn_output"), (False,)))
+    with pytest.raises(PatternError, match="at least one sublayer switch .* must allow true"):
+        TransformerSpace(1, values)
+
+
+def test_sampling_never_gives_an_all_off_layer_and_forces_the_last_switch_when_needed():
+    space = TransformerSpace(4)
+    forced = 0
+    for seed in range(2000):
+        pattern = space.decode(space.sample(seed))
+        assert all(layer.sublayers for layer in pattern.layers)
+        forced += sum(layer.sublayers == ("ffn_output",) for layer in pattern.layers)
+    # ("ffn_output",) alone happens exactly when the five earlier switches are off: 1/32 of 8000
+    # layers = 250, binomial sigma 15.3; allow 5 sigma.
+    assert abs(forced - 250) < 77
+
+
+def test_all_off_layers_are_rejected_with_a_clear_message():
+    space = TransformerSpace(2)
+    tokens = space.sample(0)
+    tokens[11:17] = [0] * 6
+    message = r"site 1: every sublayer switch \(query, key, value, attn_output, ffn_hidden, ffn_output\) is false"
+    with pytest.raises(PatternError, match=message):
+        space.decode(tokens)
+    good = space.decode(space.sample(0))
+    off = dataclasses.replace(good.layers[1], **dict.fromkeys(SUBLAYERS, False))
+    with pytest.raises(PatternError, match=message):
+        space.validate(Pattern("transformer", (good.layers[0], off)))
+    with pytest.raises(PatternError, match=r"x: every sublayer switch .* identity"):
+        space.layer_from_json(dataclasses.asdict(off), where="x: ")

@@ -18,24 +18,29 @@ from autodropout.search_spaces import (
 )
 
 
-def conv_layer(stride: int) -> ConvLayerPattern:
-    """A valid conv site whose ``stride`` tags it, so mapped layers can be told apart."""
-    return ConvLayerPattern(size=(3, 3), stride=stride, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0,
+def conv_layer(tag: int) -> ConvLayerPattern:
+    """A valid conv site tagged by its rotation (``15 * tag`` degrees), so mapped layers can be told apart."""
+    return ConvLayerPattern(size=(3, 3), stride=1, repeat=2, rotate=15 * tag, shear_x=0.0, shear_y=0.0,
                             share_c=False, residual=False)
 
 
-def tf_layer(size: int, query: bool = True) -> TransformerLayerPattern:
+def tags(pattern: Pattern) -> list[int]:
+    return [layer.rotate // 15 for layer in pattern.layers]
+
+
+def tf_layer(span: int, query: bool = True) -> TransformerLayerPattern:
+    """A valid Transformer layer tagged by its ``span``."""
     return TransformerLayerPattern(query=query, key=False, value=True, attn_output=False, ffn_hidden=True,
-                                   ffn_output=False, size=size, stride=2, span=4, share_heads=True,
+                                   ffn_output=False, size=2, stride=4, span=span, share_heads=True,
                                    noise="bernoulli")
 
 
-def conv_pattern(*strides: int) -> Pattern:
-    return Pattern("conv", tuple(conv_layer(s) for s in strides))
+def conv_pattern(*tag_values: int) -> Pattern:
+    return Pattern("conv", tuple(conv_layer(t) for t in tag_values))
 
 
-def tf_pattern(*sizes: int) -> Pattern:
-    return Pattern("transformer", tuple(tf_layer(s) for s in sizes))
+def tf_pattern(*spans: int) -> Pattern:
+    return Pattern("transformer", tuple(tf_layer(s) for s in spans))
 
 
 @pytest.mark.parametrize(("source", "target", "expected"), [
@@ -76,15 +81,15 @@ def test_depth_map_is_monotone_and_covers_when_growing(source, target):
 def test_map_pattern_shrinks_and_grows_conv_patterns():
     source = conv_pattern(1, 2, 3, 4)
     shrunk = map_pattern(source, ConvSpace(2))
-    assert [layer.stride for layer in shrunk.layers] == [2, 4]
+    assert tags(shrunk) == [2, 4]
     grown = map_pattern(conv_pattern(1, 4), ConvSpace(5))
     # centres (j + 0.5) / 5 of 2 sites: 0.2, 0.6, 1.0, 1.4, 1.8 -> 0, 0, 1, 1, 1
-    assert [layer.stride for layer in grown.layers] == [1, 1, 4, 4, 4]
+    assert tags(grown) == [1, 1, 4, 4, 4]
 
 
 def test_map_pattern_one_site_both_ways():
-    assert [l.stride for l in map_pattern(conv_pattern(3), ConvSpace(4)).layers] == [3, 3, 3, 3]
-    assert [l.stride for l in map_pattern(conv_pattern(1, 2, 3), ConvSpace(1)).layers] == [2]
+    assert tags(map_pattern(conv_pattern(3), ConvSpace(4))) == [3, 3, 3, 3]
+    assert tags(map_pattern(conv_pattern(1, 2, 3), ConvSpace(1))) == [2]
 
 
 def test_map_pattern_equal_counts_is_the_same_pattern():
@@ -96,9 +101,9 @@ def test_lm_pattern_maps_onto_encoder_and_decoder_by_relative_depth():
     # A 4-layer LM pattern onto 2 encoder + 3 decoder layers: each stack gets the whole LM pattern.
     lm = tf_pattern(1, 2, 4, 8)
     mapped = map_pattern(lm, TransformerSpace(5), stacks=(2, 3))
-    sizes = [layer.size for layer in mapped.layers]
-    assert sizes[:2] == [2, 8]           # encoder: depth_map(4, 2) = [1, 3]
-    assert sizes[2:] == [1, 4, 8]        # decoder: depth_map(4, 3) = [0, 2, 3]
+    spans = [layer.span for layer in mapped.layers]
+    assert spans[:2] == [2, 8]           # encoder: depth_map(4, 2) = [1, 3]
+    assert spans[2:] == [1, 4, 8]        # decoder: depth_map(4, 3) = [0, 2, 3]
 
 
 def test_pattern_with_encoder_plus_decoder_sites_is_used_as_is():
@@ -121,7 +126,7 @@ def test_kind_mismatch_is_a_pattern_error(pattern, space, message):
 
 
 def test_mapped_pattern_is_validated_against_the_target_values():
-    # The target space does not allow size 8: the mapped pattern must be rejected, naming the field.
-    narrow = TransformerSpace(2, dataclasses.replace(TransformerValues(), size=(1, 2, 4)))
-    with pytest.raises(PatternError, match="site 1 field 'size': 8"):
+    # The target space does not allow span 8: the mapped pattern must be rejected, naming the field.
+    narrow = TransformerSpace(2, dataclasses.replace(TransformerValues(), span=(1, 2, 4)))
+    with pytest.raises(PatternError, match="site 1 field 'span': 8"):
         map_pattern(tf_pattern(1, 2, 4, 8), narrow)

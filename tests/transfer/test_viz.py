@@ -35,6 +35,9 @@ def tf_layer(**changes) -> TransformerLayerPattern:
 CONV = Pattern("conv", (conv_layer(), conv_layer(share_c=True), conv_layer(size=(1, 3), rotate=30)))
 TRANSFORMER = Pattern("transformer", (tf_layer(), tf_layer(noise="gaussian", span=2),
                                       tf_layer(query=False, ffn_hidden=False)))
+# TRANSFORMER is hand-made (stride 2, a layer with every sublayer off); files hold patterns of the space.
+TRANSFORMER_IN_SPACE = Pattern("transformer", (tf_layer(stride=4), tf_layer(noise="gaussian", span=2, stride=8),
+                                               tf_layer(query=False, ffn_hidden=False, attn_output=True, stride=16)))
 
 
 def test_conv_masks_are_the_regularizers_masks():
@@ -93,7 +96,7 @@ def test_figure_grid_and_title():
     assert "off" in figure.axes[4].get_ylabel()
 
 
-@pytest.mark.parametrize(("pattern", "space"), [(CONV, ConvSpace(3)), (TRANSFORMER, TransformerSpace(3))])
+@pytest.mark.parametrize(("pattern", "space"), [(CONV, ConvSpace(3)), (TRANSFORMER_IN_SPACE, TransformerSpace(3))])
 def test_show_writes_a_png_with_content(tmp_path, pattern, space):
     patterns = save_patterns(tmp_path / "patterns.json", [pattern], space)
     out = tmp_path / "masks.png"
@@ -111,13 +114,13 @@ def test_terminal_preview_shows_each_site(tmp_path):
     text = viz.show(patterns, size=(8, 8))
     lines = text.splitlines()
     assert lines[0] == ("rank 1 of p.json: conv pattern, 3 sites, 8x8 maps; '#' dropped, '.' kept")
-    assert lines[1] == "  site 0: 2x2 tiles, stride 2, repeat 2, per channel"
-    assert lines[3] == "  site 2: 1x3 tiles, stride 2, repeat 2, rotate 30, per channel"
+    assert lines[1] == "  site 0: 2x2 tiles, each drops 1/2 x 1/2, per channel"
+    assert lines[3] == "  site 2: 2x2 tiles, each drops 1/3 x 3/5, rotate 30, per channel"
     header = lines.index("site 0     site 1     site 2")
     grids = lines[header + 1:header + 9]
     assert len(grids) == 8 and all(set(row) <= {"#", ".", " "} for row in grids)
     site0 = [row[:8] for row in grids]
-    # Unrotated 2x2 tiles, repeat 2: four rows with two 2-wide runs, 16 '#' in all.
+    # Unrotated, 2 tiles per axis each dropping half its 4-pixel period: four rows with two 2-wide runs, 16 '#'.
     assert sum(row.count("#") for row in site0) == 16
     assert sorted(row.count("#") for row in site0) == [0] * 4 + [4] * 4
 

@@ -1,0 +1,216 @@
+"""Drop density of every choice of the pattern spaces, per feature-map resolution (docs/search_spaces.md).
+
+Conv space: for every (size, stride, repeat) choice of the default value sets (rotation, shear and
+the channel tokens do not change the expected density: the offset is uniform on the torus), the
+exact expected drop density on an L x L map, for L = 2 .. 64. Two spaces side by side:
+
+* **v1** (pattern format version 1, before this change): tiles of ``size`` pixels with a pitch of
+  ``size + stride`` pixels, ``repeat`` runs per axis, union taken mod L; sides {1, 2, 3, 5}, strides
+  {1, 2, 3, 4}, repeats {1, 2, 3, 4}. A choice whose runs cover both axes has density 1 and fell back
+  to the identity (no drop): counted as a no-op, and as density 0 in the plot, which is what it did.
+  Reimplemented here from the v1 docstring so the comparison runs on the current code.
+* **v2** (this version): :meth:`autodropout.search_spaces.ConvLayerPattern.density`.
+
+Per resolution: min / median / mean / max density over the choices, the share of no-op choices
+(must be 0 for v2), and for v2 the mean distance to the nominal ``f_h * f_w``. Also: the share of
+sampled whole-model patterns with at least one no-op site, for the shipped presets and the paper's
+models (site resolutions below), over ``--samples`` uniform samples.
+
+Transformer space: per head width d, over every (size, stride) choice and every offset, the nominal
+rate range, the share of masks that zero the whole head and the largest share of a head one mask
+drops, v1 (sizes and strides {1, 2, 4, 8, 16}) against v2.
+
+Writes ``docs/images/space_density.png`` (violins of the conv densities per resolution, v1 and v2,
+with the v2 band) unless ``--no-plot``; prints Markdown.
+
+Usage::
+
+    python benchmarks/space_density.py [--all] [--samples 20000] [--plot docs/images/space_density.png]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import statistics
+from fractions import Fraction
+from pathlib import Path
+
+from autodropout.regularizers.pattern_transformer import hidden_run
+from autodropout.search_spaces import ConvLayerPattern, ConvValues, TransformerValues
+
+SIDES = range(2, 65)
+#: Rows of the short table and violins of the plot: every site resolution of the presets and models.
+SHOWN = (2, 3, 4, 5, 6, 7, 8, 12, 14, 16, 24, 28, 32, 48, 56, 64)
+#: Site resolutions (one per site) of the shipped presets and the paper's models.
+MODELS = {
+    "digits WRN-10-2, 16x16 (default preset)": (16, 8, 4),
+    "digits WRN, 8x8 input": (8, 4, 2),
+    "CIFAR WRN-28, 32x32": (32, 16, 8),
+    "ImageNet ResNet-50, 224x224": (56, 28, 14, 7),
+}
+V1_SIDES, V1_STRIDES, V1_REPEATS = (1, 2, 3, 5), (1, 2, 3, 4), (1, 2, 3, 4)
+V1_TRANSFORMER = (1, 2, 4, 8, 16)
+HEADS = (2, 4, 8, 16, 32, 64)
+BAND = (Fraction(1, 16), Fraction(9, 16))
+
+
+def v1_axis(length: int, size: int, stride: int, repeat: int) -> Fraction:
+    """Version-1 axis density: the union of ``repeat`` runs of ``size`` pixels every ``size + stride``."""
+    covered = {(k * (size + stride) + u) % length for k in range(repeat) for u in range(size)}
+    return Fraction(len(covered), length)
+
+
+def v1_densities(length: int) -> list[Fraction]:
+    """Effective v1 density of every (size, stride, repeat) choice; 0 for the identity fallback."""
+    out = []
+    for h, w, stride, repeat in itertools.product(V1_SIDES, V1_SIDES, V1_STRIDES, V1_REPEATS):
+        density = v1_axis(length, h, stride, repeat) * v1_axis(length, w, stride, repeat)
+        out.append(Fraction(0) if density >= 1 else density)
+    return out
+
+
+def v2_choices() -> list[ConvLayerPattern]:
+    values = ConvValues()
+    return [ConvLayerPattern(size, stride, repeat, 0, 0.0, 0.0, False, False)
+            for size, stride, repeat in itertools.product(values.size, values.stride, values.repeat)]
+
+
+def v2_densities(length: int) -> list[Fraction]:
+    return [pattern.density(length, length) for pattern in v2_choices()]
+
+
+def summary(densities: list[Fraction]) -> tuple[float, float, float, float, float]:
+    """min, median, mean, max of the densities of real drops, and the share of no-op choices."""
+    real = [float(d) for d in densities if 0 < d < 1]
+    no_op = 1 - len(real) / len(densities)
+    return min(real), statistics.median(real), statistics.fmean(real), max(real), no_op
+
+
+def conv_table(sides: list[int]) -> str:
+    lines = [
+        "| side | v1 min | v1 median | v1 mean | v1 max | v1 no-op | v2 min | v2 median | v2 mean | v2 max "
+        "| v2 no-op | v2 mean abs(d - nominal) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for side in sides:
+        old = summary(v1_densities(side))
+        new = summary(v2_densities(side))
+        error = statistics.fmean(
+            abs(float(p.density(side, side) - Fraction(p.size[0], p.size[0] + p.stride)
+                      * Fraction(p.size[1], p.size[1] + p.stride)))
+            for p in v2_choices()
+        )
+        cells = [f"{v:.3f}" for v in old[:4]] + [f"{old[4]:.0%}"] + [f"{v:.3f}" for v in new[:4]]
+        lines.append(f"| {side} | " + " | ".join(cells) + f" | {new[4]:.0%} | {error:.3f} |")
+    return "\n".join(lines)
+
+
+def band_line() -> str:
+    all_v2 = [d for side in SIDES for d in v2_densities(side)]
+    low, high = min(all_v2), max(all_v2)
+    inside = all(BAND[0] <= d <= BAND[1] for d in all_v2)
+    return (f"v2 over every side 2..64: densities in [{low}, {high}] = [{float(low):.4f}, {float(high):.4f}]; "
+            f"inside the documented band [1/16, 9/16]: {inside}; no-op choices: "
+            f"{sum(1 for d in all_v2 if not 0 < d < 1)}")
+
+
+def model_table(samples: int) -> str:
+    rng = random.Random(0)
+    v1_cache = {side: v1_densities(side) for sides in MODELS.values() for side in sides}
+    v2_cache = {side: v2_densities(side) for sides in MODELS.values() for side in sides}
+    lines = ["| model (site sides) | v1: sampled models with a no-op site | v2 |", "|---|---:|---:|"]
+    for name, sides in MODELS.items():
+        hits = {"v1": 0, "v2": 0}
+        for _ in range(samples):
+            for version, cache in (("v1", v1_cache), ("v2", v2_cache)):
+                if any(rng.choice(cache[side]) in (0, 1) for side in sides):
+                    hits[version] += 1
+        lines.append(f"| {name} ({', '.join(map(str, sides))}) | {hits['v1'] / samples:.0%} "
+                     f"| {hits['v2'] / samples:.0%} |")
+    return "\n".join(lines)
+
+
+def head_masks(size: int, stride: int, head: int, cut: bool) -> list[int]:
+    """Dropped units of a ``head``-unit axis for every offset of one (size, stride) choice."""
+    run = hidden_run(size, head) if cut else size
+    pitch = run + stride
+    return [sum((c - offset) % pitch < run for c in range(head)) for offset in range(pitch)]
+
+
+def transformer_table() -> str:
+    lines = ["| head width d | v1 rates | v1 masks zeroing the head | v1 largest share of a head | v2 rates "
+             "| v2 masks zeroing the head | v2 largest share of a head |", "|---:|---|---:|---:|---|---:|---:|"]
+    v2 = TransformerValues()
+    for head in HEADS:
+        cells = []
+        for sizes, strides, cut in ((V1_TRANSFORMER, V1_TRANSFORMER, False), (v2.size, v2.stride, True)):
+            rates, zeroed, total, largest = [], 0, 0, 0.0
+            for size, stride in itertools.product(sizes, strides):
+                run = hidden_run(size, head) if cut else size
+                rates.append(Fraction(run, run + stride))
+                dropped = head_masks(size, stride, head, cut)
+                zeroed += sum(n == head for n in dropped)
+                total += len(dropped)
+                largest = max(largest, max(dropped) / head)
+            cells += [f"{min(rates)}..{max(rates)}", f"{zeroed / total:.1%}", f"{largest:.2f}"]
+        lines.append(f"| {head} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from autodropout.viz import save_figure
+
+    sides = [s for s in SHOWN if s >= 2]
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    positions = range(len(sides))
+    for offset, color, label, densities in (
+        (-0.2, "#999999", "v1 (pixel tiles; no-ops drawn at 0)", v1_densities),
+        (0.2, "#1f77b4", "v2 (tiles relative to the map)", v2_densities),
+    ):
+        data = [[float(d) for d in densities(side)] for side in sides]
+        parts = ax.violinplot(data, [p + offset for p in positions], widths=0.38, showmedians=True)
+        for body in parts["bodies"]:
+            body.set_facecolor(color)
+            body.set_alpha(0.6)
+        for key in ("cbars", "cmins", "cmaxes", "cmedians"):
+            parts[key].set_color(color)
+        ax.plot([], [], color=color, linewidth=8, alpha=0.6, label=label)
+    for bound in BAND:
+        ax.axhline(float(bound), color="#1f77b4", linestyle=":", linewidth=1)
+    ax.set_xticks(list(positions), [f"{s}x{s}" for s in sides])
+    ax.set_xlabel("feature map")
+    ax.set_ylabel("expected drop density")
+    ax.set_ylim(-0.03, 1.0)
+    ax.set_title("Drop density of every (size, stride, repeat) choice of the conv space, per resolution "
+                 "(dotted: the v2 band [1/16, 9/16])", fontsize=10)
+    ax.legend(loc="upper right", fontsize=9)
+    save_figure(figure, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--all", action="store_true", help="a table row for every side 2..64")
+    parser.add_argument("--samples", type=int, default=20000, help="sampled model patterns per model")
+    parser.add_argument("--plot", type=Path, default=Path("docs/images/space_density.png"))
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args()
+    print("### Conv space: expected drop density per resolution (every (size, stride, repeat) choice)\n")
+    print(conv_table(list(SIDES) if args.all else list(SHOWN)))
+    print(f"\n{band_line()}\n")
+    print("### Sampled whole-model patterns with a no-op site\n")
+    print(model_table(args.samples))
+    print("\n### Transformer space: per-head coverage (every (size, stride) choice and offset)\n")
+    print(transformer_table())
+    if not args.no_plot:
+        plot(args.plot)
+        print(f"\nwrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
