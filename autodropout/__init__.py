@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "search_spaces", "regularizers", "models", "data", "tasks", "controller", "workers", "runs",
-    "config", "experiment", "errors", "transfer", "viz", "apply",
+    "config", "experiment", "errors", "transfer", "viz", "apply", "recalibration",
 }
 _ATTRIBUTES = {
     "save_patterns": "autodropout.search_spaces.pattern_json",
@@ -23,6 +23,7 @@ _ATTRIBUTES = {
     "ConvSpace": "autodropout.search_spaces",
     "TransformerSpace": "autodropout.search_spaces",
     "apply_patterns": "autodropout.apply",
+    "recalibrate_batchnorm": "autodropout.recalibration",
 }
 
 

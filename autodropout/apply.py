@@ -32,10 +32,12 @@ error naming the module and the shape at the first training forward pass.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import fnmatch
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 import torch
 from torch import nn
@@ -51,6 +53,18 @@ Where = Union[type, tuple, str, Sequence[str]]
 PatternSource = Union[Pattern, PatternSet, str, os.PathLike]
 
 _SHAPES = {"conv": (4, "(B, C, H, W)"), "transformer": (3, "(B, T, C)")}
+_PAUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("autodropout_patterns_paused", default=False)
+
+
+@contextlib.contextmanager
+def patterns_paused() -> Iterator[None]:
+    """Inside this block every pattern hook passes outputs through untouched, even in training mode
+    (BatchNorm recalibration runs BatchNorm in training mode with the regularizers off)."""
+    token = _PAUSED.set(True)
+    try:
+        yield
+    finally:
+        _PAUSED.reset(token)
 
 
 @dataclass(frozen=True)
@@ -104,7 +118,7 @@ class _PatternHook:
         self.name, self.kind, self.layer, self.active, self.generator = name, kind, layer, active, generator
 
     def __call__(self, module: nn.Module, args: Any, output: Any) -> torch.Tensor | None:
-        if not module.training:
+        if not module.training or _PAUSED.get():
             return None
         ndim, layout = _SHAPES[self.kind]
         if not isinstance(output, torch.Tensor):

@@ -70,7 +70,7 @@ def train_once(experiment: ExperimentConfig, regularizer: str | None = None, par
         experiment=experiment.name, regularization=regularization.describe(),
         seed=experiment.task.train.seed, epochs=len(result.history), metric=task.metric,
         val=result.final.val, test=test, reward=result.final.reward, seconds=seconds,
-        seconds_per_epoch=sum(r.seconds for r in result.history) / len(result.history),
+        seconds_per_epoch=sum(r.seconds for r in result.history) / result.final.epoch,
         history=[asdict(r) for r in result.history],
     )
     if output is not None:

@@ -7,6 +7,7 @@ callback that reports and checkpoints. Subclasses register themselves with
 from __future__ import annotations
 
 import abc
+import itertools
 from typing import Any, ClassVar, Iterator, Mapping
 
 import torch
@@ -71,6 +72,12 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def loss(self, model: nn.Module, inputs: Any, targets: torch.Tensor) -> torch.Tensor: ...
+
+    def calibration_batches(self) -> Iterator[Any]:
+        """Model inputs for BatchNorm recalibration: one epoch of training inputs (tasks with
+        augmentation give them unaugmented, in a fixed order)."""
+        batches = self.train_batches(torch.Generator().manual_seed(0))
+        return (inputs for inputs, _ in itertools.islice(batches, self.steps_per_epoch()))
 
     @abc.abstractmethod
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:

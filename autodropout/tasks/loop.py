@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from autodropout.config import check_non_negative, check_positive
+from autodropout.recalibration import recalibrate_batchnorm
 from autodropout.regularizers.training_step import prepare_step
 
 if TYPE_CHECKING:
@@ -27,7 +28,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings shared by every task."""
+    """Optimisation settings shared by every task.
+
+    ``eval_every``: validate (and report, and checkpoint) every that many epochs and after the last.
+    ``recalibrate_bn``: before each evaluation, recompute BatchNorm running statistics on the training
+    data with every regularizer off (:mod:`autodropout.recalibration`); no effect without BatchNorm.
+    """
 
     epochs: int = 3
     batch_size: int = 64
@@ -42,9 +48,11 @@ class TrainConfig:
     device: str = "auto"
     mixed_precision: bool = True
     max_batches_per_epoch: int = 0
+    eval_every: int = 1
+    recalibrate_bn: bool = True
 
     def __post_init__(self) -> None:
-        check_positive(self, "epochs", "batch_size")
+        check_positive(self, "epochs", "batch_size", "eval_every")
         check_non_negative(self, "lr", "momentum", "weight_decay", "warmup_epochs", "grad_clip",
                            "max_batches_per_epoch")
 
@@ -55,7 +63,8 @@ class DivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """What one epoch produced; ``metric`` is the validation value of ``Task.metric``."""
+    """What training up to ``epoch`` produced: the last epoch's mean training loss, the validation
+    value of ``Task.metric`` and the seconds since the previous record (``eval_every`` epochs)."""
 
     epoch: int
     train_loss: float
@@ -132,16 +141,21 @@ def fit(task: "Task", regularization: "Regularization", *, epochs: int, seed: in
     if resume_state is not None:
         run.load(resume_state)
     show = sys.stderr.isatty() if progress is None else progress
+    began = time.perf_counter()
     while run.epoch < epochs:
-        began = time.perf_counter()
         train_loss = _train_epoch(task, run, epochs, steps, show)
+        run.epoch += 1
+        if run.epoch % cfg.eval_every and run.epoch < epochs:
+            continue
+        if cfg.recalibrate_bn:
+            recalibrate_batchnorm(model, task.calibration_batches(), device)
         val = task.evaluate(model, "val")
         value = val[task.metric]
-        run.epoch += 1
         run.history.append(EpochRecord(run.epoch, train_loss, value, task.reward(value),
                                        time.perf_counter() - began, val))
         if on_epoch is not None:
             on_epoch(run.history[-1], run.state)
+        began = time.perf_counter()
     return FitResult(model, run.history)
 
 

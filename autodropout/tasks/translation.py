@@ -25,7 +25,11 @@ EVAL_BATCH = 128
 
 @dataclass(frozen=True)
 class TranslationConfig:
-    """Sequence-to-sequence translation with a Transformer (``kind: translation``)."""
+    """Sequence-to-sequence translation with a Transformer (``kind: translation``).
+
+    ``split_seed`` draws which numbers go to train / validation / test (``dataset: numbers``),
+    independently of ``train.seed``.
+    """
 
     kind: Literal["translation"] = "translation"
     dataset: Literal["numbers", "parallel"] = "numbers"
@@ -37,6 +41,7 @@ class TranslationConfig:
     n_train: int = 3000
     n_val: int = 300
     n_test: int = 300
+    split_seed: int = 0
     max_len: int = 32
     d_model: int = 64
     n_enc_layers: int = 2
@@ -74,7 +79,7 @@ class TranslationTask(Task):
     @staticmethod
     def load_data(config: TranslationConfig) -> TranslationData:
         if config.dataset == "numbers":
-            return load_number_translation(seed=config.train.seed, max_number=config.max_number,
+            return load_number_translation(seed=config.split_seed, max_number=config.max_number,
                                            n_train=config.n_train, n_val=config.n_val, n_test=config.n_test,
                                            src_lang=config.src_lang, tgt_lang=config.tgt_lang)
         from autodropout.data.translation import load_parallel_text

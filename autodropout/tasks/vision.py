@@ -21,7 +21,12 @@ from autodropout.tasks.regularization import Regularization
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """Image classification with a WideResNet (``kind: vision``)."""
+    """Image classification with a WideResNet (``kind: vision``).
+
+    ``split_seed`` draws the train / validation / test split, independently of ``train.seed``: a
+    pattern retrained with new training seeds is scored on the same held-out images, never on the
+    validation images its search saw.
+    """
 
     kind: Literal["vision"] = "vision"
     dataset: Literal["digits", "cifar10", "cifar100"] = "digits"
@@ -30,6 +35,7 @@ class VisionConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     augment: bool = True
+    split_seed: int = 0
     depth: int = 10
     width: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -58,12 +64,12 @@ class VisionTask(Task):
     @staticmethod
     def load_data(config: VisionConfig) -> ImageSplits:
         if config.dataset == "digits":
-            return load_digits(seed=config.train.seed, image_size=config.image_size,
+            return load_digits(seed=config.split_seed, image_size=config.image_size,
                                val_fraction=config.val_fraction, test_fraction=config.test_fraction)
         from autodropout.data.cifar import load_cifar
 
         return load_cifar(config.root, num_classes=10 if config.dataset == "cifar10" else 100,
-                          val_fraction=config.val_fraction, seed=config.train.seed)
+                          val_fraction=config.val_fraction, seed=config.split_seed)
 
     @property
     def site_layout(self) -> ConvSites:
@@ -86,6 +92,12 @@ class VisionTask(Task):
             if self.config.augment:
                 x = augment(x, generator, self.data.augmentation)
             yield x, split.y[index]
+
+    def calibration_batches(self) -> Iterator[torch.Tensor]:
+        """The training images without augmentation, in order (what eval-mode BatchNorm should match)."""
+        x, size = self.data.train.x, self.config.train.batch_size
+        limit = self.steps_per_epoch() * size
+        return (x[start:start + size] for start in range(0, min(len(x), limit), size))
 
     def loss(self, model: nn.Module, inputs: Any, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(inputs), targets)
