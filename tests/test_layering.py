@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("autodropout.regularizers", "autodropout.controller.policy", "autodropout.controller.reinforce"),
     ("autodropout.models", "autodropout.data", "autodropout.apply", "autodropout.viz"),
     ("autodropout.tasks",),
-    ("autodropout.experiment", "autodropout.training", "autodropout.runs"),
+    ("autodropout.experiment", "autodropout.training", "autodropout.runs", "autodropout.task_sites"),
     ("autodropout.controller",),
     ("autodropout.workers",),
     ("autodropout.transfer", "autodropout.transfer_report", "autodropout.cli", "autodropout"),
