@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from autodropout.errors import ConfigError, UserInputError
 from autodropout.experiment import DEFAULT_EXPERIMENT
@@ -30,9 +30,15 @@ EPILOGS = {
     "transfer": """examples:
   autodropout transfer lm_patterns.json --to translation_numbers_quick --baselines none,dropout --seeds 2
   autodropout transfer runs/X/best_patterns.json --to cifar10_wrn28_10_final --rank 2""",
-    "show": """examples:
+    "show": """Each site is drawn at its size in the searched model (recorded in the pattern file by
+`autodropout export`), or at --size for every site; files without sizes use 16x16 (conv) or
+T 16 x C 64 (Transformer). Each site is labelled with the drop rate measured on the masks drawn and
+the rate its geometry gives at that size (d); kept values are scaled by 1 / (1 - d).
+
+examples:
   autodropout show runs/X/best_patterns.json                 # terminal preview
-  autodropout show runs/X/best_patterns.json --size 16 16 -o masks.png""",
+  autodropout show runs/X/best_patterns.json -o masks.png    # PNG: legend, rates, Gaussian colour bars
+  autodropout show runs/X/best_patterns.json --rank 2 --size 32 32""",
 }
 
 
@@ -89,12 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="report folder (default: transfers/TARGET-TIMESTAMP)")
     p.add_argument("--sequential", action="store_true", help="train one run at a time, without Ray")
 
+    _add_show(add)
+    return parser
+
+
+def _add_show(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("show", "Draw the masks of a pattern file (PNG with -o, terminal preview otherwise).")
     p.add_argument("patterns", type=Path)
-    p.add_argument("--rank", type=int, default=1)
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="feature-map size (default: 16 16)")
-    p.add_argument("-o", "--output", type=Path, help="PNG file to write")
-    return parser
+    p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1, the best)")
+    p.add_argument("--size", nargs=2, metavar=("H", "W"),
+                   help="draw every site at H x W (T x C for Transformer patterns) instead of its size in the model")
+    p.add_argument("-o", "--output", type=Path, help="PNG file to write (its folder must exist)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,11 +178,15 @@ def _transfer(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from autodropout.viz import show
+    from autodropout.viz import ViewError, show
 
-    text = show(args.patterns, rank=args.rank, size=tuple(args.size) if args.size else None, output=args.output)
-    if text:
-        print(text)
+    size = None
+    if args.size:
+        try:
+            size = tuple(int(v) for v in args.size)
+        except ValueError:
+            raise ViewError(f"--size: expected two integers H W, got {' '.join(args.size)!r}") from None
+    print(show(args.patterns, rank=args.rank, size=size, output=args.output))
     return 0
 
 
