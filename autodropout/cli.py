@@ -1,4 +1,4 @@
-"""The ``autodropout`` command line: search, train, export, transfer, show.
+"""The ``autodropout`` command line: search, train, export, transfer, show, list.
 
 Every subcommand has ``--help`` with examples. Errors in the user's input (files, keys, values,
 addresses) print one line ``autodropout: error: ...`` and exit with status 2; nothing half-written
@@ -39,6 +39,10 @@ examples:
   autodropout show runs/X/best_patterns.json                 # terminal preview
   autodropout show runs/X/best_patterns.json -o masks.png    # PNG: legend, rates, Gaussian colour bars
   autodropout show runs/X/best_patterns.json --rank 2 --size 32 32""",
+    "list": """examples:
+  autodropout list                  # presets and regularizers
+  autodropout list presets          # name, task, model, sites (count and sizes), seconds per trial
+  autodropout list regularizers     # name, parameters with their defaults, activation layouts""",
 }
 
 
@@ -95,11 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="report folder (default: transfers/TARGET-TIMESTAMP)")
     p.add_argument("--sequential", action="store_true", help="train one run at a time, without Ray")
 
-    _add_show(add)
+    _add_show_and_list(add)
     return parser
 
 
-def _add_show(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+def _add_show_and_list(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("show", "Draw the masks of a pattern file (PNG with -o, terminal preview otherwise).")
     p.add_argument("patterns", type=Path)
     p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1, the best)")
@@ -107,11 +111,15 @@ def _add_show(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                    help="draw every site at H x W (T x C for Transformer patterns) instead of its size in the model")
     p.add_argument("-o", "--output", type=Path, help="PNG file to write (its folder must exist)")
 
+    p = add("list", "List the presets (task, model, sites, time per trial) and the regularizers (parameters).")
+    p.add_argument("what", nargs="?", metavar="presets|regularizers", help="only one of the two tables")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"search": _search, "train": _train, "export": _export, "transfer": _transfer, "show": _show}
+    handler = {"search": _search, "train": _train, "export": _export, "transfer": _transfer, "show": _show,
+               "list": _list}
     try:
         return handler[args.command](args) or 0
     except KeyboardInterrupt:
@@ -187,6 +195,13 @@ def _show(args: argparse.Namespace) -> int:
         except ValueError:
             raise ViewError(f"--size: expected two integers H W, got {' '.join(args.size)!r}") from None
     print(show(args.patterns, rank=args.rank, size=size, output=args.output))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from autodropout.catalog import listing
+
+    print(listing(args.what))
     return 0
 
 
