@@ -77,7 +77,7 @@ class ControllerLogger:
 
     def _log_best_pattern(self, searcher: Any, best: dict[str, Any], step: int) -> None:
         """The best pattern's masks as one grey image (:func:`~autodropout.viz.grid.mask_grid`, at
-        least 480 pixels wide) and, as text, each site's size, the drop rate measured on the masks drawn
+        least 400 pixels wide) and, as text, each site's size, the drop rate measured on the masks drawn
         and the geometry."""
         pattern = searcher.space.decode(best["tokens"])
         sizes = site_sizes(pattern.kind, len(pattern), self.site_shapes).sizes

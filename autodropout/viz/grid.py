@@ -15,7 +15,7 @@ from autodropout.search_spaces import Pattern
 from autodropout.viz.masks import is_gaussian, pattern_masks
 
 #: Narrowest image logged (TensorBoard shows images at their pixel size).
-MIN_WIDTH = 480
+MIN_WIDTH = 400
 #: Grey of the gaps between tiles (and of a Gaussian multiplier of exactly 1).
 GAP = 0.5
 
