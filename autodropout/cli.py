@@ -1,4 +1,4 @@
-"""The ``autodropout`` command line: search, train, export, transfer, show.
+"""The ``autodropout`` command line: search, train, export, transfer, show, list.
 
 Every subcommand has ``--help`` with examples. Errors in the user's input (files, keys, values,
 addresses) print one line ``autodropout: error: ...`` and exit with status 2; nothing half-written
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from autodropout.errors import ConfigError, UserInputError
 from autodropout.experiment import DEFAULT_EXPERIMENT
@@ -30,9 +30,19 @@ EPILOGS = {
     "transfer": """examples:
   autodropout transfer lm_patterns.json --to translation_numbers_quick --baselines none,dropout --seeds 2
   autodropout transfer runs/X/best_patterns.json --to cifar10_wrn28_10_final --rank 2""",
-    "show": """examples:
+    "show": """Each site is drawn at its size in the searched model (recorded in the pattern file by
+`autodropout export`), or at --size for every site; files without sizes use 16x16 (conv) or
+T 16 x C 64 (Transformer). Each site is labelled with the drop rate measured on the masks drawn and
+the rate its geometry gives at that size (d); kept values are scaled by 1 / (1 - d).
+
+examples:
   autodropout show runs/X/best_patterns.json                 # terminal preview
-  autodropout show runs/X/best_patterns.json --size 16 16 -o masks.png""",
+  autodropout show runs/X/best_patterns.json -o masks.png    # PNG: legend, rates, Gaussian colour bars
+  autodropout show runs/X/best_patterns.json --rank 2 --size 32 32""",
+    "list": """examples:
+  autodropout list                  # presets and regularizers
+  autodropout list presets          # name, task, model, sites (count and sizes), seconds per trial
+  autodropout list regularizers     # name, parameters with their defaults, activation layouts""",
 }
 
 
@@ -89,18 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="report folder (default: transfers/TARGET-TIMESTAMP)")
     p.add_argument("--sequential", action="store_true", help="train one run at a time, without Ray")
 
+    _add_show_and_list(add)
+    return parser
+
+
+def _add_show_and_list(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("show", "Draw the masks of a pattern file (PNG with -o, terminal preview otherwise).")
     p.add_argument("patterns", type=Path)
-    p.add_argument("--rank", type=int, default=1)
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="feature-map size (default: 16 16)")
-    p.add_argument("-o", "--output", type=Path, help="PNG file to write")
-    return parser
+    p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1, the best)")
+    p.add_argument("--size", nargs=2, metavar=("H", "W"),
+                   help="draw every site at H x W (T x C for Transformer patterns) instead of its size in the model")
+    p.add_argument("-o", "--output", type=Path, help="PNG file to write (its folder must exist)")
+
+    p = add("list", "List the presets (task, model, sites, time per trial) and the regularizers (parameters).")
+    p.add_argument("what", nargs="?", metavar="presets|regularizers", help="only one of the two tables")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"search": _search, "train": _train, "export": _export, "transfer": _transfer, "show": _show}
+    handler = {"search": _search, "train": _train, "export": _export, "transfer": _transfer, "show": _show,
+               "list": _list}
     try:
         return handler[args.command](args) or 0
     except KeyboardInterrupt:
@@ -167,11 +186,22 @@ def _transfer(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from autodropout.viz import show
+    from autodropout.viz import ViewError, show
 
-    text = show(args.patterns, rank=args.rank, size=tuple(args.size) if args.size else None, output=args.output)
-    if text:
-        print(text)
+    size = None
+    if args.size:
+        try:
+            size = tuple(int(v) for v in args.size)
+        except ValueError:
+            raise ViewError(f"--size: expected two integers H W, got {' '.join(args.size)!r}") from None
+    print(show(args.patterns, rank=args.rank, size=size, output=args.output))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from autodropout.catalog import listing
+
+    print(listing(args.what))
     return 0
 
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from autodropout import viz
 from autodropout.controller.reinforce import UpdateStats
+from autodropout.viz.grid import grid_of
+from autodropout.viz.masks import describe_layer, pattern_masks, site_rate, site_sizes, size_text
 
 
 class ControllerLogger:
@@ -18,11 +19,16 @@ class ControllerLogger:
     Args:
         log_dir: the TensorBoard folder (a run folder's ``tensorboard/controller``).
         images: log the masks of the best pattern so far each time it changes.
+        site_shapes: what each site of the searched model sees (``(C, H, W)`` or ``(T, C, heads)``,
+            :func:`autodropout.task_sites.task_sites`), so the image draws each site at its size;
+            ``None`` draws the default size.
     """
 
-    def __init__(self, log_dir: str | Path, images: bool = True) -> None:
+    def __init__(self, log_dir: str | Path, images: bool = True,
+                 site_shapes: Sequence[Sequence[int]] | None = None) -> None:
         self.log_dir = Path(log_dir)
         self.images = images
+        self.site_shapes = None if site_shapes is None else tuple(tuple(s) for s in site_shapes)
         self._best: float | None = None
         self._writer = None
 
@@ -70,8 +76,14 @@ class ControllerLogger:
             self.writer.add_histogram(f"choices/{name}", tokens[:, columns].flatten().float(), step)
 
     def _log_best_pattern(self, searcher: Any, best: dict[str, Any], step: int) -> None:
-        image = viz.mask_grid(searcher.space.decode(best["tokens"]))
-        self.writer.add_image("best_pattern/masks", image, step)
-        self.writer.add_text("best_pattern/trial", f"trial {best['trial_id']}, value {best['value']:.4f}: "
-                             + "; ".join(viz.describe_layer(layer) for layer in searcher.space.decode(best["tokens"]).layers),
-                             step)
+        """The best pattern's masks as one grey image (:func:`~autodropout.viz.grid.mask_grid`, at
+        least 400 pixels wide) and, as text, each site's size, the drop rate measured on the masks drawn
+        and the geometry."""
+        pattern = searcher.space.decode(best["tokens"])
+        sizes = site_sizes(pattern.kind, len(pattern), self.site_shapes).sizes
+        masks = pattern_masks(pattern, sizes)
+        self.writer.add_image("best_pattern/masks", grid_of(masks, pattern), step)
+        lines = [f"site {i} ({size_text(size, pattern.kind)}): {site_rate(layer, size, mask).text()}; "
+                 f"{describe_layer(layer)}" for i, (layer, size, mask) in enumerate(zip(pattern.layers, sizes, masks))]
+        self.writer.add_text("best_pattern/trial", f"trial {best['trial_id']}, value {best['value']:.4f}\n\n"
+                             + "\n\n".join(lines), step)

@@ -3,9 +3,16 @@
 ```
 {"format": "autodropout.patterns", "version": 2, "space": "conv" | "transformer",
  "space_config": {"num_sites": L, "values": {...}},
- "source": {"experiment": ..., "trial_id": ..., "metric": ..., "value": ..., "reward": ..., "created": ...},
+ "source": {"experiment": ..., "trial_id": ..., "metric": ..., "value": ..., "reward": ..., "created": ...,
+            "site_shapes": [[C, H, W], ...] | [[T, C, heads], ...]},
  "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "layers": [{...}, ...]}, ...]}
 ```
+
+``source.site_shapes`` (optional) records what each site of the searched model sees, so that a file
+alone says how large each site's masks are: ``[C, H, W]`` per conv site (channels and feature-map
+size), ``[T, C, heads]`` per Transformer layer (longest training sequence, hidden width, attention
+heads). A conv pattern's drop density depends on the map size, so pictures need it; files written
+without it stay valid.
 
 Version 2 (this one) lays conv tiles relative to the map and bounds the Transformer runs (see
 :mod:`autodropout.search_spaces.conv` and ``docs/search_spaces.md``). Version 1 measured conv tiles in
@@ -37,7 +44,9 @@ VERSION = 2
 SPACES: dict[str, type[SearchSpace]] = {"conv": ConvSpace, "transformer": TransformerSpace}
 
 _TOP_KEYS = {"format", "version", "space", "space_config", "source", "patterns"}
-_SOURCE_KEYS = {"experiment", "trial_id", "metric", "value", "reward", "created"}
+_SOURCE_KEYS = {"experiment", "trial_id", "metric", "value", "reward", "created", "site_shapes"}
+#: The dimensions of one ``source.site_shapes`` entry, per space kind.
+SITE_SHAPE_DIMS = {"conv": ("C", "H", "W"), "transformer": ("T", "C", "heads")}
 _PATTERN_KEYS = {"rank", "reward", "layers"}
 _PATTERN_OPTIONAL = {"trial_id"}
 
@@ -75,6 +84,13 @@ class PatternSet:
     def best(self) -> Pattern:
         return self.patterns[0].pattern
 
+    @property
+    def site_shapes(self) -> tuple[tuple[int, int, int], ...] | None:
+        """``source.site_shapes`` as tuples (``(C, H, W)`` or ``(T, C, heads)`` per site), or ``None``
+        when the file does not record them."""
+        shapes = self.source.get("site_shapes")
+        return None if shapes is None else tuple(tuple(shape) for shape in shapes)
+
 
 def space_from_config(kind: str, config: Mapping[str, Any]) -> SearchSpace:
     if kind not in SPACES:
@@ -94,8 +110,9 @@ def save_patterns(
         path: destination file (its folder must exist).
         patterns: best first; plain patterns, ``(pattern, reward)`` pairs or :class:`RankedPattern`.
         space: the space the patterns come from (its config is stored so the file is self-contained).
-        source: provenance (keys among ``experiment, trial_id, metric, value, reward, created``);
-            ``created`` defaults to now (UTC, ISO 8601).
+        source: provenance (keys among ``experiment, trial_id, metric, value, reward, created,
+            site_shapes``); ``created`` defaults to now (UTC, ISO 8601); ``site_shapes`` is checked
+            against ``space`` (see the module docstring).
     """
     entries = []
     for rank, item in enumerate(patterns, start=1):
@@ -117,6 +134,10 @@ def save_patterns(
     unknown = sorted(set(src) - _SOURCE_KEYS)
     if unknown:
         raise PatternError(f"source: unknown key {unknown[0]!r} (expected among {sorted(_SOURCE_KEYS)})")
+    if src.get("site_shapes") is None:
+        src.pop("site_shapes", None)  # unknown shapes are left out, never written as null
+    else:
+        src["site_shapes"] = [list(shape) for shape in check_site_shapes(src["site_shapes"], space)]
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -187,6 +208,8 @@ def parse_patterns(document: Any) -> PatternSet:
     if not isinstance(source, dict):
         raise PatternError("field 'source': expected an object")
     _check_keys(source, set(), _SOURCE_KEYS, "source: ")
+    if "site_shapes" in source:
+        check_site_shapes(source["site_shapes"], space)
     entries = document["patterns"]
     if not isinstance(entries, list) or not entries:
         raise PatternError("field 'patterns': expected a non-empty list")
@@ -220,6 +243,26 @@ def _parse_entry(entry: Any, where: str, space: SearchSpace) -> RankedPattern:
             raise PatternError(f"{where}site {site}: expected an object, got {type(layer).__name__}")
         parsed.append(space.layer_from_json(layer, where=f"{where}site {site}: "))
     return RankedPattern(rank, Pattern(space.kind, tuple(parsed)), reward, trial_id)
+
+
+def check_site_shapes(shapes: Any, space: SearchSpace) -> tuple[tuple[int, int, int], ...]:
+    """``shapes`` as tuples if it is a valid ``source.site_shapes`` for ``space``: one entry per
+    site of three ints >= 1 (see :data:`SITE_SHAPE_DIMS`), a conv map of at least 2 pixels and a
+    Transformer hidden width of at least 2 divisible by the head count (smaller sites cannot carry a
+    pattern)."""
+    where = "source: field 'site_shapes': "
+    if not isinstance(shapes, (list, tuple)) or len(shapes) != space.num_sites:
+        raise PatternError(f"{where}expected a list of one shape per site ({space.num_sites}), got {shapes!r}")
+    dims = SITE_SHAPE_DIMS[space.kind]
+    for site, shape in enumerate(shapes):
+        if not isinstance(shape, (list, tuple)) or len(shape) != 3 or not all(type(v) is int and v >= 1 for v in shape):
+            raise PatternError(f"{where}site {site}: expected [{', '.join(dims)}] (ints >= 1), got {shape!r}")
+        if space.kind == "conv" and shape[1] * shape[2] < 2:
+            raise PatternError(f"{where}site {site}: a {shape[1]}x{shape[2]} map cannot carry a pattern")
+        if space.kind == "transformer" and (shape[1] < 2 or shape[1] % shape[2]):
+            raise PatternError(f"{where}site {site}: hidden width {shape[1]} must be >= 2 and divisible by "
+                               f"heads={shape[2]}")
+    return tuple(tuple(shape) for shape in shapes)
 
 
 def _check_keys(obj: Mapping[str, Any], required: set[str], optional: set[str], where: str) -> None:

@@ -19,7 +19,7 @@ def run_cli(capsys, *args):
 def test_help_works():
     proc = subprocess.run([PYTHON, "-m", "autodropout.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
-    for command in ("search", "train", "export", "transfer", "show"):
+    for command in ("search", "train", "export", "transfer", "show", "list"):
         assert command in proc.stdout
     sub = subprocess.run([PYTHON, "-m", "autodropout.cli", "search", "--help"], capture_output=True, text=True)
     assert sub.returncode == 0 and "examples:" in sub.stdout and "--resume" in sub.stdout

@@ -1,11 +1,13 @@
 import json
 import os
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import autodropout as ad
+from autodropout.errors import PatternError
 from autodropout.search_spaces import ConvSpace, PatternFormatError, TransformerSpace
 
 
@@ -191,3 +193,51 @@ def test_files_are_written_as_version_2(tmp_path):
     space = ConvSpace(1)
     path = ad.save_patterns(tmp_path / "p.json", [space.decode(space.sample(0))], space)
     assert json.loads(path.read_text())["version"] == 2
+
+
+# -- source.site_shapes -------------------------------------------------------------------------------
+
+def test_site_shapes_round_trip_and_are_optional(tmp_path):
+    space = ConvSpace(3)
+    pattern = space.decode(space.sample(0))
+    path = ad.save_patterns(tmp_path / "p.json", [pattern], space,
+                            source={"experiment": "x", "site_shapes": ((32, 16, 16), (64, 8, 8), (128, 4, 4))})
+    assert json.loads(path.read_text())["source"]["site_shapes"] == [[32, 16, 16], [64, 8, 8], [128, 4, 4]]
+    assert ad.load_patterns(path).site_shapes == ((32, 16, 16), (64, 8, 8), (128, 4, 4))
+    # Files without them (all files written before) stay valid; None is left out, never written as null.
+    plain = ad.save_patterns(tmp_path / "q.json", [pattern], space, source={"site_shapes": None})
+    assert "site_shapes" not in json.loads(plain.read_text())["source"]
+    assert ad.load_patterns(plain).site_shapes is None
+
+
+SHAPE_CASES = {
+    "wrong count": ([[32, 16, 16]], "expected a list of one shape per site (2)"),
+    "not a list": ("16x16", "expected a list of one shape per site"),
+    "two numbers": ([[16, 16], [16, 16]], "site 0: expected [C, H, W] (ints >= 1), got [16, 16]"),
+    "a bool": ([[32, 16, 16], [True, 8, 8]], "site 1: expected [C, H, W]"),
+    "a float": ([[32, 16.0, 16], [64, 8, 8]], "site 0: expected [C, H, W]"),
+    "zero": ([[32, 0, 16], [64, 8, 8]], "site 0: expected [C, H, W]"),
+    "one pixel": ([[32, 1, 1], [64, 8, 8]], "site 0: a 1x1 map cannot carry a pattern"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHAPE_CASES))
+def test_bad_site_shapes_are_rejected_on_read_and_write(tmp_path, case):
+    shapes, message = SHAPE_CASES[case]
+    doc = _valid_document()
+    doc["source"]["site_shapes"] = shapes
+    with pytest.raises(PatternFormatError, match=re.escape(f"source: field 'site_shapes': {message}")):
+        ad.load_patterns(_write(tmp_path, doc))
+    space = ConvSpace(2)
+    with pytest.raises(PatternError, match=re.escape(message)):
+        ad.save_patterns(tmp_path / "out.json", [space.decode(space.sample(0))], space, source={"site_shapes": shapes})
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_transformer_site_shapes_are_tokens_width_and_heads(tmp_path):
+    doc = _valid_document(TransformerSpace(2))
+    doc["source"]["site_shapes"] = [[32, 64, 4], [32, 64, 4]]
+    assert ad.load_patterns(_write(tmp_path, doc)).site_shapes == ((32, 64, 4), (32, 64, 4))
+    doc["source"]["site_shapes"] = [[32, 64, 5], [32, 64, 4]]
+    with pytest.raises(PatternFormatError, match="site 0: hidden width 64 must be >= 2 and divisible by heads=5"):
+        ad.load_patterns(_write(tmp_path, doc))

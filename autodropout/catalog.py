@@ -1,0 +1,124 @@
+"""``autodropout list``: the presets and the regularizers as aligned text tables.
+
+Nothing here loads data or trains: site counts and shapes come from the preset's config
+(:mod:`autodropout.task_sites`), so the paper-scale presets are listed even where their data files
+are missing (the table says where they are expected).
+"""
+from __future__ import annotations
+
+import inspect
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+from autodropout import regularizers
+from autodropout.errors import UnknownNameError
+from autodropout.experiment import DEFAULT_EXPERIMENT, find_experiment, presets
+from autodropout.task_sites import TaskSites, task_sites
+
+#: Seconds per search trial of the embedded presets, on one CPU thread and on one GPU: one trial =
+#: training the preset's model for its epochs with a sampled pattern, validating after every epoch,
+#: data already loaded. Measured once with ``python benchmarks/trial_time.py [--device cuda]`` (median
+#: of 3 patterns, each CPU run pinned to an idle core); re-measure and paste its output here when a
+#: preset changes.
+TRIAL_SECONDS: dict[str, dict[str, float]] = {
+    "digits_wrn_quick": {"cpu": 10.0, "gpu": 1.2},
+    "lm_transformer_quick": {"cpu": 25.1, "gpu": 3.8},
+    "translation_numbers_quick": {"cpu": 35.6, "gpu": 15.8},
+}
+TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs, validation after each; data loaded once per "
+                     "search), measured with benchmarks/trial_time.py on an idle Intel Xeon core (cpu, 1 torch "
+                     "thread) and an NVIDIA H200 (gpu), torch 2.11, 2026-11-29; '-': not measured (the "
+                     "paper-scale presets need their data files, and GPUs)")
+WHAT = ("presets", "regularizers")
+#: Width at which the parameter column wraps.
+PARAMETERS_WIDTH = 52
+
+
+def listing(what: str | None = None) -> str:
+    """The text of ``autodropout list [WHAT]``: both tables, or the one named by ``what``."""
+    if what is not None and what not in WHAT:
+        raise UnknownNameError(f"unknown list {what!r}; choose one of: {', '.join(WHAT)}")
+    parts = []
+    if what in (None, "presets"):
+        parts.append(presets_table())
+    if what in (None, "regularizers"):
+        parts.append(regularizers_table())
+    return "\n\n".join(parts)
+
+
+def presets_table() -> str:
+    """One row per packaged preset: task, model, sites (count and sizes), seconds per trial, notes."""
+    rows, notes = [], []
+    for name in presets():
+        task = find_experiment(name).task
+        sites = task_sites(task)
+        note = ["the default experiment"] if name == DEFAULT_EXPERIMENT else []
+        if sites and sites.data_root and not Path(sites.data_root).exists():
+            note.append(f"needs data at {sites.data_root} (not found)")
+        seconds = TRIAL_SECONDS.get(name, {})
+        rows.append([name, f"{task.kind}: {getattr(task, 'dataset', '?')}", sites.model if sites else "?",
+                     sites_text(sites) if sites else "?",
+                     *(f"{seconds[d]:g}" if d in seconds else "-" for d in ("cpu", "gpu"))])
+        notes.append("; ".join(note))
+    header = ["preset", "task", "model", "sites", "cpu s/trial", "gpu s/trial"]
+    return "\n".join(["Presets (autodropout search NAME, autodropout train NAME):", table(header, rows, notes),
+                      *textwrap.wrap(TRIAL_TIME_SOURCE, 100)])
+
+
+def sites_text(sites: TaskSites) -> str:
+    """``3: 16x16, 8x8, 4x4``; ``12: 4 at 32x32, 4 at 16x16, 4 at 8x8``; ``2: T 32 x C 64``."""
+    runs: list[list] = []
+    for shape in sites.shapes:
+        if runs and runs[-1][0] == shape:
+            runs[-1][1] += 1
+        else:
+            runs.append([shape, 1])
+    parts = []
+    for shape, count in runs:
+        text = f"{shape[1]}x{shape[2]}" if sites.space == "conv" else f"T {shape[0]} x C {shape[1]}"
+        parts.append(text if count == 1 or len(runs) == 1 else f"{count} at {text}")
+    return f"{len(sites.shapes)}: {', '.join(parts)}"
+
+
+def regularizers_table() -> str:
+    """One row per registered regularizer: its constructor parameters with their defaults, and the
+    activation layouts it accepts."""
+    rows = []
+    for name in regularizers.available():
+        entry = regularizers.info(name)
+        rows.append([name, textwrap.fill(parameters_text(entry.factory), PARAMETERS_WIDTH),
+                     " ".join(entry.input_kinds)])
+    return "\n".join([
+        "Regularizers (autodropout train EXPERIMENT --regularizer NAME --param KEY=VALUE):",
+        table(["name", "parameters (defaults)", "acts on"], rows),
+        *textwrap.wrap("acts on: conv (B, C, H, W), seq (B, T, C), flat (B, N), heads (B, heads, T, d), layer: wraps "
+                       "a layer. Papers and details: docs/regularizers.md", 100),
+    ])
+
+
+def parameters_text(factory: object) -> str:
+    """``p=0.1, block_size=7``; a parameter without a default is ``NAME (required)``."""
+    parts = []
+    for parameter in inspect.signature(factory).parameters.values():
+        if parameter.default is inspect.Parameter.empty:
+            parts.append(f"{parameter.name} (required)")
+        else:
+            parts.append(f"{parameter.name}={parameter.default!r}")
+    return ", ".join(parts)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], notes: Sequence[str] | None = None) -> str:
+    """Columns aligned on the widest cell, two spaces apart; cells may span several lines; a
+    non-empty ``notes[i]`` is printed under row ``i``, indented, across the columns."""
+    cells = [[str(c).split("\n") for c in row] for row in [list(header), *rows]]
+    widths = [max(len(line) for row in cells for line in row[i]) for i in range(len(header))]
+    lines = []
+    for index, row in enumerate(cells):
+        for r in range(max(len(c) for c in row)):
+            lines.append("  ".join((c[r] if r < len(c) else "").ljust(w) for c, w in zip(row, widths)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+        elif notes and notes[index - 1]:
+            lines.append(f"    {notes[index - 1]}")
+    return "\n".join(lines)
