@@ -1,7 +1,7 @@
 """``autodropout list``: the presets and the regularizers as aligned text tables.
 
 Nothing here loads data or trains: site counts and shapes come from the preset's config
-(:mod:`autodropout.task_sites`), so the paper-scale presets are listed even where their data files
+(:func:`autodropout.tasks.task_sites`), so the paper-scale presets are listed even where their data files
 are missing (the table says where they are expected).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Sequence
 from autodropout import regularizers
 from autodropout.errors import UnknownNameError
 from autodropout.experiment import DEFAULT_EXPERIMENT, find_experiment, presets
-from autodropout.task_sites import TaskSites, task_sites
+from autodropout.tasks import TaskSites, task_sites
 
 #: Seconds per search trial of the embedded presets, on one CPU thread and on one GPU: one trial =
 #: training the preset's model for its epochs with a sampled pattern, validating after every epoch,

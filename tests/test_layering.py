@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("autodropout.regularizers", "autodropout.controller.policy", "autodropout.controller.reinforce"),
     ("autodropout.models", "autodropout.data", "autodropout.apply", "autodropout.viz", "autodropout.recalibration"),
     ("autodropout.tasks",),
-    ("autodropout.experiment", "autodropout.training", "autodropout.runs", "autodropout.task_sites",
+    ("autodropout.experiment", "autodropout.training", "autodropout.runs",
      "autodropout.catalog"),
     ("autodropout.controller",),
     ("autodropout.workers",),

@@ -1,4 +1,4 @@
-"""Site shapes from a task config without data (`autodropout.task_sites`) agree with the tasks'
+"""Site shapes from a task config without data (`autodropout.tasks.task_sites`) agree with the tasks'
 own layouts, and `autodropout export` records them in the pattern file."""
 import json
 
@@ -9,8 +9,8 @@ from autodropout.data import cifar
 from autodropout.experiment import experiment_from_dict, find_experiment, presets
 from autodropout.models import WideResNet
 from autodropout.runs import RunDir, Trial, export_run
-from autodropout.task_sites import CIFAR_SIDE, task_sites
-from autodropout.tasks import build_task
+from autodropout.tasks import build_task, task_sites
+from autodropout.tasks.vision import CIFAR_SIDE
 from tests.tiny import TINY_VISION
 
 

@@ -20,7 +20,7 @@ class ControllerLogger:
         log_dir: the TensorBoard folder (a run folder's ``tensorboard/controller``).
         images: log the masks of the best pattern so far each time it changes.
         site_shapes: what each site of the searched model sees (``(C, H, W)`` or ``(T, C, heads)``,
-            :func:`autodropout.task_sites.task_sites`), so the image draws each site at its size;
+            :func:`autodropout.tasks.task_sites`), so the image draws each site at its size;
             ``None`` draws the default size.
     """
 

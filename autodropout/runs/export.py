@@ -12,7 +12,7 @@ from autodropout.errors import UserInputError
 from autodropout.runs.results import TrialRecord, read_trials, write_trials_csv
 from autodropout.runs.run_dir import RunDir
 from autodropout.search_spaces import RankedPattern, save_patterns
-from autodropout.task_sites import task_sites
+from autodropout.tasks import task_sites
 
 
 class ExportError(UserInputError, ValueError):

@@ -14,9 +14,9 @@ import importlib
 import pkgutil
 from typing import Any
 
-from autodropout.tasks.base import Task
+from autodropout.tasks.base import Task, TaskSites
 from autodropout.tasks.loop import DivergedError, EpochRecord, FitResult, TrainConfig, resolve_device
-from autodropout.tasks.registry import register_task, task_class, task_config_from_dict, task_kinds
+from autodropout.tasks.registry import register_task, task_class, task_config_from_dict, task_kinds, task_sites
 from autodropout.tasks.regularization import Regularization
 from autodropout.tasks.reward import reward
 
@@ -32,6 +32,6 @@ def build_task(config: Any, data: Any = None) -> Task:
 
 
 __all__ = [
-    "DivergedError", "EpochRecord", "FitResult", "Regularization", "Task", "TrainConfig", "build_task",
-    "register_task", "resolve_device", "reward", "task_class", "task_config_from_dict", "task_kinds",
+    "DivergedError", "EpochRecord", "FitResult", "Regularization", "Task", "TaskSites", "TrainConfig", "build_task",
+    "register_task", "resolve_device", "reward", "task_class", "task_config_from_dict", "task_kinds", "task_sites",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import itertools
+from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping
 
 import torch
@@ -20,6 +21,27 @@ from autodropout.tasks import loop
 from autodropout.tasks.loop import EpochCallback, FitResult
 from autodropout.tasks.regularization import Regularization
 from autodropout.tasks.reward import METRICS, reward
+
+
+@dataclass(frozen=True)
+class TaskSites:
+    """A task config's model, as far as patterns are concerned, known without loading any data
+    (``autodropout list`` describes presets whose data are elsewhere; pattern files record the shapes
+    so that ``show`` draws each site at its real size).
+
+    Attributes:
+        model: short model name, e.g. ``"WRN-10-2"`` or ``"Transformer LM 2L d64 h4"``.
+        space: the pattern space kind of its sites, ``"conv"`` or ``"transformer"``.
+        shapes: per site, in pattern-site order, ``(C, H, W)`` of the activation a conv site masks, or
+            ``(T, C, heads)`` of a Transformer layer (the longest sequence it trains on, the hidden width
+            and the attention heads: query, key and value masks act on per-head slices of ``C / heads``).
+        data_root: the folder of data files the task reads, or ``None`` for embedded data.
+    """
+
+    model: str
+    space: str
+    shapes: tuple[tuple[int, int, int], ...]
+    data_root: str | None = None
 
 
 class Task(abc.ABC):
@@ -48,6 +70,11 @@ class Task(abc.ABC):
     @staticmethod
     @abc.abstractmethod
     def load_data(config: Any) -> Any: ...
+
+    @classmethod
+    @abc.abstractmethod
+    def describe_sites(cls, config: Any) -> TaskSites:
+        """The :class:`TaskSites` of ``config``'s model, from the config alone."""
 
     @property
     @abc.abstractmethod

@@ -14,7 +14,7 @@ from autodropout.data.language import LMCorpus, batchify, lm_batches
 from autodropout.errors import ConfigError
 from autodropout.models import TransformerLM, TransformerSites
 from autodropout.search_spaces import TransformerSpace
-from autodropout.tasks.base import Task
+from autodropout.tasks.base import Task, TaskSites
 from autodropout.tasks.loop import TrainConfig
 from autodropout.tasks.registry import register_task
 from autodropout.tasks.regularization import Regularization
@@ -77,6 +77,13 @@ class LanguageModelTask(Task):
             corpus = LMCorpus(corpus.train[: config.max_tokens], corpus.valid, corpus.test, corpus.vocab,
                               corpus.name, dict(corpus.meta))
         return corpus
+
+    @classmethod
+    def describe_sites(cls, config: LanguageModelConfig) -> TaskSites:
+        sites = sum(TransformerLM.site_layout(config.n_layers).stacks)
+        return TaskSites(f"Transformer LM {config.n_layers}L d{config.d_model} h{config.n_heads}", cls.space_type.kind,
+                         ((config.bptt, config.d_model, config.n_heads),) * sites,
+                         None if config.dataset == "embedded" else config.root)
 
     @property
     def site_layout(self) -> TransformerSites:

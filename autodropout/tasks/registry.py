@@ -16,7 +16,7 @@ from autodropout.errors import ConfigError
 from autodropout.registry import Registry
 
 if TYPE_CHECKING:
-    from autodropout.tasks.base import Task
+    from autodropout.tasks.base import Task, TaskSites
 
 _TASKS: Registry[type["Task"]] = Registry("task kind")
 
@@ -34,6 +34,13 @@ def task_kinds() -> list[str]:
 def task_class(kind: str) -> type["Task"]:
     """The task class of ``kind``; an unknown kind lists the valid ones."""
     return _TASKS.get(kind)
+
+
+def task_sites(config: Any) -> "TaskSites | None":
+    """What ``config``'s model looks like at its sites, from the config alone (no data loaded);
+    ``None`` for a config of no registered kind."""
+    kind = getattr(config, "kind", None)
+    return _TASKS.get(kind).describe_sites(config) if kind in _TASKS else None
 
 
 def task_config_from_dict(raw: Any, path: str = "task") -> Any:

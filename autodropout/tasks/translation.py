@@ -15,7 +15,7 @@ from autodropout.data.translation import BOS_ID, EOS_ID, PAD_ID, TranslationData
 from autodropout.errors import ConfigError
 from autodropout.models import TransformerSeq2Seq, TransformerSites, beam_search, greedy_decode
 from autodropout.search_spaces import TransformerSpace
-from autodropout.tasks.base import Task
+from autodropout.tasks.base import Task, TaskSites
 from autodropout.tasks.loop import TrainConfig
 from autodropout.tasks.registry import register_task
 from autodropout.tasks.regularization import Regularization
@@ -85,6 +85,14 @@ class TranslationTask(Task):
         from autodropout.data.translation import load_parallel_text
 
         return load_parallel_text(config.root, config.src_lang, config.tgt_lang, vocab_size=config.vocab_size)
+
+    @classmethod
+    def describe_sites(cls, config: TranslationConfig) -> TaskSites:
+        sites = sum(TransformerSeq2Seq.site_layout(config.n_enc_layers, config.n_dec_layers).stacks)
+        # Sources and decoder inputs are clipped to max_len + 1 tokens (_clip).
+        return TaskSites(f"Transformer {config.n_enc_layers}+{config.n_dec_layers}L d{config.d_model} h{config.n_heads}",
+                         cls.space_type.kind, ((config.max_len + 1, config.d_model, config.n_heads),) * sites,
+                         None if config.dataset == "numbers" else config.root)
 
     @property
     def site_layout(self) -> TransformerSites:

@@ -13,7 +13,7 @@ from autodropout.data.images import ImageSplits, augment, load_digits
 from autodropout.errors import ConfigError
 from autodropout.models import ConvSites, WideResNet
 from autodropout.search_spaces import ConvSpace
-from autodropout.tasks.base import Task
+from autodropout.tasks.base import Task, TaskSites
 from autodropout.tasks.loop import TrainConfig
 from autodropout.tasks.registry import register_task
 from autodropout.tasks.regularization import Regularization
@@ -49,6 +49,11 @@ class VisionConfig:
         check_fraction(self, "val_fraction", "test_fraction")
 
 
+#: Side of the CIFAR python batches' images; the task reads them at this size whatever ``image_size``
+#: says (only the embedded digits are resampled to ``image_size``).
+CIFAR_SIDE = 32
+
+
 @register_task
 class VisionTask(Task):
     """WRN-``depth``-``width`` on ``dataset``; metric: validation accuracy (reward = accuracy)."""
@@ -70,6 +75,13 @@ class VisionTask(Task):
 
         return load_cifar(config.root, num_classes=10 if config.dataset == "cifar10" else 100,
                           val_fraction=config.val_fraction, seed=config.split_seed)
+
+    @classmethod
+    def describe_sites(cls, config: VisionConfig) -> TaskSites:
+        side = config.image_size if config.dataset == "digits" else CIFAR_SIDE
+        shapes = WideResNet.site_layout(config.depth, config.width, side).shapes
+        return TaskSites(f"WRN-{config.depth}-{config.width}", cls.space_type.kind, shapes,
+                         None if config.dataset == "digits" else config.root)
 
     @property
     def site_layout(self) -> ConvSites:

@@ -21,7 +21,7 @@ from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.experiment import ExperimentConfig
 from autodropout.runs import RunDir, RunDirError, export_run
 from autodropout.runs.run_dir import EXPERIMENT_NAME
-from autodropout.tasks import Task, build_task
+from autodropout.tasks import Task, build_task, task_sites
 from autodropout.workers.checkpoint_repair import CheckpointRepair
 from autodropout.workers.cluster import check_resources, connect
 from autodropout.workers.progress import ProgressPrinter
@@ -112,7 +112,9 @@ def trial_dirname(trial: Any) -> str:
 
 def _make_searcher(run: RunDir) -> BaseSearcher:
     s = run.experiment.search
-    listener = Broadcast([ControllerLogger(run.tensorboard_dir), SearcherCheckpoint(run.controller_state)])
+    sites = task_sites(run.experiment.task)
+    listener = Broadcast([ControllerLogger(run.tensorboard_dir, site_shapes=sites.shapes if sites else None),
+                          SearcherCheckpoint(run.controller_state)])
     if s.controller == "random":
         return RandomSearcher(run.space, metric="reward", mode="max", seed=run.seed, on_update=listener)
     return ControllerSearcher(

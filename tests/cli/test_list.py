@@ -7,7 +7,7 @@ import pytest
 from autodropout import catalog, regularizers
 from autodropout.cli import main
 from autodropout.experiment import find_experiment, presets
-from autodropout.task_sites import task_sites
+from autodropout.tasks import task_sites
 
 
 def run(capsys, *args):
