@@ -1,0 +1,131 @@
+"""The run folder of a search: every path and file in it, in one place.
+
+::
+
+    config.yaml           the resolved experiment (after command-line overrides)
+    run.json              the run's record: seed, metric, search space, where the Tune experiment lives
+    controller/state.pt   the controller's latest state (torch.load(..., weights_only=True))
+    tensorboard/          controller curves, choice histograms, best-pattern images
+    trials/               the Tune experiment (unless search.storage_path points elsewhere): one folder
+                          per trial with params.json (its Trial config), result.json, checkpoints
+    trials.csv            index, trial id, status, metric, reward, epochs, duration, tokens, pattern
+    best_patterns.json    the top-k patterns in the pattern JSON format
+
+The search space is recorded once, in ``run.json``, when the run is created; everything that reads
+the run later (export, resume, the report) takes it from there.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autodropout.atomic import atomic_write
+from autodropout.errors import ConfigError, PatternError, UserInputError
+from autodropout.experiment import ExperimentConfig, experiment_from_dict
+from autodropout.search_spaces import SearchSpace, space_from_config
+
+FORMAT = "autodropout.run"
+#: Version 2 records the search space (version 1 runs searched the pixel-geometry conv space).
+VERSION = 2
+EXPERIMENT_NAME = "trials"
+
+
+class RunDirError(UserInputError, ValueError):
+    """The folder given is not a search run folder (or cannot become one)."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A search's run folder and what it records (see the module docstring).
+
+    Build one with :meth:`create` (a new run) or :meth:`open` (an existing one, validated).
+    """
+
+    path: Path
+    experiment: ExperimentConfig
+    space: SearchSpace
+    metric: str
+    seed: int
+    experiment_dir: Path
+
+    # -- the files -------------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def info_file(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def trials_table(self) -> Path:
+        return self.path / "trials.csv"
+
+    @property
+    def best_patterns(self) -> Path:
+        return self.path / "best_patterns.json"
+
+    @property
+    def controller_state(self) -> Path:
+        return self.path / "controller" / "state.pt"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard" / "controller"
+
+    # -- creating and opening --------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, experiment: ExperimentConfig, space: SearchSpace, metric: str,
+               seed: int) -> "RunDir":
+        """Make a new run folder (it must not exist, or be empty) and record the run in it."""
+        path = cls.check_new(path)
+        storage = experiment.search.storage_path
+        storage_dir = Path(storage).expanduser().resolve() if storage else path.resolve()
+        run = cls(path, experiment, space, metric, seed, storage_dir / EXPERIMENT_NAME)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write(run.config_file, experiment.to_yaml())
+        atomic_write(run.info_file, json.dumps(run._info(), indent=1) + "\n")
+        return run
+
+    @staticmethod
+    def check_new(path: str | Path) -> Path:
+        """``path`` if a new run can be created there (it does not exist, or is an empty folder)."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path}: output exists and is not a folder")
+        if path.exists() and any(path.iterdir()):
+            hint = " (it is a run: use --resume)" if (path / "run.json").exists() else ""
+            raise RunDirError(f"{path}: output folder exists and is not empty{hint}")
+        return path
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """Read a run folder back; anything missing or damaged is a :class:`RunDirError`."""
+        path = Path(path)
+        if not (path / "run.json").is_file():
+            raise RunDirError(f"{path}: not a search run folder (no run.json)")
+        try:
+            info = json.loads((path / "run.json").read_text())
+            experiment = experiment_from_dict(yaml.safe_load((path / "config.yaml").read_text()))
+        except FileNotFoundError as exc:
+            raise RunDirError(f"{path}: not a search run folder (missing {Path(exc.filename).name})") from None
+        except (OSError, json.JSONDecodeError, yaml.YAMLError, ConfigError) as exc:
+            raise RunDirError(f"{path}: damaged run folder: {exc}") from None
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise RunDirError(f"{path}: run.json is not an autodropout run record")
+        if info.get("version") != VERSION:
+            raise RunDirError(f"{path}: run.json version {info.get('version')!r} was written by another version of "
+                              f"autodropout (this one reads version {VERSION}); start a new search")
+        try:
+            space = space_from_config(info["space"], info["space_config"])
+            return cls(path, experiment, space, info["metric"], int(info["seed"]), Path(info["experiment_dir"]))
+        except (KeyError, TypeError, ValueError, PatternError) as exc:
+            raise RunDirError(f"{path}: damaged run.json: {exc}") from None
+
+    def _info(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "experiment_dir": str(self.experiment_dir), "seed": self.seed,
+                "metric": self.metric, "space": self.space.kind, "space_config": self.space.config()}
