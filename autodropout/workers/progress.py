@@ -93,6 +93,7 @@ class _Display:
             elif t.status == Trial.ERROR:
                 self.points[trial_index(t)] = None
         self.running: set[str] = set()
+        self.peak = 0  # most trials running at once: an ETA needs that many ended to mean anything
         self.seen: set[str] = set()
         # Trials that an earlier driver had started: a resumed search continues them from their checkpoints.
         self.resuming = {t.trial_id for t in trials if t.status not in (Trial.TERMINATED, Trial.ERROR)
@@ -112,6 +113,7 @@ class _Display:
                 else "resumed from its checkpoint" if trial.trial_id in self.resuming else "started")
         self.seen.add(trial.trial_id)
         self.running.add(trial.trial_id)
+        self.peak = max(self.peak, len(self.running))
         self._postfix()
         self._line(trial, verb, f"{self._counts()} | {self._clock(eta=False)}")
 
@@ -163,7 +165,7 @@ class _Display:
         if not eta:
             return text
         done = d["n"] - d["initial"]
-        if done <= 0 or not d["elapsed"]:
+        if done < max(1, self.peak) or not d["elapsed"]:
             return f"{text}, ETA -"
         return f"{text}, ETA {tqdm.format_interval((d['total'] - d['n']) * d['elapsed'] / done)}"
 
