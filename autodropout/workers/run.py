@@ -18,7 +18,7 @@ from autodropout.controller.listeners import Broadcast, SearcherCheckpoint
 from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
 from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.experiment import ExperimentConfig
-from autodropout.runs import Exported, RunDir, RunDirError, SearchSummary, TrialRecord, export_run, read_trials
+from autodropout.runs import RunDir, RunDirError, SearchSummary, TrialRecord, export_run, read_trials
 from autodropout.tasks import build_task
 from autodropout.workers.checkpoints import STATE_FILE
 from autodropout.workers.cluster import check_resources, connect
@@ -80,8 +80,11 @@ def resume_search(run_dir: Path, trials: int | None = None, address: str | None 
     extended = run.with_trials(trials) if trials is not None else run  # refuses to shrink
     extend = extended.trials != run.trials
     if not extend and _complete(records, run.trials):
-        summary = SearchSummary.of(run, _exported(run, records), "complete",
-                                   progress_plot=run.progress_plot if run.progress_plot.exists() else None,
+        # Files only (the table and patterns as the trial folders say, in case the last driver could
+        # not write them): nothing to run, so no Ray.
+        exported = export_run(run, top=run.experiment.search.top_k)
+        plot = run.progress_plot if run.progress_plot.exists() else _final_plot(run, exported.records)
+        summary = SearchSummary.of(run, exported, "complete", progress_plot=plot,
                                    checkpoints_kept=_checkpoints_kept(run))
         if not quiet:
             print(summary.text(), flush=True)
@@ -138,11 +141,6 @@ def _fit_and_finish(tuner: tune.Tuner, run: RunDir, quiet: bool) -> SearchSummar
 def _complete(records: list[TrialRecord], trials: int) -> bool:
     """Whether the run has all its trials and each has ended (completed or failed)."""
     return len(records) >= trials and all(r.status in ("done", "error") for r in records)
-
-
-def _exported(run: RunDir, records: list[TrialRecord]) -> Exported:
-    """What the last export of a run wrote (read back, nothing written)."""
-    return Exported(records, run.best_patterns if run.best_patterns.exists() else None, run.trials_table)
 
 
 def _final_plot(run: RunDir, records: list[TrialRecord]) -> Path | None:

@@ -62,12 +62,13 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial_index(trial):05d}_{trial.trial_id}"
 
 
-def new_tuner(run: RunDir, task: Task, searcher: Searcher, quiet: bool, storage_path: Path | None = None) -> tune.Tuner:
+def new_tuner(run: RunDir, task: Task, searcher: Searcher, quiet: bool, storage_path: Path | None = None,
+              function: Any = None) -> tune.Tuner:
     """The Tuner of ``run``'s search (``storage_path``: where ``Tuner(...)`` writes its experiment
-    folder, by default the run's)."""
+    folder, by default the run's; ``function``: the :func:`trainable`, if already made)."""
     search = run.experiment.search
     return tune.Tuner(
-        trainable(task, search),
+        function or trainable(task, search),
         param_space={"task": to_dict(run.experiment.task), "space": {"kind": run.space.kind, **run.space.config()}},
         tune_config=tune.TuneConfig(
             search_alg=ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=search.concurrency), run.trials),
@@ -89,14 +90,14 @@ def new_tuner(run: RunDir, task: Task, searcher: Searcher, quiet: bool, storage_
 def restored_tuner(run: RunDir, task: Task, searcher: Searcher, quiet: bool) -> tune.Tuner:
     """The Tuner that continues ``run``'s experiment (see the module docstring); ``searcher`` is a
     fresh one, whose state the restore replaces with the saved one."""
+    function = trainable(task, run.experiment.search)  # the data go to the object store once
     staging = Path(tempfile.mkdtemp(prefix=".tuner-", dir=run.experiment_dir.parent))
     try:
-        new_tuner(run, task, searcher, quiet, storage_path=staging)
+        new_tuner(run, task, searcher, quiet, storage_path=staging, function=function)
         os.replace(staging / EXPERIMENT_NAME / TUNER_FILE, run.experiment_dir / TUNER_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return tune.Tuner.restore(str(run.experiment_dir), trainable=trainable(task, run.experiment.search),
-                              resume_unfinished=True, resume_errored=False)
+    return tune.Tuner.restore(str(run.experiment_dir), trainable=function, resume_unfinished=True, resume_errored=False)
 
 
 def trainable(task: Task, search: Any) -> Any:
