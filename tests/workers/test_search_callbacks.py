@@ -117,6 +117,7 @@ def test_stop_on_signals(monkeypatch):
     calls = []
     tune_handler = lambda signum, frame: calls.append(signum)  # noqa: E731 - stands in for Tune's
     previous = signal.signal(signal.SIGUSR1, tune_handler)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with interrupt.stop_on_signals() as stop:
             assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
@@ -133,7 +134,7 @@ def test_stop_on_signals(monkeypatch):
             with pytest.raises(KeyboardInterrupt):  # a second request stops at once
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(1)
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert {sig: signal.getsignal(sig) for sig in before} == before  # handlers put back as they were
         assert "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
     finally:
         signal.signal(signal.SIGUSR1, previous)
