@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from autodropout.errors import ConfigError, UserInputError
 from autodropout.experiment import DEFAULT_EXPERIMENT
@@ -19,7 +19,10 @@ EPILOGS = {
   autodropout search                                  # embedded quick preset (digits, WideResNet)
   autodropout search lm_transformer_quick --trials 8  # the embedded language-model preset
   autodropout search my_experiment.yaml --concurrency 4 --address auto   # on a running Ray cluster
-  autodropout search --resume runs/digits_wrn_quick-20261123-101500      # after an interruption""",
+  autodropout search --resume runs/digits_wrn_quick-20261123-101500      # after an interruption (Ctrl-C)
+  autodropout search --resume runs/digits_wrn_quick-20261123-101500 --trials 48   # extend to 48 trials
+
+Ctrl-C (or SIGTERM) stops a search cleanly and exits with status 130; a second Ctrl-C stops at once.""",
     "train": """examples:
   autodropout train digits_wrn_quick                           # no dropout at the sites
   autodropout train digits_wrn_quick --regularizer dropblock --param p=0.1 --param block_size=3
@@ -46,8 +49,34 @@ examples:
 }
 
 
+THREADS_HELP = "torch threads per training process (overrides task.train.threads; default: search.cpus_per_trial)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, ``autodropout COMMAND: error: ...``, exit status 2 (as argparse)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``, checked as given on the command line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="autodropout",
         description="Learn dropout patterns (AutoDropout, Pham & Le 2021) and compare them with "
                     "hand-designed dropout methods.",
@@ -58,44 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = add("search", "Search dropout patterns with the RL controller on Ray Tune.")
-    p.add_argument("experiment", nargs="?", default=None,
-                   help=f"experiment YAML file or preset name (default: {DEFAULT_EXPERIMENT})")
-    p.add_argument("--trials", type=int, help="number of trials (overrides search.trials)")
-    p.add_argument("--concurrency", type=int, help="trials running at once (overrides search.concurrency)")
-    p.add_argument("--controller", choices=["lstm", "random"], help="learned controller or random search")
-    p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
-    p.add_argument("--output", type=Path, help="run folder (default: runs/NAME-TIMESTAMP)")
-    p.add_argument("--seed", type=int, help="controller and training seed (default: task.train.seed)")
-    p.add_argument("--epochs", type=int, help="epochs per trial (overrides task.train.epochs)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted search")
-
-    p = add("train", "Train one model with a regularizer or a learned pattern; print and write metrics.")
-    p.add_argument("experiment", help="experiment YAML file or preset name")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--regularizer", help="registry name placed at every site (see docs/regularizers.md)")
-    group.add_argument("--pattern", type=Path, help="pattern JSON file (from search or export)")
-    p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1, the best)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="regularizer parameter, repeatable (values parsed as JSON, else strings)")
-    p.add_argument("--epochs", type=int, help="overrides task.train.epochs")
-    p.add_argument("--seed", type=int, help="overrides task.train.seed")
-    p.add_argument("--output", type=Path, help="write the metrics as JSON here")
+    _search_arguments(add("search", "Search dropout patterns with the RL controller on Ray Tune."))
+    _train_arguments(add("train", "Train one model with a regularizer or a learned pattern; print and write metrics."))
 
     p = add("export", "Export the best patterns and the trials table of a (finished or interrupted) run.")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--top", type=int, default=5, help="number of patterns to export (default: 5)")
-    p.add_argument("-o", "--output", type=Path, help="pattern file (default: RUN_DIR/best_patterns.json)")
+    p.add_argument("--top", type=count(1), default=5, help="number of patterns to export (default: 5)")
+    p.add_argument("-o", "--output", type=Path, help="pattern file, a new file (default: RUN_DIR/best_patterns.json)")
 
     p = add("transfer", "Train a target task with a transferred pattern and with baselines; compare.")
     p.add_argument("patterns", type=Path, help="pattern JSON file")
     p.add_argument("--to", required=True, dest="target", help="target experiment YAML or preset name")
-    p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1)")
+    p.add_argument("--rank", type=count(1), default=1, help="which pattern of the file (default: 1)")
     p.add_argument("--baselines", default="none,dropout",
                    help="comma-separated: none and/or registry names with their defaults, or "
                         "NAME:KEY=VALUE;KEY=VALUE to set parameters (default: none,dropout)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per method (default: 2)")
-    p.add_argument("--epochs", type=int, help="overrides the target's task.train.epochs")
+    p.add_argument("--seeds", type=count(1), default=2, help="seeds per method (default: 2)")
+    p.add_argument("--epochs", type=count(1), help="overrides the target's task.train.epochs")
+    p.add_argument("--threads", type=count(1), help=THREADS_HELP)
     p.add_argument("--output", type=Path, help="report folder (default: transfers/TARGET-TIMESTAMP)")
     p.add_argument("--sequential", action="store_true", help="train one run at a time, without Ray")
 
@@ -115,9 +124,42 @@ def _add_show_and_list(add: Callable[[str, str], argparse.ArgumentParser]) -> No
     p.add_argument("what", nargs="?", metavar="presets|regularizers", help="only one of the two tables")
 
 
+def _search_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", nargs="?", default=None,
+                   help=f"experiment YAML file or preset name (default: {DEFAULT_EXPERIMENT})")
+    p.add_argument("--trials", type=count(1), help="number of trials (overrides search.trials); with --resume, "
+                   "a larger number extends a search")
+    p.add_argument("--concurrency", type=count(1), help="trials running at once (overrides search.concurrency)")
+    p.add_argument("--controller", choices=["lstm", "random"], help="learned controller or random search")
+    p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
+    p.add_argument("--output", type=Path, help="run folder (default: runs/NAME-TIMESTAMP)")
+    p.add_argument("--seed", type=count(0), help="controller and training seed (default: task.train.seed)")
+    p.add_argument("--epochs", type=count(1), help="epochs per trial (overrides task.train.epochs)")
+    p.add_argument("--threads", type=count(1), help=THREADS_HELP)
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted search (or extend a finished one with --trials)")
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="experiment YAML file or preset name")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--regularizer", help="registry name placed at every site (see docs/regularizers.md)")
+    group.add_argument("--pattern", type=Path, help="pattern JSON file (from search or export)")
+    p.add_argument("--rank", type=count(1), default=1, help="which pattern of the file (default: 1, the best)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="regularizer parameter, repeatable (values parsed as JSON, else strings)")
+    p.add_argument("--epochs", type=count(1), help="overrides task.train.epochs")
+    p.add_argument("--seed", type=count(0), help="overrides task.train.seed")
+    p.add_argument("--threads", type=count(1), help=THREADS_HELP)
+    p.add_argument("--output", type=Path, help="write the metrics as JSON here (a new file)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed in one line
+        return exc.code if isinstance(exc.code, int) else 0
     handler = {"search": _search, "train": _train, "export": _export, "transfer": _transfer, "show": _show,
                "list": _list}
     try:
@@ -126,28 +168,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("autodropout: interrupted", file=sys.stderr)
         return 130
     except UserInputError as exc:
-        print(f"autodropout: error: {exc}", file=sys.stderr)
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"autodropout: error: {message}", file=sys.stderr)
         return 2
 
 
-def _experiment(name: str | None, epochs: int | None = None, seed: int | None = None):
+def _experiment(name: str | None, epochs: int | None = None, seed: int | None = None, threads: int | None = None):
     from autodropout.experiment import find_experiment
 
-    return find_experiment(name or DEFAULT_EXPERIMENT).with_train(epochs=epochs, seed=seed)
+    return find_experiment(name or DEFAULT_EXPERIMENT).with_train(epochs=epochs, seed=seed, threads=threads)
+
+
+def _new_file(path: Path | None, flag: str) -> Path | None:
+    """``path`` if a new file can be written there: nothing is ever overwritten, and the check
+    comes before any work (a training run must not end in an unwritable output)."""
+    if path is None:
+        return None
+    if path.exists():
+        what = "a folder" if path.is_dir() else "a file"
+        raise ConfigError(f"{flag} {path}: {what} of that name exists; give a new file name (nothing is overwritten)")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: the folder {path.parent} does not exist")
+    return path
+
+
+#: Options a resumed search cannot change (it continues as configured in its run folder).
+_FIXED_ON_RESUME = (("experiment", "an experiment"), ("concurrency", "--concurrency"), ("controller", "--controller"),
+                    ("output", "--output"), ("epochs", "--epochs"), ("seed", "--seed"), ("threads", "--threads"))
 
 
 def _search(args: argparse.Namespace) -> int:
     from autodropout.workers.run import resume_search, run_search
 
     if args.resume is not None:
-        if args.experiment or args.trials or args.concurrency or args.controller or args.output or args.epochs:
-            raise ConfigError("--resume continues a run as configured; give no experiment or overrides")
-        resume_search(args.resume, address=args.address)
-        return 0
-    experiment = _experiment(args.experiment, args.epochs).with_search(
-        trials=args.trials, concurrency=args.concurrency, controller=args.controller)
-    run_search(experiment, output=args.output, address=args.address, seed=args.seed)
-    return 0
+        given = [flag for name, flag in _FIXED_ON_RESUME if getattr(args, name) is not None]
+        if given:
+            raise ConfigError(f"--resume continues a run as configured; give no experiment or overrides (got {given[0]}; "
+                              "only --trials, to extend the search, and --address go with --resume)")
+        summary = resume_search(args.resume, trials=args.trials, address=args.address)
+    else:
+        experiment = _experiment(args.experiment, args.epochs, threads=args.threads).with_search(
+            trials=args.trials, concurrency=args.concurrency, controller=args.controller)
+        summary = run_search(experiment, output=args.output, address=args.address, seed=args.seed)
+    return 130 if summary.interrupted else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -156,9 +219,12 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.param and not args.regularizer:
         raise ConfigError("--param needs --regularizer")
-    experiment = _experiment(args.experiment, args.epochs, args.seed)
+    if args.rank != 1 and args.pattern is None:
+        raise ConfigError("--rank needs --pattern")
+    output = _new_file(args.output, "--output")
+    experiment = _experiment(args.experiment, args.epochs, args.seed, args.threads)
     report = train_once(experiment, regularizer=args.regularizer, params=parse_assignments(args.param, "--param"),
-                        pattern_file=args.pattern, rank=args.rank, output=args.output)
+                        pattern_file=args.pattern, rank=args.rank, output=output)
     print(report.text())
     return 0
 
@@ -166,7 +232,7 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from autodropout.runs import export_run
 
-    exported = export_run(args.run_dir, top=args.top, output=args.output)
+    exported = export_run(args.run_dir, top=args.top, output=_new_file(args.output, "--output"))
     print(f"trials table: {exported.table_file} ({len(exported.records)} trials)")
     if exported.patterns_file is None:
         print("no completed trial yet: no patterns exported")
@@ -180,7 +246,8 @@ def _transfer(args: argparse.Namespace) -> int:
 
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     report = run_transfer(args.patterns, args.target, rank=args.rank, baselines=baselines, seeds=args.seeds,
-                          epochs=args.epochs, output=args.output, parallel=False if args.sequential else None)
+                          epochs=args.epochs, threads=args.threads, output=args.output,
+                          parallel=False if args.sequential else None)
     print(report.text())
     return 0
 

@@ -47,6 +47,9 @@ class SearchConfig:
     max_failures: int = 1
     storage_path: str | None = None
     values: dict[str, list[Any]] = field(default_factory=dict)
+    #: Trial checkpoints (the full training state) kept once a trial has ended: ``best`` keeps those
+    #: of the ``top_k`` best completed trials, ``none`` keeps none, ``all`` keeps every one.
+    keep_checkpoints: Literal["none", "best", "all"] = "best"
 
     def __post_init__(self) -> None:
         check_positive(self, "trials", "concurrency", "samples_per_update", "top_k", "hidden")
@@ -64,6 +67,15 @@ class ExperimentConfig:
     name: str
     task: Any
     search: SearchConfig = field(default_factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        # train.threads 0 means the trial's CPUs: filled in here, so that a search's trials, `train`
+        # and both transfer paths all train with the same number of threads (and identical models).
+        train = self.task.train
+        if train.threads == 0:
+            threads = max(1, math.floor(self.search.cpus_per_trial))
+            object.__setattr__(self, "task", dataclasses.replace(self.task, train=dataclasses.replace(
+                train, threads=threads)))
 
     def with_train(self, **overrides: Any) -> "ExperimentConfig":
         """This experiment with ``task.train`` fields replaced (checked like the file's own values);
@@ -118,7 +130,7 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder, not an experiment file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML{_where(exc)}: {getattr(exc, 'problem', None) or exc}") from None
     try:
         return experiment_from_dict(raw, default_name=path.stem)
     except ConfigError as exc:
@@ -140,6 +152,12 @@ def experiment_from_dict(raw: Any, default_name: str = "experiment") -> Experime
         raise ConfigError(f"name: expected a string, got {name!r}")
     return ExperimentConfig(name=name, task=task_config_from_dict(raw["task"], "task"),
                             search=from_dict(SearchConfig, raw.get("search") or {}, "search"))
+
+
+def _where(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C`` of a YAML error (one line; PyYAML's own message quotes the text)."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
 def _plain(value: Any) -> Any:

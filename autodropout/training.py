@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 from autodropout.atomic import atomic_write
 from autodropout.experiment import ExperimentConfig
 from autodropout.mapping import map_pattern
@@ -30,12 +32,13 @@ class TrainReport:
     reward: float
     seconds: float
     seconds_per_epoch: float
+    threads: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def text(self) -> str:
         fmt = lambda d: ", ".join(f"{k} {v:.4f}" for k, v in d.items())  # noqa: E731
         return (f"{self.experiment} with {self.regularization} (seed {self.seed}, {self.epochs} epochs, "
-                f"{self.seconds_per_epoch:.1f}s/epoch)\n  validation: {fmt(self.val)}\n  test:       {fmt(self.test)}")
+                f"{self.threads} thread{'s' * (self.threads != 1)}, {self.seconds_per_epoch:.1f}s/epoch)\n  validation: {fmt(self.val)}\n  test:       {fmt(self.test)}")
 
 
 def pattern_for_task(task: Task, pattern_file: str | Path, rank: int = 1) -> Pattern:
@@ -71,6 +74,7 @@ def train_once(experiment: ExperimentConfig, regularizer: str | None = None, par
         seed=experiment.task.train.seed, epochs=len(result.history), metric=task.metric,
         val=result.final.val, test=test, reward=result.final.reward, seconds=seconds,
         seconds_per_epoch=sum(r.seconds for r in result.history) / result.final.epoch,
+        threads=torch.get_num_threads(),
         history=[asdict(r) for r in result.history],
     )
     if output is not None:

@@ -109,7 +109,7 @@ def run_transfer(
     baselines: Sequence[str] = ("none", "dropout"),
     seeds: int = 2,
     epochs: int | None = None,
-    output: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None, threads: int | None = None,
     *,
     parallel: bool | None = None,
     progress: bool = True,
@@ -122,7 +122,7 @@ def run_transfer(
         rank: which pattern of the file (1 = best).
         baselines: ``none`` and/or registry names, optionally ``name:key=value;...`` (module docstring).
         seeds: runs per method, with seeds ``train.seed + i``.
-        epochs: overrides the target's ``task.train.epochs``.
+        epochs, threads: override the target's ``task.train.epochs`` / ``task.train.threads``.
         output: report folder (default ``transfers/TARGET-TIMESTAMP``); it must be new or empty.
         parallel: ``True`` runs on Ray, ``False`` one run after the other; ``None``: Ray when it is
             importable and the machine has more than one CPU.
@@ -139,7 +139,7 @@ def run_transfer(
         raise TransferError(f"seeds: expected a positive number of seeds, got {seeds!r}")
     if epochs is not None and not is_int(epochs, 1):
         raise TransferError(f"epochs: expected a positive number of epochs, got {epochs!r}")
-    experiment = find_experiment(target).with_train(epochs=epochs)
+    experiment = find_experiment(target).with_train(epochs=epochs, threads=threads)
     methods = baseline_methods(baselines, experiment.task.kind)
     folder = Path(output) if output else Path("transfers") / f"{experiment.name}-{datetime.now():%Y%m%d-%H%M%S}"
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):

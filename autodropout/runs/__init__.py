@@ -7,7 +7,8 @@ copy of its folder on any machine.
 from autodropout.runs.export import Exported, ExportError, export_run
 from autodropout.runs.results import TrialRecord, read_trials, write_trials_csv
 from autodropout.runs.run_dir import RunDir, RunDirError
+from autodropout.runs.summary import SearchSummary
 from autodropout.runs.trial import Trial
 
-__all__ = ["ExportError", "Exported", "RunDir", "RunDirError", "Trial", "TrialRecord", "export_run", "read_trials",
-           "write_trials_csv"]
+__all__ = ["ExportError", "Exported", "RunDir", "RunDirError", "SearchSummary", "Trial", "TrialRecord", "export_run",
+           "read_trials", "write_trials_csv"]

@@ -47,8 +47,10 @@ def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
             logger.warning("skipping %s: unreadable trial config (%s)", folder.name, exc)
             continue
         last = _last_result(folder / "result.json")
-        errored = (folder / "error.txt").exists()
         finished = bool(last) and (last.get("done") or last.get("epoch") == trial.task.train.epochs)
+        # Ray appends to error.txt at every failure and never removes it: a trial that failed, was
+        # retried (search.max_failures) and then completed (its last result says done) is done.
+        errored = (folder / "error.txt").exists() and not (finished and last.get("done"))
         index, trial_id = _parse_folder(folder.name)
         records.append(TrialRecord(
             index=index,

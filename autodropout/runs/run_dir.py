@@ -10,6 +10,10 @@
                           per trial with params.json (its Trial config), result.json, checkpoints
     trials.csv            index, trial id, status, metric, reward, epochs, duration, tokens, pattern
     best_patterns.json    the top-k patterns in the pattern JSON format
+    search_progress.png   reward per trial, best so far, running mean (refreshed as the search goes)
+
+``config.yaml``'s ``search.trials`` is the number of trials the run is to have: extending a search
+(``autodropout search --resume RUN_DIR --trials N``) raises it (:meth:`RunDir.with_trials`).
 
 The search space is recorded once, in ``run.json``, when the run is created; everything that reads
 the run later (export, resume, the report) takes it from there.
@@ -17,7 +21,7 @@ the run later (export, resume, the report) takes it from there.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +81,32 @@ class RunDir:
     def tensorboard_dir(self) -> Path:
         return self.path / "tensorboard" / "controller"
 
+    @property
+    def progress_plot(self) -> Path:
+        return self.path / "search_progress.png"
+
+    @property
+    def trials(self) -> int:
+        """How many trials the run is to have (``search.trials`` of its config)."""
+        return self.experiment.search.trials
+
+    def with_trials(self, trials: int) -> "RunDir":
+        """This run, to have ``trials`` trials (not fewer than now); :meth:`save_config` records it."""
+        if trials < self.trials:
+            raise RunDirError(f"{self.path}: the run is to have {self.trials} trials; --trials {trials} would shrink "
+                              "it (a search can be extended, not shortened)")
+        return replace(self, experiment=self.experiment.with_search(trials=trials))
+
+    def save_config(self) -> None:
+        """Rewrite ``config.yaml`` from :attr:`experiment` (atomically)."""
+        atomic_write(self.config_file, self.experiment.to_yaml())
+
+    def size(self) -> int:
+        """Bytes on disk of the run folder and, if it lives elsewhere, of its Tune experiment."""
+        folders = [self.path] + ([] if self.experiment_dir.resolve().is_relative_to(self.path.resolve())
+                                 else [self.experiment_dir])
+        return sum(_file_size(f) for folder in folders for f in folder.rglob("*"))
+
     # -- creating and opening --------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, experiment: ExperimentConfig, space: SearchSpace, metric: str,
@@ -129,3 +159,10 @@ class RunDir:
     def _info(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "experiment_dir": str(self.experiment_dir), "seed": self.seed,
                 "metric": self.metric, "space": self.space.kind, "space_config": self.space.config()}
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:  # gone since it was listed
+        return 0

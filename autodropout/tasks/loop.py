@@ -50,11 +50,15 @@ class TrainConfig:
     max_batches_per_epoch: int = 0
     eval_every: int = 1
     recalibrate_bn: bool = True
+    #: torch intra-op threads of the training process. 0: in an experiment, the trial's CPUs
+    #: (``search.cpus_per_trial``, at least 1, filled in by ``ExperimentConfig``); a bare task
+    #: config with 0 leaves torch's setting as it is.
+    threads: int = 0
 
     def __post_init__(self) -> None:
         check_positive(self, "epochs", "batch_size", "eval_every")
         check_non_negative(self, "lr", "momentum", "weight_decay", "warmup_epochs", "grad_clip",
-                           "max_batches_per_epoch")
+                           "max_batches_per_epoch", "threads")
 
 
 class DivergedError(RuntimeError):
@@ -95,6 +99,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def set_threads(threads: int) -> int:
+    """Use ``threads`` torch intra-op threads in this process (0: leave the setting); returns the
+    number in use. The thread count changes the order of floating-point reductions, so two runs
+    train bit-identical models only with the same count: every training path sets it from the
+    config (``train.threads``) rather than inheriting the machine's default."""
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 @dataclass
 class _Run:
     """The mutable state of one training run: what a checkpoint holds."""
@@ -132,6 +146,7 @@ def fit(task: "Task", regularization: "Regularization", *, epochs: int, seed: in
     """Train a fresh model of ``task`` (see :meth:`Task.fit`, which documents the arguments)."""
     cfg = task.config.train
     device = task.device
+    set_threads(cfg.threads)
     torch.manual_seed(seed)
     model = task.build_model(regularization).to(device)
     optimizer = _optimizer(model, cfg)

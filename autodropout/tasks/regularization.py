@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import torch
+
 from autodropout import regularizers
 from autodropout.errors import ConfigError
 from autodropout.models import ConvSites, Factory, SiteLayout, TransformerSites, residual_sites
@@ -38,6 +40,19 @@ class Regularization:
             if unknown:
                 raise ConfigError(f"regularizer {self.name!r} has no parameter {unknown[0]!r}; "
                                   f"parameters: {', '.join(info.parameters)}")
+            self._check_params(info.parameters)
+
+    def _check_params(self, parameters: tuple[str, ...]) -> None:
+        """Build the regularizer once, so that a bad value (``p=2``) is an error before training,
+        not a traceback in the middle of it; the global RNG is left untouched."""
+        params = dict(self.params)
+        if "channels" in parameters and "channels" not in params:
+            params["channels"] = 64  # each site passes its own (see factory); any valid count checks the rest
+        try:
+            with torch.random.fork_rng(devices=[]):
+                regularizers.create(self.name, **params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"regularizer {self.name!r}: {exc}") from None
 
     @classmethod
     def none(cls) -> "Regularization":

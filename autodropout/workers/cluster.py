@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import ray
 
@@ -41,13 +45,35 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
         if address is None:
             # "local" always starts a new instance: plain ray.init() would join whatever cluster
             # `ray start` last recorded on this machine, even a dead one.
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
+            with _sigterm_blocked_in_children():
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
         raise ClusterError(f"could not connect to {where}: {exc}") from None
     return ray.cluster_resources()
+
+
+@contextmanager
+def _sigterm_blocked_in_children() -> Iterator[None]:
+    """Start Ray's local processes (GCS, raylet, ...) with SIGTERM blocked: they inherit the mask.
+
+    Ray starts them in the driver's process group, with SIGINT blocked so that Ctrl-C reaches only
+    the driver. A SIGTERM sent to the whole group (Slurm, systemd, ``kill -TERM -PGID``) would still
+    end them at once, and the trials with them, while the driver is stopping the search cleanly
+    (:mod:`autodropout.workers.interrupt`). Blocked, SIGTERM leaves them to the driver, which
+    stops them when it exits (Ray then kills them after a one-second grace period each).
+    A SIGTERM that arrives for the driver meanwhile is delivered when the block ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> None:

@@ -20,8 +20,9 @@ import torch
 from ray import tune
 
 from autodropout.runs import Trial
+from autodropout.workers.checkpoints import STATE_FILE
 from autodropout.workers.cluster import check_resources, connect
-from autodropout.workers.trainable import STATE_FILE, train_trial
+from autodropout.workers.trainable import train_trial
 
 
 def train_method(config: dict[str, Any], data: Any = None, methods: Mapping[str, dict[str, Any]] | None = None) -> None:

@@ -1,60 +1,33 @@
-"""The search driver: the run folder, the Ray Tuner with the controller, resume, and the summary.
+"""The search driver: a new search, resuming or extending one, stopping cleanly, and the summary.
 
-The run folder's layout is :class:`~autodropout.runs.run_dir.RunDir`'s.
+The run folder's layout is :class:`~autodropout.runs.run_dir.RunDir`'s; the Tuner is built in
+:mod:`autodropout.workers.tuner`; SIGINT/SIGTERM handling is :mod:`autodropout.workers.interrupt`'s.
 """
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
 
-from autodropout.config import to_dict
 from autodropout.controller.listeners import Broadcast, SearcherCheckpoint
 from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
 from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.experiment import ExperimentConfig
-from autodropout.runs import RunDir, RunDirError, export_run
-from autodropout.runs.run_dir import EXPERIMENT_NAME
-from autodropout.tasks import Task, build_task, task_sites
-from autodropout.workers.checkpoint_repair import CheckpointRepair
+from autodropout.runs import RunDir, RunDirError, SearchSummary, TrialRecord, export_run, read_trials
+from autodropout.tasks import build_task, task_sites
+from autodropout.workers.checkpoints import STATE_FILE
 from autodropout.workers.cluster import check_resources, connect
-from autodropout.workers.progress import ProgressPrinter
-from autodropout.workers.trainable import train_trial
+from autodropout.workers.interrupt import stop_on_signals
+from autodropout.workers.tuner import new_tuner, restored_tuner, save_controller_state, trial_dirname
 
+__all__ = ["SearchSummary", "default_run_dir", "resume_search", "run_search", "trial_dirname"]
 
-@dataclass
-class SearchSummary:
-    run_dir: Path
-    trials: int
-    failed: int
-    best_reward: float | None
-    best_metric: float | None
-    metric: str
-    first_mean: float | None
-    last_mean: float | None
-    wall_seconds: float
-    best_patterns: Path | None
-    trials_table: Path
-
-    def text(self) -> str:
-        lines = [f"search finished: {self.trials} trials ({self.failed} failed) in {self.wall_seconds:.0f}s"]
-        if self.best_reward is not None:
-            lines.append(f"best reward {self.best_reward:.4f} (validation {self.metric} {self.best_metric:.4f})")
-        if self.first_mean is not None and self.last_mean is not None:
-            lines.append(f"mean reward moved from {self.first_mean:.4f} (first third of trials) "
-                         f"to {self.last_mean:.4f} (last third)")
-        lines.append(f"outputs: {self.run_dir}")
-        if self.best_patterns:
-            lines.append(f"  best patterns: {self.best_patterns}")
-        lines.append(f"  trials table:  {self.trials_table}")
-        lines.append(f"  TensorBoard:   tensorboard --logdir {self.run_dir}")
-        return "\n".join(lines)
+logger = logging.getLogger(__name__)
 
 
 def default_run_dir(name: str) -> Path:
@@ -63,51 +36,76 @@ def default_run_dir(name: str) -> Path:
 
 def run_search(experiment: ExperimentConfig, output: Path | None = None, address: str | None = None,
                seed: int | None = None, quiet: bool = False) -> SearchSummary:
-    """Run a new search described by ``experiment`` into the run folder ``output``."""
+    """Run a new search described by ``experiment`` into the run folder ``output``.
+
+    SIGINT or SIGTERM stop it cleanly: the summary then has ``status == "interrupted"`` and the run
+    folder can be resumed with :func:`resume_search`.
+    """
     search = experiment.search
     path = RunDir.check_new(Path(output) if output else default_run_dir(experiment.name))
-    resources = connect(address)
-    check_resources(resources, search.cpus_per_trial, search.gpus_per_trial)
-    task = build_task(experiment.task)
-    space = task.search_space(search.values)
-    seed = experiment.task.train.seed if seed is None else seed
-    run = RunDir.create(path, experiment, space, task.metric, seed)
-    searcher = _make_searcher(run)
+    threads = experiment.task.train.threads
     if not quiet:
         print(f"autodropout search {experiment.name}: {search.trials} trials, {search.concurrency} at a time, "
-              f"{search.controller} controller, {space.kind} space of {space.num_sites} sites "
-              f"({float(space.size):.2g} patterns); run folder {run.path}", flush=True)
-    tuner = tune.Tuner(
-        _trainable(task, search),
-        param_space={"task": to_dict(experiment.task), "space": {"kind": space.kind, **space.config()}},
-        tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.concurrency),
-            num_samples=search.trials, metric="reward", mode="max", reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
-        ),
-        run_config=_run_config(run, task, quiet),
-    )
-    return _fit_and_finish(tuner, run, task, quiet)
+              f"{search.controller} controller, {threads} thread{'s' * (threads != 1)} per trial; run folder {path}",
+              flush=True)
+    resources = connect(address)
+    check_resources(resources, search.cpus_per_trial, search.gpus_per_trial)
+    with stop_on_signals() as stop:
+        task = build_task(experiment.task)
+        space = task.search_space(search.values)
+        seed = experiment.task.train.seed if seed is None else seed
+        run = RunDir.create(path, experiment, space, task.metric, seed)
+        try:
+            tuner = new_tuner(run, task, _make_searcher(run), quiet)
+        except BaseException:
+            shutil.rmtree(run.path, ignore_errors=True)  # nothing ran: leave nothing half-made behind
+            raise
+        if not quiet:
+            print(f"search space: {space.kind}, {space.num_sites} sites ({float(space.size):.2g} patterns); "
+                  "starting the trials", flush=True)
+        stop.armed = True
+        return _fit_and_finish(tuner, run, quiet)
 
 
-def resume_search(run_dir: Path, address: str | None = None, quiet: bool = False) -> SearchSummary:
-    """Continue a search whose driver stopped (even by SIGKILL) from its run folder."""
+def resume_search(run_dir: Path, trials: int | None = None, address: str | None = None,
+                  quiet: bool = False) -> SearchSummary:
+    """Continue a search whose driver stopped (even by SIGKILL) from its run folder; with
+    ``trials`` larger than the run's, extend it to that many trials with the restored controller.
+
+    A run that has already ended all its trials (and is not extended) is reported as ``complete``
+    without starting Ray.
+    """
     run = RunDir.open(run_dir)
+    records = read_trials(run.experiment_dir, run.metric)
+    extended = run.with_trials(trials) if trials is not None else run  # refuses to shrink
+    extend = extended.trials != run.trials
+    if not extend and _complete(records, run.trials):
+        # Files only (the table and patterns as the trial folders say, in case the last driver could
+        # not write them): nothing to run, so no Ray.
+        exported = export_run(run, top=run.experiment.search.top_k)
+        plot = run.progress_plot if run.progress_plot.exists() else _final_plot(run, exported.records)
+        summary = SearchSummary.of(run, exported, "complete", progress_plot=plot,
+                                   checkpoints_kept=_checkpoints_kept(run))
+        if not quiet:
+            print(summary.text(), flush=True)
+        return summary
     if not tune.Tuner.can_restore(str(run.experiment_dir)):
         raise RunDirError(f"{run.path}: the Tune experiment {run.experiment_dir} cannot be restored "
                           "(it has no saved state yet: start a new search instead)")
+    if extend:
+        run = extended
+        run.save_config()
+    if not quiet:
+        ended = sum(r.status in ("done", "error") for r in records)
+        what = f"extending the search to {run.trials} trials" if extend else f"resuming the search of {run.trials} trials"
+        print(f"autodropout search {run.experiment.name}: {what}, {ended} ended before; run folder {run.path}",
+              flush=True)
     connect(address)
-    task = build_task(run.experiment.task)
-    tuner = tune.Tuner.restore(str(run.experiment_dir), trainable=_trainable(task, run.experiment.search),
-                               resume_unfinished=True, resume_errored=False)
-    return _fit_and_finish(tuner, run, task, quiet)
-
-
-def trial_dirname(trial: Any) -> str:
-    """``trial_<creation index>_<trial id>``: short (Tune's default embeds the whole pattern config)
-    and sorting in creation order, i.e. in the order the controller sampled the patterns."""
-    index = int(trial.experiment_tag.split("_", 1)[0])  # the search generator's trial counter
-    return f"trial_{index:05d}_{trial.trial_id}"
+    with stop_on_signals() as stop:
+        task = build_task(run.experiment.task)
+        tuner = restored_tuner(run, task, _make_searcher(run), quiet)
+        stop.armed = True
+        return _fit_and_finish(tuner, run, quiet)
 
 
 def _make_searcher(run: RunDir) -> BaseSearcher:
@@ -124,46 +122,39 @@ def _make_searcher(run: RunDir) -> BaseSearcher:
     )
 
 
-def _trainable(task: Task, search: Any) -> Any:
-    # The dataset goes through the object store once instead of being reloaded by every trial.
-    resources = {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(train_trial, data=task.data), resources)
-
-
-def _run_config(run: RunDir, task: Task, quiet: bool) -> tune.RunConfig:
-    experiment = run.experiment
-    return tune.RunConfig(
-        name=EXPERIMENT_NAME,
-        storage_path=str(run.experiment_dir.parent),
-        failure_config=tune.FailureConfig(max_failures=experiment.search.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        verbose=0,
-        # Tuner.restore reuses this run config, so the repair is in place for any later --resume.
-        callbacks=[CheckpointRepair()] + ([] if quiet else [ProgressPrinter(experiment.search.trials, task.metric)]),
-    )
-
-
-def _fit_and_finish(tuner: tune.Tuner, run: RunDir, task: Task, quiet: bool) -> SearchSummary:
+def _fit_and_finish(tuner: tune.Tuner, run: RunDir, quiet: bool) -> SearchSummary:
+    """Run the tuning loop (until done or stopped), then write the run folder's tables, pictures
+    and controller state, and say how it ended."""
     began = time.perf_counter()
     tuner.fit()
     wall = time.perf_counter() - began
+    save_controller_state(run)
     exported = export_run(run, top=run.experiment.search.top_k)
-    valid = [r for r in exported.records if r.reward is not None and r.status == "done"]
-    third = max(1, len(valid) // 3)
-    best = max(valid, key=lambda r: r.reward, default=None)
-    summary = SearchSummary(
-        run_dir=run.path, trials=len(exported.records),
-        failed=sum(r.status == "error" for r in exported.records),
-        best_reward=best.reward if best else None, best_metric=best.metric if best else None,
-        metric=task.metric,
-        first_mean=_mean([r.reward for r in valid[:third]]), last_mean=_mean([r.reward for r in valid[-third:]]),
-        wall_seconds=wall, best_patterns=exported.patterns_file, trials_table=exported.table_file,
-    )
+    status = "finished" if _complete(exported.records, run.trials) else "interrupted"
+    summary = SearchSummary.of(run, exported, status, wall_seconds=wall, progress_plot=_final_plot(run, exported.records),
+                               checkpoints_kept=_checkpoints_kept(run))
     if not quiet:
-        print(summary.text(), file=sys.stdout, flush=True)
+        print(summary.text(), flush=True)
+        if summary.interrupted:
+            print(summary.resume_hint(), file=sys.stderr, flush=True)
     return summary
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _complete(records: list[TrialRecord], trials: int) -> bool:
+    """Whether the run has all its trials and each has ended (completed or failed)."""
+    return len(records) >= trials and all(r.status in ("done", "error") for r in records)
 
+
+def _final_plot(run: RunDir, records: list[TrialRecord]) -> Path | None:
+    from autodropout.runs.plot import plot_search_progress
+
+    points = [(r.index, r.reward if r.status == "done" else None) for r in records if r.status in ("done", "error")]
+    try:
+        return plot_search_progress(run.progress_plot, points, run.trials, run.experiment.name)
+    except Exception:  # a picture must never cost the results
+        logger.exception("could not draw %s", run.progress_plot)
+        return None
+
+
+def _checkpoints_kept(run: RunDir) -> int:
+    return sum(1 for _ in run.experiment_dir.glob(f"*/checkpoint_*/{STATE_FILE}"))

@@ -2,12 +2,14 @@
 
 The config is a :class:`~autodropout.runs.trial.Trial` config (the searcher's suggestion merged
 over the search's constants, or a grid cell of a transfer), so searches, transfers and studies
-train with this same code. Every epoch reports the validation metric and the reward with a
-checkpoint of the full training state, so a trial retried after a failure resumes where it stopped
-instead of starting over.
+train with this same code. Every epoch reports the validation metric, the reward and the torch
+thread count with a checkpoint of the full training state (``state.pt``) and of the reported metrics
+(``metrics.json``), so a trial retried after a failure resumes where it stopped instead of starting
+over. The trial trains with ``train.threads`` torch threads, as ``autodropout train`` does.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,19 +19,31 @@ from ray import tune
 
 from autodropout.runs import Trial
 from autodropout.tasks import EpochRecord, build_task
+from autodropout.tasks.loop import set_threads
+from autodropout.workers.checkpoints import METRICS_FILE, STATE_FILE
 
-STATE_FILE = "state.pt"
+__all__ = ["METRICS_FILE", "STATE_FILE", "train_trial"]
+
+
+class ReleasedCheckpointError(RuntimeError):
+    """The trial's checkpoint holds no training state (released after the trial had failed)."""
 
 
 def train_trial(config: dict[str, Any], data: Any = None) -> None:
     """Tune function trainable: ``config`` is a trial config; ``data`` comes from the object store."""
     trial = Trial.from_config(config)
-    task = build_task(trial.task, data=data)
+    set_threads(trial.task.train.threads)
     resume_state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            resume_state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+            resume_state, final = _read_checkpoint(Path(folder), trial.task.train.epochs)
+        if final is not None:
+            # The trial had ended and its training state was released (workers/checkpoints.py), but
+            # the driver stopped before recording that: report the final result again.
+            tune.report(final)
+            return
+    task = build_task(trial.task, data=data)
 
     def report(record: EpochRecord, state: Any) -> None:
         metrics = {
@@ -38,9 +52,22 @@ def train_trial(config: dict[str, Any], data: Any = None) -> None:
             "train_loss": record.train_loss,
             "epoch": record.epoch,
             "epoch_seconds": record.seconds,
+            "threads": torch.get_num_threads(),
         }
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state(), Path(folder) / STATE_FILE)
+            (Path(folder) / METRICS_FILE).write_text(json.dumps(metrics))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     task.fit(trial.regularization, seed=trial.seed, on_epoch=report, resume_state=resume_state, progress=False)
+
+
+def _read_checkpoint(folder: Path, epochs: int) -> tuple[Any, dict[str, Any] | None]:
+    """``(training state, None)`` to resume from, or ``(None, final metrics)`` of a released one."""
+    if (folder / STATE_FILE).exists():
+        return torch.load(folder / STATE_FILE, weights_only=True), None
+    metrics = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else {}
+    if metrics.get("epoch", 0) >= epochs:
+        return None, metrics
+    raise ReleasedCheckpointError(f"checkpoint {folder.name} holds no training state (it was released after the "
+                                  "trial had failed), so the trial cannot resume")

@@ -7,6 +7,7 @@ import math
 import matplotlib.image
 import numpy
 import pytest
+import torch
 
 from autodropout import cli
 from autodropout.experiment import find_experiment
@@ -267,12 +268,21 @@ def test_summary_statistics_and_failed_runs():
 
 
 @pytest.mark.slow
-def test_parallel_on_ray_matches_sequential(lm_file, translation_yaml, tmp_path):
+def test_parallel_on_ray_matches_sequential(lm_file, translation_yaml, tmp_path, monkeypatch):
     kwargs = dict(baselines=["none"], seeds=1, progress=False)
-    sequential = run_transfer(lm_file, translation_yaml, output=tmp_path / "seq", parallel=False, **kwargs)
-    on_ray = run_transfer(lm_file, translation_yaml, output=tmp_path / "ray", parallel=True, **kwargs)
+    # As on a user's machine: no OMP_NUM_THREADS, torch at its default of several threads (this
+    # suite pins 1 thread in conftest.py). Both paths must still train with train.threads, which
+    # defaults to the trial's CPUs (search.cpus_per_trial = 1).
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(4)
+    try:
+        sequential = run_transfer(lm_file, translation_yaml, output=tmp_path / "seq", parallel=False, **kwargs)
+        assert torch.get_num_threads() == 1  # set by the training loop from train.threads
+        on_ray = run_transfer(lm_file, translation_yaml, output=tmp_path / "ray", parallel=True, **kwargs)
+    finally:
+        torch.set_num_threads(1)
     assert on_ray.parallel and not sequential.parallel
-    # Same trainer code, seeds and data: the very same models, so the very same metrics.
+    # Same trainer code, seeds, data and thread count: the very same models, so the very same metrics.
     for a, b in zip(sequential.runs, on_ray.runs):
         assert (a.method, a.seed) == (b.method, b.seed)
-        assert a.val == pytest.approx(b.val, rel=1e-6) and a.test == pytest.approx(b.test, rel=1e-6)
+        assert a.val == b.val and a.test == b.test

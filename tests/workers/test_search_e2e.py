@@ -38,14 +38,31 @@ def test_search_end_to_end(tmp_path, cli_env):
     proc = autodropout("search", experiment, "--output", run_dir, "--seed", 1, env=cli_env)
     assert "search finished: 4 trials (0 failed)" in proc.stdout
     assert "tensorboard --logdir" in proc.stdout
-    assert proc.stdout.count("[  ") >= 4  # one progress line per trial
+    assert "Traceback" not in proc.stderr and "Tuner.restore" not in proc.stderr
 
     table = read_table(run_dir)
     assert len(table) == 4 and len({r["trial_id"] for r in table}) == 4
     indices = [int(r["index"]) for r in table]  # creation (sampling) order
-    assert indices == sorted(set(indices))
+    assert indices == [1, 2, 3, 4]
     assert all(r["status"] == "done" and 0 <= float(r["reward"]) <= 1 for r in table)
     assert all(r["accuracy"] == r["reward"] for r in table)
+    # Progress: a line when each trial starts and when it ends, numbered like the table.
+    for row in table:
+        head = f"[{row['index']}/4] {row['trial_id']} "
+        assert f"{head}started" in proc.stdout
+        assert f"{head}reward {float(row['reward']):.4f}" in proc.stdout
+    assert "4 ended, 0 running" in proc.stdout and "ETA 00:00" in proc.stdout
+    assert (run_dir / "search_progress.png").stat().st_size > 1000 and "progress plot:" in proc.stdout
+    # Threads: the trial's CPUs (search.cpus_per_trial = 1), set and recorded by every trial.
+    assert {line["threads"] for d in (run_dir / "trials").glob("trial_*") for line in result_lines(d)} == {1}
+    # Checkpoints (keep_checkpoints: best, top_k 3): the 3 best trials keep their training state; the
+    # other's checkpoint keeps only its final metrics.
+    states = {p.parents[1].name.split("_")[2] for p in (run_dir / "trials").glob("trial_*/checkpoint_*/state.pt")}
+    ranked = sorted(table, key=lambda r: -float(r["reward"]))
+    assert states == {r["trial_id"] for r in ranked[:3]}
+    released = next((run_dir / "trials").glob(f"trial_*_{ranked[3]['trial_id']}/checkpoint_*"))
+    assert sorted(p.name for p in released.iterdir()) == ["metrics.json"]
+    assert "3 trial checkpoints kept; search.keep_checkpoints: best" in proc.stdout
 
     patterns = ad.load_patterns(run_dir / "best_patterns.json")
     assert patterns.space.kind == "conv" and patterns.space.num_sites == 3
@@ -88,7 +105,9 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, cli_env):
     assert len(table) == 3
     assert all(r["status"] == "error" and r["reward"] == "" for r in table)
     assert "FAILED" in proc.stdout and "search finished: 3 trials (3 failed)" in proc.stdout
+    assert "failed; retrying from the start" in proc.stdout  # max_failures 1, failed before any checkpoint
     assert not (run_dir / "best_patterns.json").exists()
+    assert not list((run_dir / "trials").glob("trial_*/checkpoint_*/state.pt"))  # failed trials keep none
     errors = list((run_dir / "trials").glob("trial_*/error.txt"))
     assert errors and "non-finite training loss" in errors[0].read_text()
 
@@ -151,7 +170,8 @@ def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
     resumed = autodropout("search", "--resume", run_dir, env=cli_env, timeout=400)
     assert "search finished: 6 trials (0 failed)" in resumed.stdout
     assert "resuming from" in resumed.stderr  # the lost checkpoint was replaced by the newer one
-    assert "[  6/6]" in resumed.stdout  # progress counts on from the trials finished before the kill
+    assert "6 ended, 0 running" in resumed.stdout  # progress counts on from the trials finished before the kill
+    assert f"{interrupted.name.split('_')[2]} resumed from its checkpoint" in resumed.stdout
     table = read_table(run_dir)
     assert len(table) == 6 and len({r["trial_id"] for r in table}) == 6
     assert all(r["status"] == "done" for r in table), table
