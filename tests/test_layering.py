@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autodropout"
 #: Layers, lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: list[tuple[str, ...]] = [
     ("autodropout.errors", "autodropout.checks", "autodropout.atomic", "autodropout.config", "autodropout.registry"),
-    ("autodropout.search_spaces", "autodropout.mapping"),
+    ("autodropout.search_spaces", "autodropout.mapping", "autodropout.patterns"),
     ("autodropout.regularizers", "autodropout.controller.policy", "autodropout.controller.reinforce"),
     ("autodropout.models", "autodropout.data", "autodropout.apply", "autodropout.viz", "autodropout.recalibration"),
     ("autodropout.tasks",),
