@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
      "autodropout.catalog"),
     ("autodropout.controller",),
     ("autodropout.workers",),
-    ("autodropout.transfer", "autodropout.transfer_report", "autodropout.cli", "autodropout"),
+    ("autodropout.transfer", "autodropout.transfer_report", "autodropout.study", "autodropout.cli", "autodropout"),
 ]
 #: The only modules that may import Ray (shared/specs/ray_tune_2_60.md).
 RAY_MODULES = ("autodropout.workers", "autodropout.controller.searcher")
