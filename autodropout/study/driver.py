@@ -5,6 +5,7 @@ was interrupted continues from its Tune experiment (see :mod:`autodropout.study.
 """
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from autodropout.study.plan import StudyDir, StudyPlan
 from autodropout.study.progress import StudyProgress, duration
 from autodropout.study.report import write_report
 from autodropout.study.request import make_plan
-from autodropout.study.units import build_task_metric, experiment_dir, run_unit
+from autodropout.study.units import UnitInterrupted, build_task_metric, experiment_dir, run_unit
 
 
 def default_output(name: str) -> Path:
@@ -82,20 +83,45 @@ def _run(study: StudyDir) -> StudyDir:
     print(f"autodropout study {plan.main.experiment.name}: {len(units)} units, {progress.total} trials "
           f"({plan.budget} per search and tuned baseline, {len(plan.search_seeds)} search seeds, "
           f"{len(plan.eval_seeds)} evaluation seeds); study folder {study.path}", flush=True)
+    estimate = estimate_seconds(plan)
+    if estimate is not None:
+        print(f"estimated {duration(estimate)} in all at {plan.concurrency} trials at a time, from the measured "
+              "seconds per trial of the presets (autodropout list presets)", flush=True)
     for unit in units:
         if study.read_result(unit) is not None:
             progress.skip(unit.trials)
             continue
         experiment = plan.target(unit.target).experiment
-        with progress.watch(unit, experiment_dir(study, unit), build_task_metric(experiment),
-                            experiment.task.train.epochs):
-            result = run_unit(study, unit)
+        try:
+            with progress.watch(unit, experiment_dir(study, unit), build_task_metric(experiment),
+                                experiment.task.train.epochs):
+                result = run_unit(study, unit)
+        except UnitInterrupted as exc:
+            print(f"{exc}; continue with: autodropout study --resume {study.path}", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt from None
         result["cost"]["wall_s"] = progress.walls.get(unit.id, 0.0)
         study.write_result(unit, result)
         progress.line(f"{unit.id} finished: {_unit_summary(result)}")
     write_report(study)
     print(f"study finished in {duration(time.perf_counter() - began)}; report: {study.path / 'report.md'}", flush=True)
     return study
+
+
+def estimate_seconds(plan: StudyPlan) -> float | None:
+    """The whole study's wall time from the presets' measured seconds per trial (``None`` unless every
+    target is an unmodified embedded preset): trials x seconds / concurrency, for CPU or GPU trials."""
+    from autodropout.catalog import TRIAL_SECONDS
+    from autodropout.experiment import find_experiment, presets
+
+    total = 0.0
+    for unit in plan.units():
+        experiment = plan.target(unit.target).experiment
+        name = experiment.name
+        if name not in TRIAL_SECONDS or name not in presets() or find_experiment(name).task != experiment.task:
+            return None
+        device = "gpu" if experiment.search.gpus_per_trial > 0 else "cpu"
+        total += unit.trials * TRIAL_SECONDS[name][device] / plan.concurrency
+    return total
 
 
 def _unit_summary(result: dict) -> str:

@@ -90,8 +90,11 @@ class _Watch:
 
     def _run(self) -> None:
         while not self.stop.wait(self.progress.interval):
-            self._poll()
-            self._wall()
+            try:
+                self._poll()
+                self._wall()
+            except OSError as exc:  # progress must never stop the study; the next poll tries again
+                print(f"(progress: {exc})", file=self.progress.stream, flush=True)
 
     def _wall(self) -> None:
         now = time.perf_counter()
@@ -99,7 +102,7 @@ class _Watch:
         self.tick = now
 
     def _poll(self) -> None:
-        ended = [t for t in _ended_trials(self.dir, self.epochs) if t[0] not in self.seen]
+        ended = [t for t in ended_trials(self.dir, self.epochs) if t[0] not in self.seen]
         if self.first and ended:  # finished before this session (a resumed unit): counted, not printed
             self.progress.done += len(ended)
             self.seen.update(t[0] for t in ended)
@@ -117,7 +120,7 @@ class _Watch:
                                f"seed {params.get('seed')}: {result}")
 
 
-def _ended_trials(folder: Path, epochs: int) -> list[tuple[str, dict, dict, bool]]:
+def ended_trials(folder: Path, epochs: int) -> list[tuple[str, dict, dict, bool]]:
     """``(folder name, params, last result, errored)`` of each trial of a Tune experiment folder that
     has finished (its last epoch reported) or failed, in folder order."""
     out = []

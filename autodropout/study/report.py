@@ -42,12 +42,19 @@ def write_report(study: StudyDir) -> list[Path]:
     return written
 
 
+def _number(value: float, digits: int, sign: str = "") -> str:
+    """``digits`` significant digits, trailing zeros kept (0.8600), no exponent below ``10**digits``."""
+    if abs(value) >= 10 ** digits:
+        return f"{value:{sign}.0f}"
+    return f"{value:{sign}#.{digits}g}".rstrip(".")
+
+
 def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:#.{digits}g}"
+    return "-" if value is None else _number(value, digits)
 
 
 def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+#.3g}"
+    return "-" if value is None else _number(value, 3, "+")
 
 
 def _ci(s: Summary, signed: bool = False) -> str:
@@ -61,7 +68,8 @@ def _mean_se(s: Summary, signed: bool = False) -> str:
     head = _signed(s.mean) if signed else _fmt(s.mean)
     if s.se is None:
         return head
-    return head + f" ± {0.0 if s.se < 1e-12 * max(1.0, abs(s.mean)) else s.se:.2g}"
+    se = 0.0 if s.se < 1e-12 * max(1.0, abs(s.mean)) else s.se
+    return head + " ± " + (_number(se, 2) if se else "0")
 
 
 def describe_method(info: dict[str, Any]) -> str:

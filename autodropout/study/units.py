@@ -20,6 +20,7 @@ from autodropout.experiment import ExperimentConfig
 from autodropout.runs import RunDir, RunDirError, TrialRecord, read_trials
 from autodropout.study.methods import eval_methods
 from autodropout.study.plan import StudyDir, Unit
+from autodropout.study.progress import ended_trials
 from autodropout.tasks import build_task, task_sites
 from autodropout.tasks.reward import METRICS
 
@@ -28,8 +29,21 @@ from autodropout.tasks.reward import METRICS
 _RESTORE_LOGGER = "ray.tune.analysis.experiment_analysis"
 
 
+class UnitInterrupted(RuntimeError):
+    """Ray Tune stopped before the unit's trials had all ended (Ctrl-C: Tune saves its state and returns)."""
+
+
+def check_ended(study: StudyDir, unit: Unit, expected: int) -> None:
+    """Raise :class:`UnitInterrupted` unless ``expected`` trials of ``unit`` have ended (finished or failed)."""
+    experiment = study.plan.target(unit.target).experiment
+    ended = len(ended_trials(experiment_dir(study, unit), experiment.task.train.epochs))
+    if ended < expected:
+        raise UnitInterrupted(f"{unit.id} stopped with {ended} of {expected} trials ended")
+
+
 def run_unit(study: StudyDir, unit: Unit) -> dict[str, Any]:
-    """Run (or continue) ``unit`` and return its result (the caller writes it)."""
+    """Run (or continue) ``unit`` and return its result (the caller writes it); a unit that Ray Tune
+    stopped early (Ctrl-C) raises :class:`UnitInterrupted` and leaves no result."""
     logging.getLogger(_RESTORE_LOGGER).setLevel(logging.ERROR)
     return {"search": _search, "tune": _tune, "eval": _evaluate}[unit.kind](study, unit)
 
@@ -56,6 +70,7 @@ def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
     else:
         _clear(folder)
         run_search(experiment, output=folder, seed=seed, quiet=True)
+    check_ended(study, unit, plan.budget)
     records = read_trials(experiment_dir(study, unit), RunDir.open(folder).metric)
     sites = task_sites(experiment.task)
     return _trials_result(unit, records, experiment, seed, arm=arm, search_seed=seed,
@@ -74,6 +89,7 @@ def _tune(study: StudyDir, unit: Unit) -> dict[str, Any]:
         _clear(study.unit_dir(unit))
         tune_regularizer(experiment, unit.name, DOMAINS[unit.name], study.unit_dir(unit), trials=study.plan.budget,
                          seed=seed, concurrency=study.plan.concurrency)
+    check_ended(study, unit, study.plan.budget)
     records = read_trials(experiment_dir(study, unit), build_task_metric(experiment))
     return _trials_result(unit, records, experiment, seed, baseline=unit.name, domain=DOMAINS[unit.name])
 
@@ -86,9 +102,12 @@ def _evaluate(study: StudyDir, unit: Unit) -> dict[str, Any]:
     methods, missing = eval_methods(study, target, task)
     by_label = {trial.label: trial for trial, _ in methods}
     search = target.experiment.search
-    cells = []
-    for cell in run_grid(task, list(by_label.values()), study.plan.eval_seeds, search.cpus_per_trial,
-                         search.gpus_per_trial, progress=False, storage=study.unit_dir(unit)):
+    cells: list[dict[str, Any]] = []
+    grid = run_grid(task, list(by_label.values()), study.plan.eval_seeds, search.cpus_per_trial,
+                    search.gpus_per_trial, progress=False, storage=study.unit_dir(unit)) if by_label else iter(())
+    for cell in grid:
+        if not cells:  # the grid has run: every (method, seed) must have ended
+            check_ended(study, unit, len(by_label) * len(study.plan.eval_seeds))
         record: dict[str, Any] = {"label": cell.method, "seed": cell.seed, "seconds": cell.seconds, "val": None,
                                   "test": None, "error": cell.error}
         if cell.state is not None:

@@ -146,3 +146,13 @@ def test_study_json_round_trips(study):
     assert again.plan.to_json() == study.plan.to_json()
     assert [u.id for u in again.plan.units()] == ["search/lstm-s0", "search/lstm-s1", "search/random-s0",
                                                   "search/random-s1", "tune/main/dropout", "eval/main"]
+
+
+@pytest.mark.parametrize("value, digits, sign, text", [
+    (0.86, 4, "", "0.8600"), (2195.4, 4, "", "2195"), (12345.6, 4, "", "12346"), (20.0, 2, "", "20"),
+    (122.3, 2, "", "122"), (0.0033333, 2, "", "0.0033"), (-0.0096833, 3, "+", "-0.00968"), (0.04, 3, "+", "+0.0400"),
+])
+def test_numbers_in_tables(value, digits, sign, text):
+    from autodropout.study.report import _number
+
+    assert _number(value, digits, sign) == text

@@ -91,3 +91,20 @@ def test_help_has_examples(capsys):
         main(["study", "--help"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and "examples:" in out and "--transfer-to" in out and "--publish" in out
+
+
+def test_estimate_from_the_measured_trial_times_of_the_presets(tmp_path):
+    from autodropout.catalog import TRIAL_SECONDS
+    from autodropout.study.driver import estimate_seconds
+
+    plan = make_plan("digits_wrn_quick", budget=16, search_seeds=2, eval_seeds=5)
+    trials = 2 * 2 * 16 + 7 * 16 + (4 + 8) * 5  # searches, tuned baselines, final evaluation
+    assert sum(u.trials for u in plan.units()) == trials
+    assert estimate_seconds(plan) == pytest.approx(trials * TRIAL_SECONDS["digits_wrn_quick"]["cpu"] / 2)
+    assert estimate_seconds(make_plan(write_experiment(tmp_path), budget=2)) is None  # not a preset
+
+
+def test_unreachable_cluster_writes_nothing(tmp_path, capsys):
+    code, _, err = run(capsys, write_experiment(tmp_path), "--address", "127.0.0.1:1", "--output", tmp_path / "study")
+    assert code == 2 and "could not reach the Ray cluster at '127.0.0.1:1'" in err
+    assert not (tmp_path / "study").exists()

@@ -1,6 +1,6 @@
 """`autodropout study` for real, on tiny configs, through the command line: 2 search arms x 2 trials x
 2 search seeds, dropout tuned at the same budget, 2 evaluation seeds; then the report rebuilt from a
-copied folder, publishing, and kill -9 + --resume."""
+copied folder, publishing, and kill -9 / Ctrl-C + --resume."""
 import contextlib
 import json
 import os
@@ -105,46 +105,55 @@ def start(args: list, env: dict, log: Path) -> subprocess.Popen:
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def kill_when(proc: subprocess.Popen, ready, log: Path, timeout: float = 400) -> None:
+def wait_for(proc: subprocess.Popen, ready, log: Path, timeout: float = 400) -> None:
     deadline = time.time() + timeout
-    try:
-        while time.time() < deadline:
-            if ready():
-                time.sleep(0.1)
-                return
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.05)
-        pytest.fail("the study did not get there:\n" + log.read_text())
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        # The driver's own Ray processes (same session) die with it, as on a crash of the machine.
-        subprocess.run(["pkill", "-9", "-s", str(proc.pid)], capture_output=True)
+    while time.time() < deadline:
+        if ready():
+            time.sleep(0.1)
+            return
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.05)
+    kill_9(proc)
+    pytest.fail("the study did not get there:\n" + log.read_text())
+
+
+def kill_9(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # The driver's own Ray processes (same session) die with it, as on a crash of the machine.
+    subprocess.run(["pkill", "-9", "-s", str(proc.pid)], capture_output=True)
 
 
 def trials_with(folder: Path, done: list[int]) -> int:
     return sum(epochs(t) == done for t in folder.glob("trial_*"))
 
 
-def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, cli_env):
-    # One trial at a time, 2 epochs of ~1 s, so the driver is killed while a trial is between epochs:
-    # once in the tuned baseline (after its first trial), once in the final evaluation.
+def test_kill_9_and_ctrl_c_then_resume_lose_and_duplicate_nothing(tmp_path, cli_env):
+    # One trial at a time, 2 epochs of ~1 s, so that the driver stops while a trial is between epochs:
+    # kill -9 in the tuned baseline (after its first trial), Ctrl-C in the final evaluation.
     experiment = write_experiment(tmp_path, {"task": {**TINY_VISION["task"], "train": {
         **TINY_VISION["task"]["train"], "batch_size": 16, "max_batches_per_epoch": 40}}})
     study = tmp_path / "study"
     tuned, grid = study / "tuned" / "main" / "dropout" / "trials", study / "eval" / "main" / "grid"
     log = tmp_path / "first.log"
     proc = start([experiment, *TINY_STUDY, "--concurrency", 1, "--output", study], cli_env, log)
-    kill_when(proc, lambda: trials_with(tuned, [1, 2]) == 1 and trials_with(tuned, [1]) == 1, log)
+    wait_for(proc, lambda: trials_with(tuned, [1, 2]) == 1 and trials_with(tuned, [1]) == 1, log)
+    kill_9(proc)
     searches = {p.name: p.read_bytes() for p in (study / "results" / "search").glob("*.json")}
     assert len(searches) == 4 and not (study / "results" / "tune").exists()
 
     log = tmp_path / "second.log"
     proc = start(["--resume", study], cli_env, log)
-    kill_when(proc, lambda: trials_with(grid, [1, 2]) >= 2 and trials_with(grid, [1]) >= 1, log)
+    try:
+        wait_for(proc, lambda: trials_with(grid, [1, 2]) >= 2 and trials_with(grid, [1]) >= 1, log)
+        proc.send_signal(signal.SIGINT)  # Ray Tune saves its state and returns: the unit must not count as done
+        assert proc.wait(timeout=120) == 130
+    finally:
+        kill_9(proc)
     text = log.read_text()
     assert "tune/main/dropout: 1 of 2 trials already done" in text and "search/" not in text.split("\n", 1)[1]
+    assert f"continue with: autodropout study --resume {study}" in text
     assert not (study / "results" / "eval").exists()
 
     resumed = autodropout("study", "--resume", study, env=cli_env)
