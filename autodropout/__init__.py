@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "search_spaces", "regularizers", "models", "data", "tasks", "controller", "workers", "runs",
-    "config", "experiment", "errors", "transfer", "viz", "apply", "recalibration",
+    "config", "experiment", "errors", "transfer", "viz", "apply", "recalibration", "patterns", "study",
 }
 _ATTRIBUTES = {
     "save_patterns": "autodropout.search_spaces.pattern_json",
-    "load_patterns": "autodropout.search_spaces.pattern_json",
+    "load_patterns": "autodropout.patterns",  # a file, or a shipped pattern by name
     "PatternFormatError": "autodropout.search_spaces.pattern_json",
     "PatternSet": "autodropout.search_spaces.pattern_json",
     "ConvSpace": "autodropout.search_spaces",

@@ -1,4 +1,4 @@
-"""``autodropout list``: the presets and the regularizers as aligned text tables.
+"""``autodropout list``: the presets, the regularizers and the shipped patterns as aligned text tables.
 
 Nothing here loads data or trains: site counts and shapes come from the preset's config
 (:func:`autodropout.tasks.task_sites`), so the paper-scale presets are listed even where their data files
@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from autodropout import regularizers
+from autodropout import patterns, regularizers
 from autodropout.errors import UnknownNameError
 from autodropout.experiment import DEFAULT_EXPERIMENT, find_experiment, presets
 from autodropout.tasks import TaskSites, task_sites
@@ -30,7 +30,7 @@ TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs, validation
                      "search), measured with benchmarks/trial_time.py on an idle Intel Xeon core (cpu, 1 torch "
                      "thread) and an NVIDIA H200 (gpu), torch 2.11, 2026-11-29; '-': not measured (the "
                      "paper-scale presets need their data files, and GPUs)")
-WHAT = ("presets", "regularizers")
+WHAT = ("presets", "regularizers", "patterns")
 #: Width at which the parameter column wraps.
 PARAMETERS_WIDTH = 52
 
@@ -44,6 +44,8 @@ def listing(what: str | None = None) -> str:
         parts.append(presets_table())
     if what in (None, "regularizers"):
         parts.append(regularizers_table())
+    if what in (None, "patterns"):
+        parts.append(patterns_table())
     return "\n\n".join(parts)
 
 
@@ -106,6 +108,34 @@ def parameters_text(factory: object) -> str:
         else:
             parts.append(f"{parameter.name}={parameter.default!r}")
     return ", ".join(parts)
+
+
+def patterns_table() -> str:
+    """One row per shipped pattern: its space and sites, the study it comes from, and its test result
+    (mean ± standard error over the evaluation seeds, and the paired difference against ``none``)."""
+    head = "Shipped patterns (ad.load_patterns(NAME), autodropout show NAME, autodropout transfer NAME --to ...):"
+    names = patterns.shipped()
+    if not names:
+        return f"{head}\n  none yet: autodropout study --publish STUDY_DIR NAME ships a study's best pattern"
+    rows = []
+    for name in names:
+        loaded = patterns.load_patterns(name)
+        study = loaded.source.get("study") or {}
+        test = study.get("test") or {}
+        versus = next((v for v in study.get("versus") or [] if v.get("reference") == "none"), {})
+        rows.append([name, f"{loaded.space.kind}, {loaded.space.num_sites} sites", str(loaded.source.get("experiment")),
+                     f"{study.get('arm', '?')}, {study.get('budget', '?')} trials, seed {study.get('search_seed', '?')}",
+                     f"{study.get('metric', '?')} {_mean_se(test)}", _mean_se(versus, signed=True)])
+    header = ["name", "space", "searched on", "found by", "test (mean ± SE)", "vs none (paired)"]
+    return "\n".join([head, table(header, rows)])
+
+
+def _mean_se(summary: dict, signed: bool = False) -> str:
+    mean, se = summary.get("mean"), summary.get("se")
+    if not isinstance(mean, (int, float)):
+        return "-"
+    text = f"{mean:+.4g}" if signed else f"{mean:.4g}"
+    return text + (f" ± {se:.2g}" if isinstance(se, (int, float)) else "")
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], notes: Sequence[str] | None = None) -> str:

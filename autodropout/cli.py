@@ -1,4 +1,4 @@
-"""The ``autodropout`` command line: search, train, export, transfer, show, list.
+"""The ``autodropout`` command line: search, train, export, transfer, show, list, study.
 
 Every subcommand has ``--help`` with examples. Errors in the user's input (files, keys, values,
 addresses) print one line ``autodropout: error: ...`` and exit with status 2; nothing half-written
@@ -43,9 +43,24 @@ examples:
   autodropout show runs/X/best_patterns.json -o masks.png    # PNG: legend, rates, Gaussian colour bars
   autodropout show runs/X/best_patterns.json --rank 2 --size 32 32""",
     "list": """examples:
-  autodropout list                  # presets and regularizers
+  autodropout list                  # presets, regularizers and shipped patterns
   autodropout list presets          # name, task, model, sites (count and sizes), seconds per trial
-  autodropout list regularizers     # name, parameters with their defaults, activation layouts""",
+  autodropout list regularizers     # name, parameters with their defaults, activation layouts
+  autodropout list patterns         # learned patterns shipped with the package, with their test results""",
+    "study": """Runs, on Ray: the LSTM controller and random search in the same space (--search-seeds
+searches of --budget trials each); every applicable hand-designed regularizer with its rate tuned by
+Ray Tune's random search at the same budget; each arm's best retrained on --eval-seeds new training
+seeds and scored on the held-out test split (mean, SE, 95% intervals, paired differences against
+'none' and the best tuned baseline); the same on each --transfer-to target. Writes report.md, plots
+and the best patterns into the study folder. See docs/study.md.
+
+examples:
+  autodropout study digits_wrn_quick --budget 16 --search-seeds 2 --eval-seeds 5
+  autodropout study lm_transformer_quick --transfer-to translation_numbers_quick
+  autodropout study digits_wrn_quick --baselines none,dropout,dropblock --output studies/digits
+  autodropout study --resume studies/digits          # after an interruption (even kill -9)
+  autodropout study --report studies/digits          # rebuild report.md and plots from the folder
+  autodropout study --publish studies/digits digits-wrn-lstm   # ship its best pattern by name""",
 }
 
 
@@ -96,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="pattern file, a new file (default: RUN_DIR/best_patterns.json)")
 
     p = add("transfer", "Train a target task with a transferred pattern and with baselines; compare.")
-    p.add_argument("patterns", type=Path, help="pattern JSON file")
+    p.add_argument("patterns", type=Path, help="pattern JSON file, or the name of a shipped pattern")
     p.add_argument("--to", required=True, dest="target", help="target experiment YAML or preset name")
     p.add_argument("--rank", type=count(1), default=1, help="which pattern of the file (default: 1)")
     p.add_argument("--baselines", default="none,dropout",
@@ -109,19 +124,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequential", action="store_true", help="train one run at a time, without Ray")
 
     _add_show_and_list(add)
+    _add_study(add)
     return parser
 
 
 def _add_show_and_list(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("show", "Draw the masks of a pattern file (PNG with -o, terminal preview otherwise).")
-    p.add_argument("patterns", type=Path)
+    p.add_argument("patterns", type=Path, help="pattern JSON file, or the name of a shipped pattern")
     p.add_argument("--rank", type=int, default=1, help="which pattern of the file (default: 1, the best)")
     p.add_argument("--size", nargs=2, metavar=("H", "W"),
                    help="draw every site at H x W (T x C for Transformer patterns) instead of its size in the model")
     p.add_argument("-o", "--output", type=Path, help="PNG file to write (its folder must exist)")
 
     p = add("list", "List the presets (task, model, sites, time per trial) and the regularizers (parameters).")
-    p.add_argument("what", nargs="?", metavar="presets|regularizers", help="only one of the two tables")
+    p.add_argument("what", nargs="?", metavar="presets|regularizers|patterns", help="only one of the tables")
+
+
+def _add_study(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = add("study", "Learned patterns vs random search vs rate-tuned baselines, on test, with confidence intervals.")
+    p.add_argument("experiment", nargs="?", default=None,
+                   help=f"experiment YAML file or preset name (default: {DEFAULT_EXPERIMENT})")
+    p.add_argument("--budget", type=int, help="trials per search and per tuned baseline (default: search.trials)")
+    p.add_argument("--search-seeds", type=int, help="independent searches per search arm (default: 2)")
+    p.add_argument("--eval-seeds", type=int, help="training seeds of the final evaluation, >= 2 (default: 5)")
+    p.add_argument("--baselines", help="comma-separated: none and regularizer names (default: every one that "
+                                       "applies to the task; see docs/study.md)")
+    p.add_argument("--transfer-to", action="append", default=[], metavar="EXPERIMENT",
+                   help="also score the learned patterns on this experiment (repeatable)")
+    p.add_argument("--concurrency", type=int, help="trials at once (default: search.concurrency)")
+    p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
+    p.add_argument("--output", type=Path, help="study folder (default: studies/NAME-TIMESTAMP)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", type=Path, metavar="STUDY_DIR", help="continue an interrupted study")
+    mode.add_argument("--report", type=Path, metavar="STUDY_DIR", help="rebuild report.md and plots from the folder")
+    mode.add_argument("--publish", nargs=2, metavar=("STUDY_DIR", "NAME"),
+                      help="ship the study's best LSTM pattern with the package under NAME")
 
 
 def _search_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error already printed in one line
         return exc.code if isinstance(exc.code, int) else 0
     handler = {"search": _search, "train": _train, "export": _export, "transfer": _transfer, "show": _show,
-               "list": _list}
+               "list": _list, "study": _study}
     try:
         return handler[args.command](args) or 0
     except KeyboardInterrupt:
@@ -269,6 +306,32 @@ def _list(args: argparse.Namespace) -> int:
     from autodropout.catalog import listing
 
     print(listing(args.what))
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    from autodropout import study
+
+    new = [args.experiment, args.budget, args.search_seeds, args.eval_seeds, args.baselines, args.concurrency,
+           args.output] + args.transfer_to
+    if args.resume or args.report or args.publish:
+        option = "--resume" if args.resume else "--report" if args.report else "--publish"
+        if any(v is not None for v in new) or (args.address and not args.resume):
+            raise ConfigError(f"{option} works on an existing study folder as planned; give no experiment or options")
+        if args.report:
+            written = study.rebuild_report(args.report)
+            print(f"rebuilt {args.report}: {', '.join(p.name for p in written)}")
+        elif args.publish:
+            print(f"published {study.publish(*args.publish)}")
+        else:
+            study.resume_study(args.resume, address=args.address)
+        return 0
+    baselines = None if args.baselines is None else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    study.run_study(args.experiment or DEFAULT_EXPERIMENT, budget=args.budget,
+                    search_seeds=2 if args.search_seeds is None else args.search_seeds,
+                    eval_seeds=5 if args.eval_seeds is None else args.eval_seeds, baselines=baselines,
+                    transfer_to=args.transfer_to, output=args.output, address=args.address,
+                    concurrency=args.concurrency)
     return 0
 
 

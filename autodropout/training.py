@@ -16,7 +16,8 @@ import torch
 from autodropout.atomic import atomic_write
 from autodropout.experiment import ExperimentConfig
 from autodropout.mapping import map_pattern
-from autodropout.search_spaces import Pattern, load_patterns
+from autodropout.patterns import load_patterns
+from autodropout.search_spaces import Pattern
 from autodropout.tasks import Regularization, Task, build_task
 
 
@@ -42,7 +43,8 @@ class TrainReport:
 
 
 def pattern_for_task(task: Task, pattern_file: str | Path, rank: int = 1) -> Pattern:
-    """Load a pattern file and map it onto ``task``'s sites (see :mod:`autodropout.mapping`)."""
+    """Load a pattern file (or a shipped pattern by name) and map it onto ``task``'s sites (see
+    :mod:`autodropout.mapping`)."""
     patterns = load_patterns(pattern_file)
     pattern = patterns.get(rank)
     target = task.space_type(task.num_sites, patterns.space.values) if pattern.kind == task.space_type.kind \

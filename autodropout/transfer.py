@@ -35,8 +35,8 @@ from autodropout.config import parse_assignments
 from autodropout.errors import ConfigError, UserInputError
 from autodropout.experiment import ExperimentConfig, find_experiment
 from autodropout.mapping import depth_map
+from autodropout.patterns import load_patterns
 from autodropout.runs import Trial
-from autodropout.search_spaces import load_patterns
 from autodropout.tasks import DivergedError, Regularization, Task, build_task, task_class
 from autodropout.training import pattern_for_task
 from autodropout.transfer_report import REPORT_FILES, MethodSummary, RunRecord, TransferReport, write_report
@@ -117,7 +117,7 @@ def run_transfer(
     """Train ``target`` with the transferred pattern and each baseline; write and return the report.
 
     Args:
-        patterns_file: a pattern JSON file (from ``search`` or ``export``).
+        patterns_file: a pattern JSON file (from ``search`` or ``export``), or a shipped pattern's name.
         target: experiment YAML file or preset name of the target task.
         rank: which pattern of the file (1 = best).
         baselines: ``none`` and/or registry names, optionally ``name:key=value;...`` (module docstring).

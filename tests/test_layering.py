@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autodropout"
 #: Layers, lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: list[tuple[str, ...]] = [
     ("autodropout.errors", "autodropout.checks", "autodropout.atomic", "autodropout.config", "autodropout.registry"),
-    ("autodropout.search_spaces", "autodropout.mapping"),
+    ("autodropout.search_spaces", "autodropout.mapping", "autodropout.patterns"),
     ("autodropout.regularizers", "autodropout.controller.policy", "autodropout.controller.reinforce"),
     ("autodropout.models", "autodropout.data", "autodropout.apply", "autodropout.viz", "autodropout.recalibration"),
     ("autodropout.tasks",),
@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
      "autodropout.catalog"),
     ("autodropout.controller",),
     ("autodropout.workers",),
-    ("autodropout.transfer", "autodropout.transfer_report", "autodropout.cli", "autodropout"),
+    ("autodropout.transfer", "autodropout.transfer_report", "autodropout.study", "autodropout.cli", "autodropout"),
 ]
 #: The only modules that may import Ray (shared/specs/ray_tune_2_60.md).
 RAY_MODULES = ("autodropout.workers", "autodropout.controller.searcher")

@@ -4,7 +4,7 @@
 {"format": "autodropout.patterns", "version": 2, "space": "conv" | "transformer",
  "space_config": {"num_sites": L, "values": {...}},
  "source": {"experiment": ..., "trial_id": ..., "metric": ..., "value": ..., "reward": ..., "created": ...,
-            "site_shapes": [[C, H, W], ...] | [[T, C, heads], ...]},
+            "site_shapes": [[C, H, W], ...] | [[T, C, heads], ...], "study": {...}},
  "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "layers": [{...}, ...]}, ...]}
 ```
 
@@ -13,6 +13,13 @@ alone says how large each site's masks are: ``[C, H, W]`` per conv site (channel
 size), ``[T, C, heads]`` per Transformer layer (longest training sequence, hidden width, attention
 heads). A conv pattern's drop density depends on the map size, so pictures need it; files written
 without it stay valid.
+
+``source.study`` (optional) is the provenance of a pattern chosen and scored by ``autodropout study``
+(the patterns that ship with the package carry it): ``arm`` (``lstm`` or ``random``), ``budget``
+(trials per search), ``search_seed`` / ``search_seeds``, ``eval_seeds``, ``metric`` and ``mode``,
+``test`` and ``val`` (``{"n", "mean", "se", "ci95": [low, high]}`` over the evaluation seeds),
+``versus`` (paired test differences, each ``{"reference", "n", "mean", "se", "ci95"}``),
+``transfer`` (the same on other tasks), and ``name`` once published (see ``docs/study.md``).
 
 Version 2 (this one) lays conv tiles relative to the map and bounds the Transformer runs (see
 :mod:`autodropout.search_spaces.conv` and ``docs/search_spaces.md``). Version 1 measured conv tiles in
@@ -44,7 +51,10 @@ VERSION = 2
 SPACES: dict[str, type[SearchSpace]] = {"conv": ConvSpace, "transformer": TransformerSpace}
 
 _TOP_KEYS = {"format", "version", "space", "space_config", "source", "patterns"}
-_SOURCE_KEYS = {"experiment", "trial_id", "metric", "value", "reward", "created", "site_shapes"}
+_SOURCE_KEYS = {"experiment", "trial_id", "metric", "value", "reward", "created", "site_shapes", "study"}
+#: Keys of ``source.study`` (see the module docstring): required, then optional.
+STUDY_REQUIRED = {"arm", "budget", "eval_seeds", "metric", "mode", "test"}
+STUDY_OPTIONAL = {"name", "experiment", "search_seed", "search_seeds", "val", "versus", "transfer", "study"}
 #: The dimensions of one ``source.site_shapes`` entry, per space kind.
 SITE_SHAPE_DIMS = {"conv": ("C", "H", "W"), "transformer": ("T", "C", "heads")}
 _PATTERN_KEYS = {"rank", "reward", "layers"}
@@ -111,7 +121,7 @@ def save_patterns(
         patterns: best first; plain patterns, ``(pattern, reward)`` pairs or :class:`RankedPattern`.
         space: the space the patterns come from (its config is stored so the file is self-contained).
         source: provenance (keys among ``experiment, trial_id, metric, value, reward, created,
-            site_shapes``); ``created`` defaults to now (UTC, ISO 8601); ``site_shapes`` is checked
+            site_shapes, study``); ``created`` defaults to now (UTC, ISO 8601); ``site_shapes`` is checked
             against ``space`` (see the module docstring).
     """
     entries = []
@@ -138,6 +148,8 @@ def save_patterns(
         src.pop("site_shapes", None)  # unknown shapes are left out, never written as null
     else:
         src["site_shapes"] = [list(shape) for shape in check_site_shapes(src["site_shapes"], space)]
+    if "study" in src:
+        check_study(src["study"])
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -210,6 +222,8 @@ def parse_patterns(document: Any) -> PatternSet:
     _check_keys(source, set(), _SOURCE_KEYS, "source: ")
     if "site_shapes" in source:
         check_site_shapes(source["site_shapes"], space)
+    if "study" in source:
+        check_study(source["study"])
     entries = document["patterns"]
     if not isinstance(entries, list) or not entries:
         raise PatternError("field 'patterns': expected a non-empty list")
@@ -263,6 +277,20 @@ def check_site_shapes(shapes: Any, space: SearchSpace) -> tuple[tuple[int, int, 
             raise PatternError(f"{where}site {site}: hidden width {shape[1]} must be >= 2 and divisible by "
                                f"heads={shape[2]}")
     return tuple(tuple(shape) for shape in shapes)
+
+
+def check_study(study: Any) -> None:
+    """``source.study`` must be an object with the keys of :data:`STUDY_REQUIRED` (and only those
+    and :data:`STUDY_OPTIONAL`), and a ``test`` summary with a numeric ``mean``."""
+    where = "source: field 'study': "
+    if not isinstance(study, dict):
+        raise PatternError(f"{where}expected an object, got {type(study).__name__}")
+    _check_keys(study, STUDY_REQUIRED, STUDY_OPTIONAL, where)
+    if study["mode"] not in ("max", "min"):
+        raise PatternError(f"{where}field 'mode': expected 'max' or 'min', got {study['mode']!r}")
+    test = study["test"]
+    if not isinstance(test, dict) or isinstance(test.get("mean"), bool) or not isinstance(test.get("mean"), (int, float)):
+        raise PatternError(f"{where}field 'test': expected an object with a numeric 'mean', got {test!r}")
 
 
 def _check_keys(obj: Mapping[str, Any], required: set[str], optional: set[str], where: str) -> None:

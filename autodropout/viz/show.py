@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from autodropout.search_spaces import load_patterns
+from autodropout.patterns import load_patterns
 from autodropout.viz.masks import ViewError, site_sizes
 from autodropout.viz.preview import preview
 
@@ -20,7 +20,7 @@ def show(
     return the terminal preview.
 
     Args:
-        patterns_file: a pattern JSON file.
+        patterns_file: a pattern JSON file, or a shipped pattern's name (:mod:`autodropout.patterns`).
         rank: which pattern of the file (1 = best).
         size: ``(H, W)`` (conv) or ``(T, C)`` (Transformer) for every site; default: each site's
             size in the searched model (the file's ``source.site_shapes``), else

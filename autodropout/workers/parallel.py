@@ -8,6 +8,7 @@ model on validation and test with the same code as a sequential run.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import time
@@ -20,9 +21,14 @@ import torch
 from ray import tune
 
 from autodropout.runs import Trial
+from autodropout.workers.checkpoint_repair import CheckpointRepair
 from autodropout.workers.checkpoints import STATE_FILE
 from autodropout.workers.cluster import check_resources, connect
 from autodropout.workers.trainable import train_trial
+from autodropout.workers.tuner import trial_dirname
+
+#: The Tune experiment's name inside ``storage`` (see :func:`run_grid`).
+GRID_NAME = "grid"
 
 
 def train_method(config: dict[str, Any], data: Any = None, methods: Mapping[str, dict[str, Any]] | None = None) -> None:
@@ -67,6 +73,7 @@ def run_grid(
     cpus_per_trial: float = 1.0,
     gpus_per_trial: float = 0.0,
     progress: bool = True,
+    storage: str | Path | None = None,
 ) -> Iterator[GridResult]:
     """Train every (method, seed) on Ray and yield the results in grid order.
 
@@ -76,6 +83,10 @@ def run_grid(
         seeds: training seeds.
         cpus_per_trial, gpus_per_trial: resources of one trial.
         progress: print one line per finished trial.
+        storage: keep the Tune experiment in ``storage/grid`` (one ``trial_<index>_<id>`` folder per
+            cell) instead of a temporary folder. A later call with the same ``storage`` and the same
+            grid, after the driver was killed, restores it: finished cells are read back from their
+            last checkpoint, interrupted ones continue from theirs.
 
     A Ray instance started here is shut down when the generator is exhausted or closed.
     """
@@ -83,28 +94,43 @@ def run_grid(
     started_here = not ray.is_initialized()
     check_resources(connect(), cpus_per_trial, gpus_per_trial)
     try:
-        with tempfile.TemporaryDirectory(prefix="autodropout-transfer-") as storage:
+        with _storage(storage) as folder:
             trainable = tune.with_resources(
                 tune.with_parameters(train_method, data=task.data, methods=methods),
                 {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
             )
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"label": tune.grid_search(list(methods)), "seed": tune.grid_search(list(seeds))},
-                tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
-                run_config=tune.RunConfig(
-                    name="transfer", storage_path=storage, verbose=0,
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[_Progress(len(methods) * len(seeds), task.metric)] if progress else [],
-                ),
-            )
+            path = Path(folder) / GRID_NAME
+            if storage is not None and tune.Tuner.can_restore(str(path)):
+                tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                                           resume_errored=False)
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space={"label": tune.grid_search(list(methods)), "seed": tune.grid_search(list(seeds))},
+                    tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True, trial_dirname_creator=trial_dirname),
+                    run_config=tune.RunConfig(
+                        name=GRID_NAME, storage_path=str(folder), verbose=0,
+                        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                        callbacks=[CheckpointRepair()]
+                        + ([_Progress(len(methods) * len(seeds), task.metric)] if progress else []),
+                    ),
+                )
             grid = tuner.fit()
+            if any(result.config is None for result in grid):  # Tune stopped on Ctrl-C before every cell ran
+                raise KeyboardInterrupt
             order = {(m, s): i for i, (m, s) in enumerate((m, s) for m in methods for s in seeds)}
             for result in sorted(grid, key=lambda r: order[(r.config["label"], r.config["seed"])]):
                 yield _read(result)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _storage(storage: str | Path | None) -> Any:
+    if storage is None:
+        return tempfile.TemporaryDirectory(prefix="autodropout-grid-")
+    Path(storage).mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(str(Path(storage).resolve()))
 
 
 def _read(result: Any) -> GridResult:

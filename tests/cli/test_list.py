@@ -72,7 +72,7 @@ def test_both_tables_by_default(capsys):
 def test_unknown_table_is_one_line(capsys):
     code, out, err = run(capsys, "datasets")
     assert code == 2 and out == ""
-    assert err == "autodropout: error: unknown list 'datasets'; choose one of: presets, regularizers\n"
+    assert err == "autodropout: error: unknown list 'datasets'; choose one of: presets, regularizers, patterns\n"
 
 
 def test_help_has_examples(capsys):

@@ -1,0 +1,135 @@
+"""Running a study: check the request, make the folder, run each unit not yet finished, write the report.
+
+Resuming is the same loop on an existing folder: a unit with a result file is skipped, the unit that
+was interrupted continues from its Tune experiment (see :mod:`autodropout.study.units`), the rest start.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from autodropout.study.plan import StudyDir, StudyPlan
+from autodropout.study.progress import StudyProgress, duration
+from autodropout.study.report import write_report
+from autodropout.study.request import make_plan
+from autodropout.study.units import UnitInterrupted, build_task_metric, experiment_dir, run_unit
+
+
+def default_output(name: str) -> Path:
+    return Path("studies") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def run_study(
+    experiment: str | Path,
+    budget: int | None = None,
+    search_seeds: int = 2,
+    eval_seeds: int = 5,
+    baselines: Sequence[str] | None = None,
+    transfer_to: Sequence[str | Path] = (),
+    output: str | Path | None = None,
+    address: str | None = None,
+    concurrency: int | None = None,
+) -> StudyDir:
+    """Run a new study (see ``docs/study.md``); every input is checked before anything is written.
+
+    Args:
+        experiment: experiment YAML file or preset name (the searched task).
+        budget: trials per search and per tuned baseline (default: the experiment's ``search.trials``).
+        search_seeds: independent searches per search arm (controller and training seed ``train.seed + k``).
+        eval_seeds: training seeds of the final evaluation (``1000 + i``), at least 2.
+        baselines: ``none`` and regularizer names (default: every applicable one, :mod:`~autodropout.study.baselines`).
+        transfer_to: experiments (files or presets) the selected patterns are also scored on.
+        output: the study folder (default ``studies/NAME-TIMESTAMP``); it must be new or empty.
+        address: a Ray cluster (``auto`` or ``HOST:PORT``); default: a local instance.
+        concurrency: trials at once in searches and tunings (default: the experiment's ``search.concurrency``).
+    """
+    from autodropout.workers.cluster import connect
+
+    plan = make_plan(experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency)
+    folder = StudyDir.check_new(Path(output) if output else default_output(plan.main.experiment.name))
+    _check_cluster(plan, connect(address))
+    return _run(StudyDir.create(folder, plan))
+
+
+def resume_study(path: str | Path, address: str | None = None) -> StudyDir:
+    """Continue a study whose driver stopped (even by SIGKILL): nothing finished is run again."""
+    from autodropout.workers.cluster import connect
+
+    study = StudyDir.open(path)
+    _check_cluster(study.plan, connect(address))
+    return _run(study)
+
+
+def rebuild_report(path: str | Path) -> list[Path]:
+    """Rewrite the report files of a study folder (or a copy of one) from its results alone."""
+    return write_report(StudyDir.open(path))
+
+
+def _check_cluster(plan: StudyPlan, resources: dict[str, float]) -> None:
+    from autodropout.workers.cluster import check_resources
+
+    for target in plan.targets:
+        check_resources(resources, target.experiment.search.cpus_per_trial, target.experiment.search.gpus_per_trial)
+
+
+def _run(study: StudyDir) -> StudyDir:
+    plan = study.plan
+    units = plan.units()
+    progress = StudyProgress(sum(u.trials for u in units), study.walls_file)
+    began = time.perf_counter()
+    print(f"autodropout study {plan.main.experiment.name}: {len(units)} units, {progress.total} trials "
+          f"({plan.budget} per search and tuned baseline, {len(plan.search_seeds)} search seeds, "
+          f"{len(plan.eval_seeds)} evaluation seeds); study folder {study.path}", flush=True)
+    estimate = estimate_seconds(plan)
+    if estimate is not None:
+        print(f"estimated {duration(estimate)} in all at {plan.concurrency} trials at a time, from the measured "
+              "seconds per trial of the presets (autodropout list presets)", flush=True)
+    for unit in units:
+        if study.read_result(unit) is not None:
+            progress.skip(unit.trials)
+            continue
+        experiment = plan.target(unit.target).experiment
+        try:
+            with progress.watch(unit, experiment_dir(study, unit), build_task_metric(experiment),
+                                experiment.task.train.epochs):
+                result = run_unit(study, unit)
+        except (UnitInterrupted, KeyboardInterrupt) as exc:
+            print(f"{exc or unit.id + ' interrupted'}; continue with: autodropout study --resume {study.path}",
+                  file=sys.stderr, flush=True)
+            raise KeyboardInterrupt from None
+        result["cost"]["wall_s"] = progress.walls.get(unit.id, 0.0)
+        study.write_result(unit, result)
+        progress.line(f"{unit.id} finished: {_unit_summary(result)}")
+    write_report(study)
+    print(f"study finished in {duration(time.perf_counter() - began)}; report: {study.path / 'report.md'}", flush=True)
+    return study
+
+
+def estimate_seconds(plan: StudyPlan) -> float | None:
+    """The whole study's wall time from the presets' measured seconds per trial (``None`` unless every
+    target is an unmodified embedded preset): trials x seconds / concurrency, for CPU or GPU trials."""
+    from autodropout.catalog import TRIAL_SECONDS
+    from autodropout.experiment import find_experiment, presets
+
+    total = 0.0
+    for unit in plan.units():
+        experiment = plan.target(unit.target).experiment
+        name = experiment.name
+        if name not in TRIAL_SECONDS or name not in presets() or find_experiment(name).task != experiment.task:
+            return None
+        device = "gpu" if experiment.search.gpus_per_trial > 0 else "cpu"
+        total += unit.trials * TRIAL_SECONDS[name][device] / plan.concurrency
+    return total
+
+
+def _unit_summary(result: dict) -> str:
+    if result["kind"] == "eval":
+        failed = sum(c["error"] is not None for c in result["cells"])
+        return f"{len(result['cells'])} runs ({failed} failed) evaluated on test"
+    best = result["best"]
+    failed = sum(t["status"] != "done" for t in result["trials"])
+    head = f"{len(result['trials'])} trials ({failed} failed)"
+    return head + (f", best reward {best['reward']:.4f}" if best else ", none succeeded")

@@ -1,0 +1,221 @@
+"""A study's plan (``study.json``, versioned) and its folder: every path of it, in one place.
+
+::
+
+    study.json              the plan: budget, seeds, arms, baselines, targets (format autodropout.study)
+    experiments/KEY.yaml    the resolved experiment of each target (main = the searched task)
+    arms/ARM-sK/            one search run folder per search arm and search seed (autodropout search)
+    tuned/KEY/BASELINE/     one Ray Tune run per tuned baseline and target (trials/ inside)
+    eval/KEY/               the final evaluation of a target: a Tune grid of (method, seed) (grid/ inside)
+    results/UNIT.json       one small result per finished unit (written atomically when it ends)
+    walls.json              wall-clock seconds spent in each unit so far
+    report.md, report.json, search_curves.png, test_metrics.png, best_pattern.png,
+    patterns/lstm.json, patterns/random.json            the report (rebuilt from results/ alone)
+
+A unit is one search (``search/lstm-s0``), one tuned baseline (``tune/main/dropout``) or one final
+evaluation (``eval/main``). The report reads only ``study.json``, ``experiments/`` and ``results/``,
+so a copy of those is a complete record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autodropout.atomic import atomic_write
+from autodropout.errors import ConfigError, UserInputError
+from autodropout.experiment import ExperimentConfig, experiment_from_dict
+
+FORMAT = "autodropout.study"
+VERSION = 1
+#: The search arms: the learned controller and random search in the same space.
+ARMS = ("lstm", "random")
+#: The key of the searched task among the targets.
+MAIN = "main"
+#: Training seeds of the final evaluation: EVAL_SEED_BASE + i, the same for every arm (paired).
+EVAL_SEED_BASE = 1000
+
+
+class StudyError(UserInputError, ValueError):
+    """A study request or a study folder is invalid; the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A task the study scores on: ``main`` (searched) or a transfer target, with its baselines."""
+
+    key: str
+    experiment: ExperimentConfig
+    baselines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work that ends with a result file (see the module docstring)."""
+
+    kind: str  # "search" | "tune" | "eval"
+    target: str
+    name: str
+    trials: int
+
+    @property
+    def id(self) -> str:
+        return {"search": f"search/{self.name}", "tune": f"tune/{self.target}/{self.name}"}.get(
+            self.kind, f"eval/{self.target}")
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    budget: int
+    search_seeds: tuple[int, ...]
+    eval_seeds: tuple[int, ...]
+    targets: tuple[Target, ...]
+    concurrency: int
+    arms: tuple[str, ...] = ARMS
+    created: str = ""
+
+    @property
+    def main(self) -> Target:
+        return self.targets[0]
+
+    def target(self, key: str) -> Target:
+        return next(t for t in self.targets if t.key == key)
+
+    def search_units(self) -> list[Unit]:
+        return [Unit("search", MAIN, arm_label(arm, k), self.budget)
+                for arm in self.arms for k in range(len(self.search_seeds))]
+
+    def eval_labels(self, target: Target) -> list[str]:
+        """The methods of ``target``'s final evaluation, in table order."""
+        if target.key == MAIN:
+            arms = [arm_label(arm, k) for arm in self.arms for k in range(len(self.search_seeds))]
+        else:
+            arms = list(self.arms)
+        return arms + list(target.baselines)
+
+    def units(self) -> list[Unit]:
+        """Every unit, in the order they run: searches, then per target its tuned baselines and its evaluation."""
+        units = self.search_units()
+        for target in self.targets:
+            units += [Unit("tune", target.key, b, self.budget) for b in target.baselines if b != "none"]
+            units.append(Unit("eval", target.key, "eval", len(self.eval_labels(target)) * len(self.eval_seeds)))
+        return units
+
+    def unit(self, kind: str, target: str, name: str = "eval") -> Unit:
+        """The unit of that kind, target and name (a search's name is its arm label, ``lstm-s0``)."""
+        return next(u for u in self.units() if (u.kind, u.target, u.name) == (kind, target, name))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "created": self.created, "experiment": self.main.experiment.name,
+                "budget": self.budget, "search_seeds": list(self.search_seeds), "eval_seeds": list(self.eval_seeds),
+                "arms": list(self.arms), "concurrency": self.concurrency,
+                "targets": [{"key": t.key, "experiment": t.experiment.name, "file": f"experiments/{t.key}.yaml",
+                             "baselines": list(t.baselines)} for t in self.targets]}
+
+
+def arm_label(arm: str, k: int) -> str:
+    """``lstm-s0``: search arm ``arm`` with its ``k``-th search seed."""
+    return f"{arm}-s{k}"
+
+
+def target_key(name: str, taken: set[str]) -> str:
+    """A folder-safe key for a target experiment named ``name``, unique among ``taken``."""
+    key = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "target"
+    if key == MAIN or key in taken:
+        raise StudyError(f"--transfer-to {name!r}: the same target twice, or a target named like the searched task")
+    return key
+
+
+@dataclass(frozen=True)
+class StudyDir:
+    """A study folder and its plan (see the module docstring)."""
+
+    path: Path
+    plan: StudyPlan
+
+    @property
+    def plan_file(self) -> Path:
+        return self.path / "study.json"
+
+    def experiment_file(self, key: str) -> Path:
+        return self.path / "experiments" / f"{key}.yaml"
+
+    def unit_dir(self, unit: Unit) -> Path:
+        if unit.kind == "search":
+            return self.path / "arms" / unit.name
+        if unit.kind == "tune":
+            return self.path / "tuned" / unit.target / unit.name
+        return self.path / "eval" / unit.target
+
+    def result_file(self, unit: Unit) -> Path:
+        return self.path / "results" / f"{unit.id}.json"
+
+    @property
+    def walls_file(self) -> Path:
+        return self.path / "walls.json"
+
+    def read_result(self, unit: Unit) -> dict[str, Any] | None:
+        """The unit's result, or ``None`` while it has not finished."""
+        path = self.result_file(unit)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_result(self, unit: Unit, result: dict[str, Any]) -> Path:
+        path = self.result_file(unit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
+
+    # -- creating and opening --------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, plan: StudyPlan) -> "StudyDir":
+        path = Path(path)
+        plan = dataclasses.replace(plan, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        study = cls(path, plan)
+        (path / "experiments").mkdir(parents=True, exist_ok=True)
+        for target in plan.targets:
+            atomic_write(study.experiment_file(target.key), target.experiment.to_yaml())
+        atomic_write(study.plan_file, json.dumps(plan.to_json(), indent=1) + "\n")  # last: marks the folder a study
+        return study
+
+    @staticmethod
+    def check_new(path: str | Path) -> Path:
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            hint = " (it is a study: use --resume)" if (path / "study.json").exists() else ""
+            raise StudyError(f"{path}: output exists and is not an empty folder{hint}")
+        return path
+
+    @classmethod
+    def open(cls, path: str | Path) -> "StudyDir":
+        """Read a study folder back; anything missing or damaged is a :class:`StudyError`."""
+        path = Path(path)
+        if not (path / "study.json").is_file():
+            raise StudyError(f"{path}: not a study folder (no study.json)")
+        try:
+            raw = json.loads((path / "study.json").read_text())
+            if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+                raise StudyError(f"{path}: study.json is not an autodropout study plan")
+            if raw.get("version") != VERSION:
+                raise StudyError(f"{path}: study.json version {raw.get('version')!r} was written by another version "
+                                 f"of autodropout (this one reads version {VERSION})")
+            targets = tuple(Target(t["key"], _read_experiment(path / t["file"]), tuple(t["baselines"]))
+                            for t in raw["targets"])
+            plan = StudyPlan(int(raw["budget"]), tuple(raw["search_seeds"]), tuple(raw["eval_seeds"]), targets,
+                             int(raw["concurrency"]), tuple(raw["arms"]), raw.get("created", ""))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, StudyError):
+                raise
+            raise StudyError(f"{path}: damaged study folder: {exc}") from None
+        return cls(path, plan)
+
+
+def _read_experiment(path: Path) -> ExperimentConfig:
+    try:
+        return experiment_from_dict(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ConfigError) as exc:
+        raise StudyError(f"{path}: damaged experiment file: {exc}") from None

@@ -1,0 +1,215 @@
+"""The study's report: ``report.md`` (tables), ``report.json`` (the same numbers), the figures and the
+best patterns as pattern files, each written atomically, from ``study.json``, ``experiments/`` and
+``results/`` alone. Rebuilding from a copy of the folder gives the same files (nothing depends on
+the time or on paths outside the folder).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from autodropout.atomic import atomic_write
+from autodropout.study.baselines import describe_domain
+from autodropout.study.plan import MAIN, StudyDir
+from autodropout.study.provenance import write_pattern_files
+from autodropout.study.results import (
+    NONE,
+    Comparison,
+    CostRow,
+    TargetSummary,
+    cost_rows,
+    search_curves,
+    summarize_study,
+)
+from autodropout.study.stats import Summary, summarize
+
+REPORT_FILES = ("report.md", "report.json", "search_curves.png", "test_metrics.png", "best_pattern.png")
+
+
+def write_report(study: StudyDir) -> list[Path]:
+    """Write every report file that the finished units allow; returns the files written."""
+    from autodropout.study.figures import write_figures  # matplotlib only when drawing
+
+    summaries = summarize_study(study)
+    costs = cost_rows(study)
+    written = write_pattern_files(study, summaries)
+    written += write_figures(study, summaries)
+    names = {p.name for p in written}
+    written.append(atomic_write(study.path / "report.json", json.dumps(report_json(study, summaries, costs),
+                                                                        indent=1, allow_nan=False) + "\n"))
+    written.append(atomic_write(study.path / "report.md", markdown(study, summaries, costs, names)))
+    return written
+
+
+def _number(value: float, digits: int, sign: str = "") -> str:
+    """``digits`` significant digits, trailing zeros kept (0.8600), no exponent below ``10**digits``."""
+    if abs(value) >= 10 ** digits:
+        return f"{value:{sign}.0f}"
+    return f"{value:{sign}#.{digits}g}".rstrip(".")
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else _number(value, digits)
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else _number(value, 3, "+")
+
+
+def _ci(s: Summary, signed: bool = False) -> str:
+    if s.low is None:
+        return "-"
+    f = _signed if signed else _fmt
+    return f"[{f(s.low)}, {f(s.high)}]"
+
+
+def _mean_se(s: Summary, signed: bool = False) -> str:
+    head = _signed(s.mean) if signed else _fmt(s.mean)
+    if s.se is None:
+        return head
+    se = 0.0 if s.se < 1e-12 * max(1.0, abs(s.mean)) else s.se
+    return head + " ± " + (_number(se, 2) if se else "0")
+
+
+def describe_method(info: dict[str, Any]) -> str:
+    """``dropblock(p=0.123, block_size=5)``, ``learned conv pattern (3 sites)``, ``none``."""
+    if info.get("params"):
+        return f"{info['arm']}({_params(info['params'])})"
+    return str(info["regularization"])
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def verdict(target: TargetSummary, c: Comparison) -> str:
+    if not c.diff.excludes_zero():
+        return "no difference at 95%"
+    return "better" if target.better(c.diff.mean) else "worse"
+
+
+def markdown(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRow], figures: set[str]) -> str:
+    plan = study.plan
+    main = plan.main.experiment
+    units = plan.units()
+    finished = sum(study.read_result(u) is not None for u in units)
+    lines = [f"# Study: {main.name}", "", *_plan_lines(study),
+             f"- units finished: {finished} of {len(units)}" + ("" if finished == len(units) else " (partial report)"),
+             ""]
+    for target in summaries:
+        lines += _target_section(study, target)
+    lines += _search_section(study)
+    lines += _cost_section(costs)
+    pictures = [("search_curves.png", "validation reward per trial"), ("test_metrics.png", "test metric per arm"),
+                ("best_pattern.png", "the best learned pattern")]
+    shown = [f"![{alt}]({name})" for name, alt in pictures if name in figures]
+    if shown:
+        lines += ["## Figures", "", *shown, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _plan_lines(study: StudyDir) -> list[str]:
+    plan = study.plan
+    baselines = ", ".join(f"{b} ({describe_domain(b)})" if b != NONE else b for b in plan.main.baselines)
+    lines = [
+        f"- budget: {plan.budget} trials per search and per tuned baseline, {plan.concurrency} at a time",
+        f"- search arms: lstm (LSTM controller, REINFORCE) and random (random search in the same space), "
+        f"{len(plan.search_seeds)} search seed(s) each: {', '.join(map(str, plan.search_seeds))}",
+        f"- tuned baselines (Ray Tune BasicVariantGenerator, random search over the domain, best on validation): "
+        f"{baselines}",
+        f"- final evaluation: each arm's best retrained with training seeds {', '.join(map(str, plan.eval_seeds))} "
+        "and scored on the held-out test split; mean ± standard error and 95% t-intervals over seeds; "
+        "differences paired by training seed",
+    ]
+    for target in plan.targets[1:]:
+        lines.append(f"- transfer target `{target.experiment.name}` (baselines: {', '.join(target.baselines)})")
+    return lines
+
+
+def _target_section(study: StudyDir, t: TargetSummary) -> list[str]:
+    better = "higher" if t.mode == "max" else "lower"
+    title = f"Searched task `{t.experiment}`" if t.key == MAIN else f"Transfer to `{t.experiment}`"
+    lines = [f"## {title}: test {t.metric} ({better} is better)", "",
+             f"| arm | regularization | val {t.metric} | test {t.metric} (mean ± SE) | 95% CI | seeds |",
+             "|---|---|---|---|---|---|"]
+    for arm in t.arms:
+        what = describe_method(arm.members[0].info) if len(arm.members) == 1 else \
+            f"{len(arm.members)} patterns (one per search seed), averaged per training seed"
+        lines.append(f"| {arm.name} | {what} | {_fmt(arm.val.mean)} | {_mean_se(arm.test)} | {_ci(arm.test)} "
+                     f"| {arm.test.n} |")
+    lines += ["", f"Best tuned baseline (by mean validation {t.metric}): **{t.best_baseline or '-'}**.", "",
+              f"Paired test differences (arm - reference, same training seeds; {better} is better):", "",
+              "| arm | reference | difference (mean ± SE) | 95% CI | verdict |", "|---|---|---|---|---|"]
+    for c in t.comparisons:
+        reference = c.reference + (" (best tuned)" if c.reference == t.best_baseline else "")
+        lines.append(f"| {c.arm} | {reference} | {_mean_se(c.diff, True)} | {_ci(c.diff, True)} "
+                     f"| {verdict(t, c)} |")
+    if t.key == MAIN:
+        lines += ["", "Each search seed's best pattern on its own:", "",
+                  f"| pattern | search reward | val {t.metric} | test {t.metric} (mean ± SE) | 95% CI |",
+                  "|---|---|---|---|---|"]
+        for arm in (a for a in t.arms if a.search):
+            for m in arm.members:
+                test = summarize(list(m.test.values()))
+                val = summarize(list(m.val.values()))
+                lines.append(f"| {m.label} | {_fmt(m.info.get('search_reward'))} | {_fmt(val.mean)} "
+                             f"| {_mean_se(test)} | {_ci(test)} |")
+    if t.missing:
+        lines += ["", "Not evaluated: " + "; ".join(t.missing) + "."]
+    return lines + [""]
+
+
+def _search_section(study: StudyDir) -> list[str]:
+    lines = ["## Search and tuning (validation reward)", "",
+             "| arm | seed | trials (failed) | best reward | mean reward, first third | last third |",
+             "|---|---|---|---|---|---|"]
+    for arm, runs in search_curves(study).items():
+        for k, rewards in enumerate(runs):
+            ok = [r for r in rewards if r is not None]
+            third = max(1, len(ok) // 3)
+            first = sum(ok[:third]) / len(ok[:third]) if ok else None
+            last = sum(ok[-third:]) / len(ok[-third:]) if ok else None
+            lines.append(f"| {arm} | {k} | {len(rewards)} ({len(rewards) - len(ok)}) | {_fmt(max(ok, default=None))} "
+                         f"| {_fmt(first)} | {_fmt(last)} |")
+    lines += ["", "| target | tuned baseline | domain | best configuration | best reward | trials (failed) |",
+              "|---|---|---|---|---|---|"]
+    for target in study.plan.targets:
+        for baseline in (b for b in target.baselines if b != NONE):
+            result = study.read_result(study.plan.unit("tune", target.key, baseline))
+            if result is None:
+                continue
+            failed = sum(t["status"] != "done" for t in result["trials"])
+            best = result["best"]
+            config = "-" if best is None else _params(best["config"]["regularizer"]["params"])
+            lines.append(f"| {target.key} | {baseline} | {describe_domain(baseline)} | {config} "
+                         f"| {_fmt(best['reward'] if best else None)} | {len(result['trials'])} ({failed}) |")
+    return lines + [""]
+
+
+def _cost_section(costs: list[CostRow]) -> list[str]:
+    lines = ["## Cost", "",
+             "Search or tuning: trial-seconds x CPUs (GPUs) per trial; wall: time spent in the unit(s), "
+             "interruptions excluded; final evaluation: the arm's retraining runs.", "",
+             "| target | arm | trials | CPU-s | GPU-s | wall | trials per hour | final-evaluation CPU-s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in costs:
+        lines.append(f"| {c.target} | {c.arm} | {c.trials} | {c.cpu_s:.0f} | {c.gpu_s:.0f} | {c.wall_s:.0f}s "
+                     f"| {_fmt(c.trials_per_hour, 3)} | {'-' if c.eval_cpu_s is None else f'{c.eval_cpu_s:.0f}'} |")
+    return lines + [""]
+
+
+def report_json(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRow]) -> dict[str, Any]:
+    def arm(a: Any) -> dict[str, Any]:
+        return {"name": a.name, "search": a.search, "val": a.val.to_json(), "test": a.test.to_json(),
+                "test_by_seed": {str(k): v for k, v in a.test_by_seed.items()},
+                "methods": [{"label": m.label, "search_seed": m.search_seed, "regularization": m.info["regularization"],
+                             "val": {str(k): v for k, v in m.val.items()},
+                             "test": {str(k): v for k, v in m.test.items()}, "failed": m.failed} for m in a.members]}
+
+    return {"format": "autodropout.study.report", "version": 1, "plan": study.plan.to_json(),
+            "targets": [{"key": t.key, "experiment": t.experiment, "metric": t.metric, "mode": t.mode,
+                         "best_baseline": t.best_baseline, "arms": [arm(a) for a in t.arms],
+                         "comparisons": [{"arm": c.arm, "reference": c.reference, **c.diff.to_json()}
+                                         for c in t.comparisons], "missing": t.missing} for t in summaries],
+            "costs": [{**c.__dict__, "trials_per_hour": c.trials_per_hour} for c in costs]}

@@ -1,0 +1,59 @@
+"""A new study from what the user asked for: every check happens here, before anything is written."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+from autodropout.checks import is_int
+from autodropout.experiment import ExperimentConfig, find_experiment
+from autodropout.study.baselines import check_baselines, default_baselines, tunable_baselines
+from autodropout.study.plan import EVAL_SEED_BASE, MAIN, StudyError, StudyPlan, Target, target_key
+from autodropout.tasks import task_class
+
+
+def make_plan(
+    experiment: str | Path,
+    budget: int | None = None,
+    search_seeds: int = 2,
+    eval_seeds: int = 5,
+    baselines: Sequence[str] | None = None,
+    transfer_to: Sequence[str | Path] = (),
+    concurrency: int | None = None,
+) -> StudyPlan:
+    """The plan of a study of ``experiment`` (see :func:`autodropout.study.run_study` for the arguments)."""
+    main = _study_experiment(find_experiment(experiment))
+    budget = main.search.trials if budget is None else budget
+    _check_count("--budget", budget, 1, "trials per search arm and per tuned baseline")
+    _check_count("--search-seeds", search_seeds, 1, "independent searches per search arm")
+    _check_count("--eval-seeds", eval_seeds, 2, "training seeds of the final evaluation (2 at least, for an interval)")
+    concurrency = main.search.concurrency if concurrency is None else concurrency
+    _check_count("--concurrency", concurrency, 1, "trials at once")
+    kind = main.task.kind
+    chosen = check_baselines(list(baselines) if baselines is not None else default_baselines(kind), kind)
+    targets = [Target(MAIN, main, tuple(chosen))]
+    space = task_class(kind).space_type.kind
+    for name in transfer_to:
+        other = _study_experiment(find_experiment(name))
+        other_kind = other.task.kind
+        if task_class(other_kind).space_type.kind != space:
+            raise StudyError(f"--transfer-to {name}: a {space} pattern (from a {kind} task) cannot go to a "
+                             f"{other_kind} task, whose sites take {task_class(other_kind).space_type.kind} patterns")
+        own = default_baselines(other_kind) if baselines is None else \
+            [b for b in chosen if b in tunable_baselines(other_kind)]
+        targets.append(Target(target_key(other.name, {t.key for t in targets}), other, tuple(own)))
+    seed = main.task.train.seed
+    return StudyPlan(budget=budget, search_seeds=tuple(seed + k for k in range(search_seeds)),
+                     eval_seeds=tuple(EVAL_SEED_BASE + i for i in range(eval_seeds)), targets=tuple(targets),
+                     concurrency=concurrency)
+
+
+def _study_experiment(experiment: ExperimentConfig) -> ExperimentConfig:
+    """The experiment as the study runs it: every unit keeps its Tune experiment in its own folder of
+    the study (a shared ``search.storage_path`` would put every search in the same place)."""
+    return dataclasses.replace(experiment, search=dataclasses.replace(experiment.search, storage_path=None))
+
+
+def _check_count(option: str, value: object, minimum: int, what: str) -> None:
+    if not is_int(value, minimum):
+        raise StudyError(f"{option}: expected at least {minimum} ({what}), got {value!r}")

@@ -1,0 +1,212 @@
+"""What a study found, computed from its unit results alone (no Ray, no torch, no data).
+
+Rules (also in ``docs/study.md``):
+
+* A search arm with K search seeds has K best patterns, each retrained on the S evaluation seeds. Its
+  score on evaluation seed ``e`` is the mean over its K patterns at ``e``: the expected result of
+  running that search once, paired with every other method by training seed. Its interval is over
+  evaluation seeds for these K searches; the K patterns are also reported one by one.
+* The *best tuned baseline* of a target is the tuned baseline (not ``none``) with the best mean
+  validation metric in the final evaluation: chosen on validation, scored on test.
+* The pattern a search arm transfers (and publishes) is its pattern with the best mean validation
+  metric over the evaluation seeds.
+* Differences are ``arm - reference`` on the test metric, paired by training seed; with
+  ``mode == "min"`` (perplexity) a negative difference is an improvement.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from autodropout.study.plan import MAIN, StudyDir, StudyPlan, Target
+from autodropout.study.stats import Summary, paired, per_seed_mean, summarize
+
+NONE = "none"
+
+
+@dataclass
+class MethodScores:
+    """One evaluated method (a search seed's pattern, or a baseline) of a target, per evaluation seed."""
+
+    label: str
+    arm: str
+    search_seed: int | None
+    info: dict[str, Any]
+    val: dict[int, float]
+    test: dict[int, float]
+    failed: int
+
+
+@dataclass
+class ArmSummary:
+    """An arm on a target: its methods, its per-seed values (mean over its methods) and their summaries."""
+
+    name: str
+    search: bool
+    members: list[MethodScores]
+    val_by_seed: dict[int, float]
+    test_by_seed: dict[int, float]
+    val: Summary
+    test: Summary
+
+
+@dataclass
+class Comparison:
+    arm: str
+    reference: str
+    diff: Summary
+
+
+@dataclass
+class TargetSummary:
+    key: str
+    experiment: str
+    metric: str
+    mode: str
+    arms: list[ArmSummary]
+    best_baseline: str | None
+    comparisons: list[Comparison]
+    missing: list[str] = field(default_factory=list)
+
+    def arm(self, name: str) -> ArmSummary | None:
+        return next((a for a in self.arms if a.name == name), None)
+
+    def better(self, value: float) -> bool:
+        return value > 0 if self.mode == "max" else value < 0
+
+
+def method_scores(evaluation: dict[str, Any]) -> list[MethodScores]:
+    """Every method of an evaluation result, in table order."""
+    scores = []
+    for info in evaluation["methods"]:
+        cells = [c for c in evaluation["cells"] if c["label"] == info["label"]]
+        ok = [c for c in cells if c["error"] is None]
+        scores.append(MethodScores(info["label"], info["arm"], info.get("search_seed"), info,
+                                   {c["seed"]: c["val"] for c in ok}, {c["seed"]: c["test"] for c in ok},
+                                   len(cells) - len(ok)))
+    return scores
+
+
+def _key(values: dict[int, float], mode: str) -> float:
+    mean = statistics.fmean(values.values())
+    return mean if mode == "max" else -mean
+
+
+def select_pattern(evaluation: dict[str, Any], arm: str) -> MethodScores | None:
+    """The arm's pattern with the best mean validation metric (first on a tie), or ``None``."""
+    candidates = [m for m in method_scores(evaluation) if m.arm == arm and m.search_seed is not None and m.val]
+    return max(candidates, key=lambda m: _key(m.val, evaluation["mode"]), default=None)
+
+
+def summarize_target(plan: StudyPlan, target: Target, evaluation: dict[str, Any]) -> TargetSummary:
+    """Arms, the best tuned baseline and the paired comparisons of one evaluated target."""
+    mode = evaluation["mode"]
+    members = method_scores(evaluation)
+    arms = []
+    for name in list(plan.arms) + list(target.baselines):
+        mine = [m for m in members if m.arm == name and m.test]
+        val, test = per_seed_mean([m.val for m in mine]), per_seed_mean([m.test for m in mine])
+        arms.append(ArmSummary(name, name in plan.arms, mine, val, test, summarize(list(val.values())),
+                               summarize(list(test.values()))))
+    tuned = [a for a in arms if not a.search and a.name != NONE and a.val_by_seed]
+    best = max(tuned, key=lambda a: _key(a.val_by_seed, mode), default=None)
+    comparisons = _comparisons(plan, arms, best)
+    return TargetSummary(target.key, target.experiment.name, evaluation["metric"], mode, arms,
+                         best.name if best else None, comparisons, list(evaluation.get("missing", [])))
+
+
+def _comparisons(plan: StudyPlan, arms: list[ArmSummary], best: ArmSummary | None) -> list[Comparison]:
+    """Every arm against ``none``; each search arm against the best tuned baseline; the first search
+    arm against the second (the controller against random search)."""
+    by_name = {a.name: a for a in arms}
+    pairs = [(a.name, NONE) for a in arms if a.name != NONE]
+    if best is not None:
+        pairs += [(arm, best.name) for arm in plan.arms]
+    if len(plan.arms) == 2:
+        pairs.append(tuple(plan.arms))
+    out = []
+    for arm, reference in pairs:
+        a, b = by_name.get(arm), by_name.get(reference)
+        if a is not None and b is not None and a.test_by_seed and b.test_by_seed:
+            out.append(Comparison(arm, reference, paired(a.test_by_seed, b.test_by_seed)))
+    return out
+
+
+def summarize_study(study: StudyDir) -> list[TargetSummary]:
+    """A :class:`TargetSummary` per target whose final evaluation has finished."""
+    out = []
+    for target in study.plan.targets:
+        evaluation = study.read_result(study.plan.unit("eval", target.key))
+        if evaluation is not None:
+            out.append(summarize_target(study.plan, target, evaluation))
+    return out
+
+
+def search_curves(study: StudyDir) -> dict[str, list[list[float | None]]]:
+    """Per search arm, per search seed, the validation reward of each trial in sampling order
+    (``None`` for a failed trial); only finished searches."""
+    curves: dict[str, list[list[float | None]]] = {arm: [] for arm in study.plan.arms}
+    for unit in study.plan.search_units():
+        result = study.read_result(unit)
+        if result is not None:
+            curves[result["arm"]].append([t["reward"] if t["status"] == "done" else None for t in result["trials"]])
+    return curves
+
+
+def tuning_curves(study: StudyDir, key: str = MAIN) -> dict[str, list[float | None]]:
+    """Per tuned baseline of target ``key``, its trials' validation rewards in sampling order."""
+    curves = {}
+    for baseline in study.plan.target(key).baselines:
+        if baseline == NONE:
+            continue
+        result = study.read_result(study.plan.unit("tune", key, baseline))
+        if result is not None:
+            curves[baseline] = [t["reward"] if t["status"] == "done" else None for t in result["trials"]]
+    return curves
+
+
+@dataclass
+class CostRow:
+    """What one arm's search or tuning cost on a target, and its final evaluation."""
+
+    target: str
+    arm: str
+    trials: int
+    cpu_s: float
+    gpu_s: float
+    wall_s: float
+    eval_cpu_s: float | None
+
+    @property
+    def trials_per_hour(self) -> float | None:
+        return 3600.0 * self.trials / self.wall_s if self.wall_s > 0 else None
+
+
+def cost_rows(study: StudyDir) -> list[CostRow]:
+    """One row per search arm (its K searches together) and per tuned baseline, per target."""
+    rows = []
+    for target in study.plan.targets:
+        evaluation = study.read_result(study.plan.unit("eval", target.key))
+        names = (list(study.plan.arms) if target.key == MAIN else []) + list(target.baselines)
+        for name in names:
+            if name in study.plan.arms:
+                units = [u for u in study.plan.search_units() if u.name.rsplit("-s", 1)[0] == name]
+            else:
+                units = [] if name == NONE else [study.plan.unit("tune", target.key, name)]
+            results = [r for r in map(study.read_result, units) if r is not None]
+            if len(results) < len(units):
+                continue
+            total = {k: sum(r["cost"].get(k, 0.0) for r in results) for k in ("trials", "cpu_s", "gpu_s", "wall_s")}
+            rows.append(CostRow(target.key, name, int(total["trials"]), total["cpu_s"], total["gpu_s"],
+                                total["wall_s"], _eval_cpu(evaluation, name)))
+    return rows
+
+
+def _eval_cpu(evaluation: dict[str, Any] | None, arm: str) -> float | None:
+    if evaluation is None:
+        return None
+    cost = evaluation["cost"]
+    per_second = cost["cpu_s"] / cost["trial_s"] if cost["trial_s"] else 0.0
+    labels = {m["label"] for m in evaluation["methods"] if m["arm"] == arm}
+    return per_second * sum(c["seconds"] for c in evaluation["cells"] if c["label"] in labels)

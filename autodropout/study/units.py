@@ -1,0 +1,180 @@
+"""Running one unit of a study and turning what it left on disk into its result.
+
+The Ray side is reached only through ``autodropout.workers`` (:func:`~autodropout.workers.run.run_search`
+/ :func:`~autodropout.workers.run.resume_search` for a search arm,
+:mod:`autodropout.workers.tuned` for a tuned baseline, :func:`~autodropout.workers.parallel.run_grid`
+for the final evaluation). Each runner first looks at the unit's folder: a restorable Tune experiment
+is continued (finished trials stay, interrupted ones resume from their checkpoints); anything else
+left by a driver killed before Tune saved its first state is removed and the unit starts over.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from autodropout.experiment import ExperimentConfig
+from autodropout.runs import RunDir, RunDirError, TrialRecord, read_trials
+from autodropout.study.methods import eval_methods
+from autodropout.study.plan import StudyDir, Unit
+from autodropout.study.progress import ended_trials
+from autodropout.tasks import build_task, task_sites
+from autodropout.tasks.reward import METRICS
+
+#: On restore, Ray warns once per trial that had not started ("Failed to fetch metrics"): expected
+#: after an interruption, and the trials are run as usual.
+_RESTORE_LOGGER = "ray.tune.analysis.experiment_analysis"
+
+
+class UnitInterrupted(RuntimeError):
+    """Ray Tune stopped before the unit's trials had all ended (Ctrl-C: Tune saves its state and returns)."""
+
+
+def check_ended(study: StudyDir, unit: Unit, expected: int) -> None:
+    """Raise :class:`UnitInterrupted` unless ``expected`` trials of ``unit`` have ended (finished or failed)."""
+    experiment = study.plan.target(unit.target).experiment
+    ended = len(ended_trials(experiment_dir(study, unit), experiment.task.train.epochs))
+    if ended < expected:
+        raise UnitInterrupted(f"{unit.id} stopped with {ended} of {expected} trials ended")
+
+
+def run_unit(study: StudyDir, unit: Unit) -> dict[str, Any]:
+    """Run (or continue) ``unit`` and return its result (the caller writes it); a unit that Ray Tune
+    stopped early (Ctrl-C) raises :class:`UnitInterrupted` and leaves no result."""
+    logging.getLogger(_RESTORE_LOGGER).setLevel(logging.ERROR)
+    return {"search": _search, "tune": _tune, "eval": _evaluate}[unit.kind](study, unit)
+
+
+def experiment_dir(study: StudyDir, unit: Unit) -> Path:
+    """The Tune experiment folder of ``unit`` (where its trial folders appear)."""
+    from autodropout.runs.run_dir import EXPERIMENT_NAME
+    from autodropout.workers.parallel import GRID_NAME
+
+    return study.unit_dir(unit) / (GRID_NAME if unit.kind == "eval" else EXPERIMENT_NAME)
+
+
+def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
+    from autodropout.workers.run import resume_search, run_search
+    from autodropout.workers.tuned import restorable
+
+    plan = study.plan
+    arm, k = unit.name.rsplit("-s", 1)
+    seed = plan.search_seeds[int(k)]
+    folder = study.unit_dir(unit)
+    experiment = plan.main.experiment.with_search(trials=plan.budget, controller=arm, concurrency=plan.concurrency)
+    if _run_dir(folder) is not None and restorable(experiment_dir(study, unit)):
+        resume_search(folder, quiet=True)
+    else:
+        _clear(folder)
+        run_search(experiment, output=folder, seed=seed, quiet=True)
+    check_ended(study, unit, plan.budget)
+    records = read_trials(experiment_dir(study, unit), RunDir.open(folder).metric)
+    sites = task_sites(experiment.task)
+    return _trials_result(unit, records, experiment, seed, arm=arm, search_seed=seed,
+                          site_shapes=[list(s) for s in sites.shapes] if sites else None)
+
+
+def _tune(study: StudyDir, unit: Unit) -> dict[str, Any]:
+    from autodropout.study.baselines import DOMAINS
+    from autodropout.workers.tuned import restorable, resume_tuned, tune_regularizer
+
+    target = study.plan.target(unit.target)
+    experiment, seed = target.experiment, target.experiment.task.train.seed
+    if restorable(experiment_dir(study, unit)):
+        resume_tuned(experiment, experiment_dir(study, unit))
+    else:
+        _clear(study.unit_dir(unit))
+        tune_regularizer(experiment, unit.name, DOMAINS[unit.name], study.unit_dir(unit), trials=study.plan.budget,
+                         seed=seed, concurrency=study.plan.concurrency)
+    check_ended(study, unit, study.plan.budget)
+    records = read_trials(experiment_dir(study, unit), build_task_metric(experiment))
+    return _trials_result(unit, records, experiment, seed, baseline=unit.name, domain=DOMAINS[unit.name])
+
+
+def _evaluate(study: StudyDir, unit: Unit) -> dict[str, Any]:
+    from autodropout.workers.parallel import run_grid
+
+    target = study.plan.target(unit.target)
+    task = build_task(target.experiment.task)
+    methods, missing = eval_methods(study, target, task)
+    by_label = {trial.label: trial for trial, _ in methods}
+    search = target.experiment.search
+    cells: list[dict[str, Any]] = []
+    grid = run_grid(task, list(by_label.values()), study.plan.eval_seeds, search.cpus_per_trial,
+                    search.gpus_per_trial, progress=False, storage=study.unit_dir(unit)) if by_label else iter(())
+    for cell in grid:
+        if not cells:  # the grid has run: every (method, seed) must have ended
+            check_ended(study, unit, len(by_label) * len(study.plan.eval_seeds))
+        record: dict[str, Any] = {"label": cell.method, "seed": cell.seed, "seconds": cell.seconds, "val": None,
+                                  "test": None, "error": cell.error}
+        if cell.state is not None:
+            model = task.build_model(by_label[cell.method].regularization).to(task.device)
+            model.load_state_dict(cell.state)
+            val, test = task.evaluate(model, "val"), task.evaluate(model, "test")
+            record.update(val=_finite(val[task.metric]), test=_finite(test[task.metric]),
+                          val_metrics=_finite_dict(val), test_metrics=_finite_dict(test))
+            if record["val"] is None or record["test"] is None:
+                record["error"] = "non-finite metric"
+        cells.append(record)
+    seconds = sum(c["seconds"] for c in cells)
+    return {**_head(unit, task.metric), "methods": [info for _, info in methods], "missing": missing,
+            "cells": cells, "cost": _cost(len(cells), seconds, target.experiment)}
+
+
+def build_task_metric(experiment: ExperimentConfig) -> str:
+    """The validation metric of ``experiment``'s task (from its class, without loading data)."""
+    from autodropout.tasks import task_class
+
+    return task_class(experiment.task.kind).metric
+
+
+def _trials_result(unit: Unit, records: list[TrialRecord], experiment: ExperimentConfig, seed: int,
+                   **extra: Any) -> dict[str, Any]:
+    metric = build_task_metric(experiment)
+    done = [r for r in records if r.status == "done" and r.reward is not None and math.isfinite(r.reward)]
+    best = max(done, key=lambda r: r.reward, default=None)
+    trials = [{"index": r.index, "trial_id": r.trial_id, "status": r.status, "reward": _finite(r.reward),
+               "value": _finite(r.metric), "seconds": r.duration_s,
+               "params": None if r.trial.space else dict(r.trial.regularization.params), "tokens": r.trial.tokens}
+              for r in records]
+    return {**_head(unit, metric), **extra, "seed": seed, "trials": trials,
+            "best": None if best is None else {"trial_id": best.trial_id, "reward": best.reward,
+                                               "value": _finite(best.metric), "config": best.trial.to_config()},
+            "cost": _cost(len(records), sum(r.duration_s for r in records), experiment)}
+
+
+def _head(unit: Unit, metric: str) -> dict[str, Any]:
+    return {"format": "autodropout.study.unit", "unit": unit.id, "kind": unit.kind, "target": unit.target,
+            "name": unit.name, "metric": metric, "mode": METRICS[metric],
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _cost(trials: int, seconds: float, experiment: ExperimentConfig) -> dict[str, Any]:
+    """Trial-seconds, and what they cost in CPU- and GPU-seconds at the experiment's resources per trial."""
+    s = experiment.search
+    return {"trials": trials, "trial_s": seconds, "cpu_s": seconds * s.cpus_per_trial,
+            "gpu_s": seconds * s.gpus_per_trial}
+
+
+def _run_dir(folder: Path) -> RunDir | None:
+    try:
+        return RunDir.open(folder)
+    except RunDirError:
+        return None
+
+
+def _clear(folder: Path) -> None:
+    """Remove what a driver killed before Tune's first saved state left in a unit's own folder."""
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _finite_dict(values: dict[str, Any]) -> dict[str, float | None]:
+    return {k: _finite(v) for k, v in values.items()}

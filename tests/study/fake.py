@@ -1,0 +1,74 @@
+"""A study folder with hand-made unit results (no Ray, no training): for the statistics, report,
+pattern-file and publishing tests."""
+from pathlib import Path
+
+from autodropout.experiment import load_experiment
+from autodropout.runs import Trial
+from autodropout.search_spaces import ConvSpace
+from autodropout.study.plan import StudyDir
+from autodropout.study.request import make_plan
+from autodropout.tasks import Regularization, task_sites
+from tests.tiny import write_experiment
+
+SEEDS = (1000, 1001, 1002)
+#: (val per seed, test per seed) of every method of the final evaluation.
+SCORES = {
+    "lstm-s0": ([0.91] * 3, [0.90, 0.92, 0.94]),
+    "lstm-s1": ([0.95] * 3, [0.86, 0.88, 0.84]),  # best validation: the selected lstm pattern
+    "random-s0": ([0.90] * 3, [0.85, 0.85, 0.85]),
+    "random-s1": ([0.80] * 3, [0.87, 0.83, 0.85]),
+    "none": ([0.80] * 3, [0.80, 0.83, 0.81]),
+    "dropout": ([0.86] * 3, [0.84, 0.87, 0.85]),
+}
+
+
+def _cost(trials: int, seconds: float) -> dict:
+    return {"trials": trials, "trial_s": seconds, "cpu_s": seconds, "gpu_s": 0.0, "wall_s": seconds / 2}
+
+
+def _trials_result(unit, best_trial: Trial, rewards: list[float], **extra) -> dict:
+    best = max(range(len(rewards)), key=rewards.__getitem__)
+    trials = [{"index": i, "trial_id": f"t{i}", "status": "done", "reward": r, "value": r, "seconds": 10.0,
+               "params": None, "tokens": None} for i, r in enumerate(rewards)]
+    return {"format": "autodropout.study.unit", "unit": unit.id, "kind": unit.kind, "target": unit.target,
+            "name": unit.name, "metric": "accuracy", "mode": "max", "finished": "2026-01-01T00:00:00+00:00",
+            "seed": 0, "trials": trials, **extra,
+            "best": {"trial_id": f"t{best}", "reward": rewards[best], "value": rewards[best],
+                     "config": best_trial.to_config()},
+            "cost": _cost(len(rewards), 10.0 * len(rewards))}
+
+
+def fake_study(folder: Path, finished: bool = True) -> StudyDir:
+    """A study of tests.tiny's vision experiment, budget 2, 2 search seeds, 3 evaluation seeds,
+    baselines none and dropout; with ``finished`` its final evaluation has the :data:`SCORES`."""
+    experiment_file = write_experiment(folder)
+    plan = make_plan(experiment_file, budget=2, search_seeds=2, eval_seeds=3, baselines=["none", "dropout"])
+    study = StudyDir.create(folder / "study", plan)
+    task = load_experiment(experiment_file).task
+    space = ConvSpace(num_sites=3)
+    shapes = [list(s) for s in task_sites(task).shapes]
+    for n, unit in enumerate(plan.search_units()):
+        trial = Trial.for_tokens(task, space, space.sample(n), seed=plan.search_seeds[int(unit.name[-1])])
+        result = _trials_result(unit, trial, [0.5 + 0.1 * n, 0.4 + 0.1 * n], arm=unit.name.split("-")[0],
+                                search_seed=trial.seed, site_shapes=shapes)
+        study.write_result(unit, result)
+    tune = plan.unit("tune", "main", "dropout")
+    dropout = Trial(task, Regularization(name="dropout", params={"p": 0.2}), 0, label="dropout")
+    study.write_result(tune, _trials_result(tune, dropout, [0.7, 0.8], baseline="dropout", domain={}))
+    if finished:
+        study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main")))
+    return study
+
+
+def _evaluation(unit) -> dict:
+    methods, cells = [], []
+    for label, (val, test) in SCORES.items():
+        arm, _, k = label.partition("-s")
+        methods.append({"label": label, "arm": arm, "search_seed": int(k) if k else None, "source": "t1",
+                        "search_reward": 0.9, "regularization": "dropout(p=0.2)" if arm == "dropout" else arm,
+                        "params": {"p": 0.2} if arm == "dropout" else None, "pattern": None})
+        cells += [{"label": label, "seed": s, "seconds": 5.0, "val": v, "test": t, "error": None}
+                  for s, v, t in zip(SEEDS, val, test)]
+    return {"format": "autodropout.study.unit", "unit": unit.id, "kind": "eval", "target": "main", "name": "eval",
+            "metric": "accuracy", "mode": "max", "finished": "2026-01-02T00:00:00+00:00", "methods": methods,
+            "missing": [], "cells": cells, "cost": _cost(len(cells), 5.0 * len(cells))}

@@ -1,0 +1,109 @@
+"""Bad input to `autodropout study`: one line, exit status 2, nothing written; and what a plan holds."""
+import pytest
+
+from autodropout.cli import main
+from autodropout.study import StudyDir, make_plan
+from autodropout.study.baselines import DOMAINS, default_baselines
+from tests.tiny import TINY_LM, write_experiment
+
+
+def run(capsys, *args):
+    code = main(["study", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--baselines", "none,dropblok"], "baseline 'dropblok' is not usable on a vision task; choose among: none, "),
+    (["--baselines", "none,dropconnect"], "baseline 'dropconnect' is not usable on a vision task"),
+    (["--baselines", "dropout,dropout"], "baseline 'dropout' is listed twice"),
+    (["--budget", "0"], "--budget: expected at least 1 (trials per search arm and per tuned baseline), got 0"),
+    (["--search-seeds", "0"], "--search-seeds: expected at least 1"),
+    (["--eval-seeds", "1"], "--eval-seeds: expected at least 2"),
+    (["--concurrency", "0"], "--concurrency: expected at least 1"),
+    (["--transfer-to", "LM"], "a conv pattern (from a vision task) cannot go to a language_model task"),
+    (["--transfer-to", "no_such_preset"], "no_such_preset: neither an experiment file nor a preset"),
+])
+def test_bad_requests_write_nothing(tmp_path, capsys, args, message):
+    experiment = write_experiment(tmp_path)
+    lm = write_experiment(tmp_path, base=TINY_LM)
+    args = [str(lm) if a == "LM" else a for a in args]
+    code, out, err = run(capsys, experiment, *args, "--output", tmp_path / "study")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("autodropout: error: ") and message in err
+    assert not (tmp_path / "study").exists()
+
+
+def test_existing_output_is_refused(tmp_path, capsys):
+    experiment = write_experiment(tmp_path)
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "notes.txt").write_text("mine")
+    code, _, err = run(capsys, experiment, "--output", tmp_path / "study")
+    assert code == 2 and "output exists and is not an empty folder" in err
+    assert [p.name for p in (tmp_path / "study").iterdir()] == ["notes.txt"]
+
+
+def test_report_resume_publish_need_a_study_folder(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    for args in (["--report", tmp_path / "run"], ["--resume", tmp_path / "run"], ["--publish", tmp_path / "run", "x"]):
+        code, out, err = run(capsys, *args)
+        assert code == 2 and out == "" and err == f"autodropout: error: {tmp_path / 'run'}: not a study folder (no study.json)\n"
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_resume_takes_no_new_options(tmp_path, capsys):
+    code, _, err = run(capsys, "--resume", tmp_path, "--budget", "3")
+    assert code == 2 and "--resume works on an existing study folder as planned" in err
+
+
+def test_damaged_study_json_is_one_line(tmp_path, capsys):
+    (tmp_path / "study.json").write_text('{"format": "autodropout.study", "version": 1')
+    code, _, err = run(capsys, "--report", tmp_path)
+    assert code == 2 and "damaged study folder" in err and err.count("\n") == 1
+
+
+def test_plan_defaults_and_units(tmp_path):
+    experiment = write_experiment(tmp_path)
+    plan = make_plan(experiment, search_seeds=2, eval_seeds=3, transfer_to=[write_experiment(tmp_path / "", {
+        "name": "bigger", "task": {"kind": "vision", "dataset": "digits", "image_size": 8, "depth": 16, "width": 2,
+                                   "train": {"epochs": 1}}})])
+    assert plan.budget == 4 and plan.search_seeds == (0, 1) and plan.eval_seeds == (1000, 1001, 1002)
+    assert plan.main.baselines == tuple(default_baselines("vision"))
+    assert set(plan.main.baselines) - {"none"} <= set(DOMAINS)
+    assert plan.main.baselines == ("none", "dropout", "spatial_dropout", "dropblock", "droppath", "targetdrop",
+                                   "ydrop", "sparseout")
+    assert plan.main.experiment.search.storage_path is None
+    ids = [u.id for u in plan.units()]
+    assert ids[:4] == ["search/lstm-s0", "search/lstm-s1", "search/random-s0", "search/random-s1"]
+    assert ids[-1] == "eval/bigger" and "tune/bigger/dropblock" in ids and "eval/main" in ids
+    assert plan.unit("eval", "main").trials == (4 + 8) * 3 and plan.unit("eval", "bigger").trials == (2 + 8) * 3
+    study = StudyDir.create(tmp_path / "study", plan)
+    assert StudyDir.open(study.path).plan.to_json() == study.plan.to_json()
+
+
+def test_transformer_defaults():
+    assert default_baselines("language_model") == ["none", "dropout", "variational_dropout", "sparseout", "ydrop"]
+    assert default_baselines("translation") == default_baselines("language_model")
+
+
+def test_help_has_examples(capsys):
+    code = main(["study", "--help"])
+    out = capsys.readouterr().out
+    assert code == 0 and "examples:" in out and "--transfer-to" in out and "--publish" in out
+
+
+def test_estimate_from_the_measured_trial_times_of_the_presets(tmp_path):
+    from autodropout.catalog import TRIAL_SECONDS
+    from autodropout.study.driver import estimate_seconds
+
+    plan = make_plan("digits_wrn_quick", budget=16, search_seeds=2, eval_seeds=5)
+    trials = 2 * 2 * 16 + 7 * 16 + (4 + 8) * 5  # searches, tuned baselines, final evaluation
+    assert sum(u.trials for u in plan.units()) == trials
+    assert estimate_seconds(plan) == pytest.approx(trials * TRIAL_SECONDS["digits_wrn_quick"]["cpu"] / 2)
+    assert estimate_seconds(make_plan(write_experiment(tmp_path), budget=2)) is None  # not a preset
+
+
+def test_unreachable_cluster_writes_nothing(tmp_path, capsys):
+    code, _, err = run(capsys, write_experiment(tmp_path), "--address", "127.0.0.1:1", "--output", tmp_path / "study")
+    assert code == 2 and "could not reach the Ray cluster at '127.0.0.1:1'" in err
+    assert not (tmp_path / "study").exists()

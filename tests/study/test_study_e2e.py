@@ -1,0 +1,167 @@
+"""`autodropout study` for real, on tiny configs, through the command line: 2 search arms x 2 trials x
+2 search seeds, dropout tuned at the same budget, 2 evaluation seeds; then the report rebuilt from a
+copied folder, publishing, and kill -9 / Ctrl-C + --resume."""
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import autodropout as ad
+from autodropout.runs import RunDir
+from tests.conftest import PYTHON
+from tests.tiny import TINY_VISION, write_experiment
+
+pytestmark = pytest.mark.slow
+
+TINY_STUDY = ["--budget", 2, "--search-seeds", 2, "--eval-seeds", 2, "--baselines", "none,dropout"]
+LABELS = {"lstm-s0", "lstm-s1", "random-s0", "random-s1", "none", "dropout"}
+
+
+def autodropout(*args, env, timeout=600, check=True):
+    proc = subprocess.run([PYTHON, "-m", "autodropout.cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def epochs(trial: Path) -> list[int]:
+    path = trial / "result.json"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line)["epoch"] for line in lines if line.endswith("}")]
+
+
+def check_complete(study: Path, budget: int = 2) -> dict:
+    """Every unit finished once: searches and tuning with exactly ``budget`` trials, each trial's epochs
+    reported once and in order, and one evaluation run per (method, seed)."""
+    for unit in ["arms/lstm-s0", "arms/lstm-s1", "arms/random-s0", "arms/random-s1", "tuned/main/dropout"]:
+        trials = sorted((study / unit / "trials").glob("trial_*"))
+        assert len(trials) == budget, (unit, trials)
+        for trial in trials:
+            assert epochs(trial) == [1, 2], (trial, epochs(trial))
+    evaluation = json.loads((study / "results" / "eval" / "main.json").read_text())
+    cells = [(c["label"], c["seed"]) for c in evaluation["cells"]]
+    assert sorted(cells) == sorted((label, seed) for label in LABELS for seed in (1000, 1001))
+    assert all(c["error"] is None and 0 <= c["test"] <= 1 for c in evaluation["cells"])
+    assert len(list((study / "eval" / "main" / "grid").glob("trial_*"))) == len(cells)
+    for trial in (study / "eval" / "main" / "grid").glob("trial_*"):
+        assert epochs(trial) == [1, 2], trial
+    return evaluation
+
+
+def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
+    experiment = write_experiment(tmp_path)
+    study = tmp_path / "study"
+    proc = autodropout("study", experiment, *TINY_STUDY, "--output", study, env=cli_env)
+    assert "6 units, 22 trials" in proc.stdout and "[  22/22] eval/main finished" in proc.stdout
+    assert "ETA" in proc.stdout and proc.stdout.count("search/lstm-s0 trial ") == 2
+    evaluation = check_complete(study)
+    assert {m["label"] for m in evaluation["methods"]} == LABELS
+    for arm in ("lstm", "random"):
+        run = RunDir.open(study / "arms" / f"{arm}-s1")
+        assert run.experiment.search.controller == arm and run.seed == 1 and run.experiment.search.trials == 2
+    tuned = json.loads((study / "results" / "tune" / "main" / "dropout.json").read_text())
+    rates = [t["params"]["p"] for t in tuned["trials"]]
+    assert len(set(rates)) == 2 and all(0 <= p <= 0.5 for p in rates)
+    assert tuned["best"]["config"]["regularizer"]["params"]["p"] in rates
+    dropout = next(m for m in evaluation["methods"] if m["label"] == "dropout")
+    assert dropout["params"] == tuned["best"]["config"]["regularizer"]["params"]
+    report = (study / "report.md").read_text()
+    assert "| lstm | random |" in report and "Best tuned baseline (by mean validation accuracy): **dropout**" in report
+    assert "units finished: 6 of 6" in report
+    assert all((study / name).stat().st_size for name in ("search_curves.png", "test_metrics.png", "best_pattern.png"))
+    assert ad.load_patterns(study / "patterns" / "lstm.json").source["study"]["eval_seeds"] == [1000, 1001]
+
+    # The report from a copy, with the original folder gone.
+    copy = tmp_path / "copied" / "study"
+    shutil.copytree(study, copy)
+    moved = study.rename(tmp_path / "moved")
+    for name in ("report.md", "report.json", "patterns/lstm.json"):
+        (copy / name).unlink()
+    rebuilt = autodropout("study", "--report", copy, env=cli_env)
+    assert "rebuilt" in rebuilt.stdout
+    for name in ("report.md", "report.json", "patterns/lstm.json", "patterns/random.json"):
+        assert (copy / name).read_bytes() == (moved / name).read_bytes(), name
+
+    # Publish its best pattern, then use it by name.
+    env = {**cli_env, "AUTODROPOUT_PATTERNS": str(tmp_path / "shipped")}
+    autodropout("study", "--publish", copy, "tiny-lstm", env=env)
+    listed = autodropout("list", "patterns", env=env).stdout
+    assert "tiny-lstm" in listed and "tiny_vision" in listed
+    assert "rank 1 of tiny-lstm" in autodropout("show", "tiny-lstm", env=env).stdout
+    transfer = autodropout("transfer", "tiny-lstm", "--to", experiment, "--baselines", "none", "--seeds", 1,
+                           "--sequential", "--output", tmp_path / "transfer", env=env)
+    assert "| pattern |" in transfer.stdout
+
+
+def start(args: list, env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([PYTHON, "-m", "autodropout.cli", "study", *map(str, args)], env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(proc: subprocess.Popen, ready, log: Path, timeout: float = 400) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if ready():
+            time.sleep(0.1)
+            return
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.05)
+    kill_9(proc)
+    pytest.fail("the study did not get there:\n" + log.read_text())
+
+
+def kill_9(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # The driver's own Ray processes (same session) die with it, as on a crash of the machine.
+    subprocess.run(["pkill", "-9", "-s", str(proc.pid)], capture_output=True)
+
+
+def trials_with(folder: Path, done: list[int]) -> int:
+    return sum(epochs(t) == done for t in folder.glob("trial_*"))
+
+
+def test_kill_9_and_ctrl_c_then_resume_lose_and_duplicate_nothing(tmp_path, cli_env):
+    # One trial at a time, 2 epochs of ~1 s, so that the driver stops while a trial is between epochs:
+    # kill -9 in the tuned baseline (after its first trial), Ctrl-C in the final evaluation.
+    experiment = write_experiment(tmp_path, {"task": {**TINY_VISION["task"], "train": {
+        **TINY_VISION["task"]["train"], "batch_size": 16, "max_batches_per_epoch": 40}}})
+    study = tmp_path / "study"
+    tuned, grid = study / "tuned" / "main" / "dropout" / "trials", study / "eval" / "main" / "grid"
+    log = tmp_path / "first.log"
+    proc = start([experiment, *TINY_STUDY, "--concurrency", 1, "--output", study], cli_env, log)
+    wait_for(proc, lambda: trials_with(tuned, [1, 2]) == 1 and trials_with(tuned, [1]) == 1, log)
+    kill_9(proc)
+    searches = {p.name: p.read_bytes() for p in (study / "results" / "search").glob("*.json")}
+    assert len(searches) == 4 and not (study / "results" / "tune").exists()
+
+    log = tmp_path / "second.log"
+    proc = start(["--resume", study], cli_env, log)
+    try:
+        wait_for(proc, lambda: trials_with(grid, [1, 2]) >= 2 and trials_with(grid, [1]) >= 1, log)
+        proc.send_signal(signal.SIGINT)  # Ray Tune saves its state and returns: the unit must not count as done
+        assert proc.wait(timeout=120) == 130
+    finally:
+        kill_9(proc)
+    text = log.read_text()
+    assert "tune/main/dropout: 1 of 2 trials already done" in text and "search/" not in text.split("\n", 1)[1]
+    assert f"continue with: autodropout study --resume {study}" in text
+    assert not (study / "results" / "eval").exists()
+
+    resumed = autodropout("study", "--resume", study, env=cli_env)
+    assert "eval/main:" in resumed.stdout and "trials already done" in resumed.stdout
+    assert "[  22/22] eval/main finished" in resumed.stdout
+    check_complete(study)
+    assert {p.name: p.read_bytes() for p in (study / "results" / "search").glob("*.json")} == searches
+    assert "units finished: 6 of 6" in (study / "report.md").read_text()
+    walls = json.loads((study / "walls.json").read_text())
+    assert set(walls) == {"search/lstm-s0", "search/lstm-s1", "search/random-s0", "search/random-s1",
+                          "tune/main/dropout", "eval/main"} and all(v > 0 for v in walls.values())
