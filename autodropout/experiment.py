@@ -24,7 +24,7 @@ from autodropout.config import check_non_negative, check_positive, from_dict, re
 from autodropout.errors import ConfigError
 from autodropout.tasks import task_config_from_dict
 
-DEFAULT_EXPERIMENT = "digits_wrn_quick"
+DEFAULT_EXPERIMENT = "lm_transformer_quick"
 
 
 @dataclass(frozen=True)
