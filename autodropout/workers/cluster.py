@@ -31,6 +31,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
     # Ray 2.60 warns about token auth on local instances; local runs opt out, clusters keep theirs.
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # The raylet starts workers at nice 15 (RayConfig worker_niceness): on a machine shared with any
+        # normal-priority process the trials, which are the whole job, then get almost no CPU (measured:
+        # 3% each beside two busy processes). A local search is the user's foreground work.
+        os.environ.setdefault("RAY_worker_niceness", "0")
     # Per-epoch checkpoints of short trials are the design, not a bottleneck worth a warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's new console output ignores verbose=0 for its start banner, whose TensorBoard hint

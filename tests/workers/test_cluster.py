@@ -84,3 +84,13 @@ def test_search_joins_a_running_two_node_cluster(tmp_path, cli_env):
         recorded = Path(get_ray_address_file(None))
         if recorded.exists() and recorded.read_text().strip().endswith(f":{port}"):
             recorded.unlink()
+
+
+def test_local_trials_run_at_the_drivers_priority():
+    # The raylet would start workers at nice 15, starving trials beside any busy process.
+    script = ("import os, ray; from autodropout.workers.cluster import connect; connect(num_cpus=1); "
+              "print(ray.get(ray.remote(lambda: os.nice(0)).remote()))")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_worker_niceness"}
+    out = subprocess.run([PYTHON, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) == os.nice(0)
