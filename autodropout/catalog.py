@@ -23,13 +23,14 @@ from autodropout.tasks import TaskSites, task_sites
 #: preset changes.
 TRIAL_SECONDS: dict[str, dict[str, float]] = {
     "digits_wrn_quick": {"cpu": 10.0, "gpu": 1.2},
-    "lm_transformer_quick": {"cpu": 25.1, "gpu": 3.8},
+    "lm_transformer_quick": {"cpu": 48.9},
     "translation_numbers_quick": {"cpu": 35.6, "gpu": 15.8},
 }
-TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs, validation after each; data loaded once per "
+TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs and validations; data loaded once per "
                      "search), measured with benchmarks/trial_time.py on an idle Intel Xeon core (cpu, 1 torch "
-                     "thread) and an NVIDIA H200 (gpu), torch 2.11, 2026-11-29; '-': not measured (the "
-                     "paper-scale presets need their data files, and GPUs)")
+                     "thread) and an NVIDIA H200 (gpu), torch 2.11, 2026-11-29; lm_transformer_quick (changed "
+                     "since): median CPU seconds of 3 trials on a busy machine, torch 2.13; '-': not measured "
+                     "(the paper-scale presets need their data files, and GPUs)")
 WHAT = ("presets", "regularizers", "patterns")
 #: Width at which the parameter column wraps.
 PARAMETERS_WIDTH = 52
