@@ -42,6 +42,7 @@ CONTROLLER_KEYS = {
     "hidden": "hidden",
     "temperature": "temperature",
     "tanh_constant": "tanh_constant",
+    "share_heads": "share_heads",
 }
 
 
@@ -67,6 +68,7 @@ class SearchConfig:
     hidden: int = ControllerConfig.hidden
     temperature: float = ControllerConfig.temperature
     tanh_constant: float | None = ControllerConfig.tanh_constant
+    share_heads: bool = ControllerConfig.share_heads
     top_k: int = 5
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0

@@ -55,12 +55,14 @@ class ControllerConfig:
         hidden: LSTM hidden size of the policy.
         temperature: the policy's logits are divided by it before the tanh clip.
         tanh_constant: the policy's logits are clipped to (-c, c) by ``c * tanh(.)``; ``None`` disables it.
+        share_heads: one softmax head and embedding table per decision type, shared by all sites (ENAS),
+            instead of one per position (see :class:`~autodropout.controller.policy.LSTMPolicy`).
     """
 
     samples_per_update: int = 2
-    lr: float = 0.01
+    lr: float = 0.0025
     optimizer: Literal["adam", "sgd"] = "adam"
-    entropy_weight: float = 1e-3
+    entropy_weight: float = 0.03
     baseline_decay: float = 0.8
     spread_decay: float = 0.95
     normalize_advantages: bool = True
@@ -69,6 +71,7 @@ class ControllerConfig:
     hidden: int = 64
     temperature: float = 1.0
     tanh_constant: float | None = 2.5
+    share_heads: bool = False
 
     def __post_init__(self) -> None:
         if not is_int(self.samples_per_update, minimum=1):
@@ -93,6 +96,8 @@ class ControllerConfig:
         if self.tanh_constant is not None and not is_real(self.tanh_constant, low=0.0, low_open=True):
             raise ControllerSettingError("tanh_constant",
                                          f"must be a positive finite number, got {self.tanh_constant!r}")
+        if not isinstance(self.share_heads, bool):
+            raise ControllerSettingError("share_heads", f"must be true or false, got {self.share_heads!r}")
 
     def replace(self, **changes: Any) -> "ControllerConfig":
         """A copy with some settings changed (validated again); an unknown name raises ``TypeError``."""

@@ -188,7 +188,7 @@ class ControllerSearcher(BaseSearcher):
     def _build(self, config: ControllerConfig) -> None:
         self.config = config
         self.policy = LSTMPolicy(self.space, hidden=config.hidden, temperature=config.temperature,
-                                 tanh_constant=config.tanh_constant, seed=self.seed)
+                                 tanh_constant=config.tanh_constant, seed=self.seed, share_heads=config.share_heads)
         self.trainer = Reinforce(self.policy, config, seed=self.seed)
 
     def _next_tokens(self, trial_id: str) -> list[int]:
