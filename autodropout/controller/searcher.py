@@ -219,6 +219,9 @@ class ControllerSearcher(BaseSearcher):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        if "config" not in state:  # written before the controller saved its settings (and its reward spread)
+            raise ValueError("this controller state was saved by an older autodropout (it has no 'config' "
+                             "of settings); resume the search with that version, or start a new one")
         super().set_state(state)
         # The saved settings win over the constructor's: a resumed search goes on as it started.
         self._build(ControllerConfig.from_dict(state["config"]))

@@ -288,3 +288,13 @@ def test_state_round_trip_keeps_the_settings_and_the_asynchronous_bookkeeping(tm
 def test_config_must_be_a_controller_config():
     with pytest.raises(TypeError, match="config must be a ControllerConfig"):
         ControllerSearcher(ConvSpace(1), config={"lr": 0.1})
+
+
+def test_a_state_saved_without_settings_is_refused_with_a_clear_error():
+    searcher = make()
+    state = searcher.get_state()
+    old = {k: v for k, v in state.items() if k not in ("config", "behaviour")}
+    old["samples_per_update"] = 2  # what main saved before the settings
+    with pytest.raises(ValueError, match="saved by an older autodropout"):
+        make().set_state(old)
+    make().set_state(state)  # the current format loads
