@@ -21,26 +21,54 @@ from typing import Any, Literal
 import yaml
 
 from autodropout.config import check_non_negative, check_positive, from_dict, replace, to_dict
+from autodropout.controller.config import ControllerConfig, ControllerSettingError
 from autodropout.errors import ConfigError
 from autodropout.tasks import task_config_from_dict
 
 DEFAULT_EXPERIMENT = "lm_transformer_quick"
 
 
+#: ``search:`` keys of the learned controller's settings -> :class:`ControllerConfig` fields. The
+#: settings are documented, checked and given their (measured) defaults by ControllerConfig alone.
+CONTROLLER_KEYS = {
+    "samples_per_update": "samples_per_update",
+    "controller_lr": "lr",
+    "controller_optimizer": "optimizer",
+    "entropy_weight": "entropy_weight",
+    "baseline_decay": "baseline_decay",
+    "spread_decay": "spread_decay",
+    "normalize_advantages": "normalize_advantages",
+    "clip_ratio": "clip_ratio",
+    "hidden": "hidden",
+    "temperature": "temperature",
+    "tanh_constant": "tanh_constant",
+    "share_heads": "share_heads",
+}
+
+
 @dataclass(frozen=True)
 class SearchConfig:
-    """How the controller searches and how Ray runs the trials."""
+    """How the controller searches and how Ray runs the trials.
+
+    The learned controller's settings (:data:`CONTROLLER_KEYS`) are :class:`ControllerConfig`'s, with
+    its defaults; :meth:`controller_config` hands them over in one piece.
+    """
 
     trials: int = 16
     concurrency: int = 2
     controller: Literal["lstm", "random"] = "lstm"
-    samples_per_update: int = 2
-    controller_lr: float = 0.01
-    entropy_weight: float = 1e-3
-    baseline_decay: float = 0.8
-    temperature: float = 1.0
-    tanh_constant: float = 2.5
-    hidden: int = 64
+    samples_per_update: int = ControllerConfig.samples_per_update
+    controller_lr: float = ControllerConfig.lr
+    controller_optimizer: Literal["adam", "sgd"] = ControllerConfig.optimizer
+    entropy_weight: float = ControllerConfig.entropy_weight
+    baseline_decay: float = ControllerConfig.baseline_decay
+    spread_decay: float = ControllerConfig.spread_decay
+    normalize_advantages: bool = ControllerConfig.normalize_advantages
+    clip_ratio: float | None = ControllerConfig.clip_ratio
+    hidden: int = ControllerConfig.hidden
+    temperature: float = ControllerConfig.temperature
+    tanh_constant: float | None = ControllerConfig.tanh_constant
+    share_heads: bool = ControllerConfig.share_heads
     top_k: int = 5
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -52,12 +80,19 @@ class SearchConfig:
     keep_checkpoints: Literal["none", "best", "all"] = "best"
 
     def __post_init__(self) -> None:
-        check_positive(self, "trials", "concurrency", "samples_per_update", "top_k", "hidden")
-        check_non_negative(self, "controller_lr", "entropy_weight", "cpus_per_trial", "gpus_per_trial", "max_failures")
+        check_positive(self, "trials", "concurrency", "top_k")
+        check_non_negative(self, "cpus_per_trial", "gpus_per_trial", "max_failures")
         if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
             raise ConfigError("cpus_per_trial: a trial needs at least some CPU or GPU")
-        if not 0 <= self.baseline_decay < 1:
-            raise ConfigError(f"baseline_decay: expected a value in [0, 1), got {self.baseline_decay}")
+        try:
+            self.controller_config()
+        except ControllerSettingError as exc:  # named as the user wrote it: controller_lr, not lr
+            key = {field: key for key, field in CONTROLLER_KEYS.items()}[exc.setting]
+            raise ConfigError(f"{key}: {exc.problem}") from None
+
+    def controller_config(self) -> ControllerConfig:
+        """The learned controller's settings (the keys of :data:`CONTROLLER_KEYS`)."""
+        return ControllerConfig(**{field: getattr(self, key) for key, field in CONTROLLER_KEYS.items()})
 
 
 @dataclass(frozen=True)

@@ -63,14 +63,15 @@ def main(argv: list[str] | None = None) -> None:
         jobs = [(preset, fixed, seed + i) for i in range(args.seeds)]
         jobs += [(preset, space.sample(rng), seed) for _ in range(args.patterns)]
         began = time.perf_counter()
+        rows: list[dict[str, Any]] = []
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            rows = list(pool.map(run_one, jobs))
-        for row in rows:
-            print(f"{preset} seed {row['seed']} tokens {row['tokens'][:8]}...: reward {row['reward']:.4f} "
-                  f"({row['seconds']:.0f}s)", file=sys.stderr)
-            if args.json:
-                with args.json.open("a") as fh:
-                    fh.write(json.dumps({"preset": preset, **row}) + "\n")
+            for row in pool.map(run_one, jobs):  # printed and saved as they come: a long run may be cut short
+                rows.append(row)
+                print(f"{preset} seed {row['seed']} tokens {row['tokens'][:8]}...: reward {row['reward']:.4f} "
+                      f"({row['seconds']:.0f}s)", file=sys.stderr, flush=True)
+                if args.json:
+                    with args.json.open("a") as fh:
+                        fh.write(json.dumps({"preset": preset, **row}) + "\n")
         within = [r["reward"] for r in rows[:args.seeds]]
         between = [r["reward"] for r in rows[args.seeds:]]
         sd_w, sd_b = statistics.stdev(within), statistics.stdev(between)

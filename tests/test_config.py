@@ -1,9 +1,18 @@
+import dataclasses
 import math
 
 import pytest
 
+from autodropout.controller.config import ControllerConfig
 from autodropout.errors import ConfigError
-from autodropout.experiment import experiment_from_dict, find_experiment, load_experiment, presets
+from autodropout.experiment import (
+    CONTROLLER_KEYS,
+    SearchConfig,
+    experiment_from_dict,
+    find_experiment,
+    load_experiment,
+    presets,
+)
 from autodropout.tasks.language_model import LanguageModelConfig
 
 
@@ -44,6 +53,10 @@ def test_partial_train_section_keeps_the_task_defaults():
         ({"task": {"kind": "rnn"}}, "task.kind: expected one of"),
         ({"task": {"kind": "vision"}, "search": {"concurency": 2}}, "search.concurency: unknown key"),
         ({"task": {"kind": "vision"}, "search": {"baseline_decay": 1.0}}, "search.baseline_decay"),
+        ({"task": {"kind": "vision"}, "search": {"controller_lr": 0}}, "search.controller_lr: must be a finite number > 0"),
+        ({"task": {"kind": "vision"}, "search": {"clip_ratio": 1.5}}, "search.clip_ratio: must be a finite number > 0.0 and < 1.0"),
+        ({"task": {"kind": "vision"}, "search": {"controller_optimizer": "rmsprop"}}, "search.controller_optimizer: expected one of"),
+        ({"task": {"kind": "vision"}, "search": {"samples_per_update": 0}}, "search.samples_per_update: must be an int >= 1"),
         ({"task": {"kind": "vision"}, "extra": 1}, "unknown key 'extra'"),
         ({"search": {}}, "missing key 'task'"),
         ([1, 2], "expected a mapping at the top level"),
@@ -52,6 +65,20 @@ def test_partial_train_section_keeps_the_task_defaults():
 def test_errors_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         experiment_from_dict(raw)
+
+
+def test_the_search_section_hands_the_controller_settings_over_in_one_piece():
+    assert SearchConfig().controller_config() == ControllerConfig()  # the defaults are ControllerConfig's
+    # Every setting but grad_clip can be set from YAML, each under exactly one search: key.
+    fields = {f.name for f in dataclasses.fields(ControllerConfig)}
+    assert sorted(CONTROLLER_KEYS.values()) == sorted(fields - {"grad_clip"})
+    assert set(CONTROLLER_KEYS) <= {f.name for f in dataclasses.fields(SearchConfig)}
+    search = experiment_from_dict({"task": {"kind": "vision"}, "search": {
+        "controller_lr": 0.004, "controller_optimizer": "sgd", "clip_ratio": None, "tanh_constant": None,
+        "normalize_advantages": False, "samples_per_update": 3}}).search
+    assert search.controller_config() == ControllerConfig(lr=0.004, optimizer="sgd", clip_ratio=None,
+                                                          tanh_constant=None, normalize_advantages=False,
+                                                          samples_per_update=3)
 
 
 def test_numbers_written_as_yaml_strings_are_accepted_for_floats(tmp_path):

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autodropout"
 LAYERS: list[tuple[str, ...]] = [
     ("autodropout.errors", "autodropout.checks", "autodropout.atomic", "autodropout.config", "autodropout.registry"),
     ("autodropout.search_spaces", "autodropout.mapping", "autodropout.patterns"),
-    ("autodropout.regularizers", "autodropout.controller.policy", "autodropout.controller.reinforce"),
+    ("autodropout.regularizers", "autodropout.controller.config", "autodropout.controller.policy",
+     "autodropout.controller.reinforce"),
     ("autodropout.models", "autodropout.data", "autodropout.apply", "autodropout.viz", "autodropout.recalibration"),
     ("autodropout.tasks",),
     ("autodropout.experiment", "autodropout.training", "autodropout.runs",

@@ -2,10 +2,11 @@
 
 ENAS-style (Pham et al., ICML 2018, "Efficient Neural Architecture Search via Parameter Sharing"),
 as used by AutoDropout (Pham & Le, AAAI 2021, arXiv 2101.01761, sec. 3.3): the LSTM emits one token
-per :class:`~autodropout.search_spaces.Decision`; each decision *type* (``size``, ``stride``, ...)
-has its own embedding table and softmax head, shared by all sites, so the parameter count does not
-grow with the model depth. The input at step 0 is a learned start vector; the input at step ``i`` is
-the embedding of the token chosen at step ``i - 1``, looked up in the table of that step's type.
+per :class:`~autodropout.search_spaces.Decision`, from a softmax head of its own with an embedding
+table of its own (``share_heads=True``: one per decision *type*, ``size``, ``stride``, ..., shared by
+all sites as in ENAS, so the parameter count does not grow with the model depth). The input at step 0
+is a learned start vector; the input at step ``i`` is the embedding of the token chosen at step
+``i - 1``, looked up in that step's table.
 
 Logits are ``tanh_constant * tanh(head(h) / temperature)``: divide by the temperature first, then
 clip with tanh, in ENAS's order. Clipping bounds every log-probability ratio by ``2 * tanh_constant``
@@ -82,6 +83,11 @@ class LSTMPolicy(nn.Module):
         layers: number of stacked LSTM layers.
         seed: seeds the parameter initialisation (uniform in [-0.1, 0.1] as in ENAS, which makes the
             untrained policy close to uniform); the global RNG is not touched.
+        share_heads: one embedding table and softmax head per decision *type*, shared by all sites
+            (ENAS; parameters do not grow with depth), instead of one per position (the default).
+            Measured on a synthetic reward whose best choice differs between sites, shared heads learn
+            at about half the speed (docs/search.md, "The controller's update rule"): a shared head has
+            to tell sites apart from the LSTM state alone, and every site's update moves the others.
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class LSTMPolicy(nn.Module):
         tanh_constant: float | None = 2.5,
         layers: int = 1,
         seed: int = 0,
+        share_heads: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(space, SearchSpace):
@@ -106,8 +113,15 @@ class LSTMPolicy(nn.Module):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
 
-        type_names = [name for name, _ in space.decision_types]
-        num_choices = [len(choices) for _, choices in space.decision_types]
+        if not isinstance(share_heads, bool):
+            raise ValueError(f"share_heads must be true or false, got {share_heads!r}")
+        self.share_heads = share_heads
+        if share_heads:  # one table and head per decision type (ENAS)
+            type_names = [name for name, _ in space.decision_types]
+            num_choices = [len(choices) for _, choices in space.decision_types]
+        else:  # one per position: "types" are the positions themselves
+            type_names = [d.key for d in space.decisions]
+            num_choices = [len(d.choices) for d in space.decisions]
         # The default initialisers draw from the global RNG; fork it so building a policy never
         # shifts the random stream of the user's own training code. `seed` sets the real init below.
         with torch.random.fork_rng(devices=[]):
@@ -115,7 +129,7 @@ class LSTMPolicy(nn.Module):
             self.embeddings = nn.ModuleList(nn.Embedding(k, self.embedding_dim) for k in num_choices)
             self.heads = nn.ModuleList(nn.Linear(self.hidden, k) for k in num_choices)
             self.lstm = nn.LSTM(self.embedding_dim, self.hidden, num_layers=self.layers)
-        self._types = [type_names.index(d.name) for d in space.decisions]
+        self._types = [type_names.index(d.name if share_heads else d.key) for d in space.decisions]
         self.register_buffer(
             "_choice_counts", torch.tensor([len(d.choices) for d in space.decisions]), persistent=False
         )
@@ -272,5 +286,5 @@ class LSTMPolicy(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"space={self.space!r}, hidden={self.hidden}, embedding={self.embedding_dim}, layers={self.layers}, "
-            f"temperature={self.temperature}, tanh_constant={self.tanh_constant}"
+            f"temperature={self.temperature}, tanh_constant={self.tanh_constant}, share_heads={self.share_heads}"
         )

@@ -28,6 +28,7 @@ import torch
 from ray.tune.search import Searcher
 
 from autodropout.atomic import atomic_write
+from autodropout.controller.config import ControllerConfig
 from autodropout.controller.policy import LSTMPolicy
 from autodropout.controller.reinforce import Reinforce, UpdateStats
 from autodropout.search_spaces import SearchSpace, space_from_config
@@ -84,7 +85,7 @@ class BaseSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.max_concurrent is not None and len(self.live) >= self.max_concurrent:
             return None
-        tokens = self._next_tokens()
+        tokens = self._next_tokens(trial_id)
         self.live[trial_id] = tokens
         self.num_suggested += 1
         return {"pattern": self.space.decode(tokens).to_json(), "tokens": tokens, "seed": self.seed}
@@ -101,11 +102,9 @@ class BaseSearcher(Searcher):
         entry = {"trial_id": trial_id, "tokens": tokens, "value": float(value) if usable else None,
                  "status": "ok" if usable else ("error" if error else "invalid")}
         self.history.append(entry)
-        stats = None
-        if usable:
-            reward = float(value) if self.mode == "max" else -float(value)
-            stats = self._learn(tokens, reward)
-        else:
+        reward = (float(value) if self.mode == "max" else -float(value)) if usable else None
+        stats = self._complete(trial_id, tokens, reward)
+        if not usable:
             self.num_failed += 1
             logger.warning("trial %s gave no usable %r (%s); left out of the controller update",
                            trial_id, self.metric, entry["status"])
@@ -152,59 +151,58 @@ class BaseSearcher(Searcher):
         self.set_state(torch.load(checkpoint_path, weights_only=True))
 
     # -- to implement ----------------------------------------------------------------------------
-    def _next_tokens(self) -> list[int]:
+    def _next_tokens(self, trial_id: str) -> list[int]:
+        """The tokens of the next suggestion (for ``trial_id``)."""
         raise NotImplementedError
 
-    def _learn(self, tokens: list[int], reward: float) -> UpdateStats | None:
-        raise NotImplementedError
+    def _complete(self, trial_id: str, tokens: list[int], reward: float | None) -> UpdateStats | None:
+        """Learn from a finished trial (``reward`` None: failed, never learned from); stats if the policy moved."""
+        return None
 
 
 class ControllerSearcher(BaseSearcher):
-    """AutoDropout's learned controller: an :class:`LSTMPolicy` trained with REINFORCE.
+    """AutoDropout's learned controller: an :class:`LSTMPolicy` trained with REINFORCE
+    (:class:`~autodropout.controller.reinforce.Reinforce`: unit-free advantages, entropy bonus, PPO-clipped
+    ratios for samples drawn by an older policy).
 
-    Args (beyond :class:`BaseSearcher`'s):
-        samples_per_update: completed valid trials per policy update.
-        lr, entropy_weight, baseline_decay, grad_clip: REINFORCE settings.
-        hidden, temperature, tanh_constant: policy settings.
+    Args:
+        space: the pattern search space.
+        config: the controller's settings (:class:`ControllerConfig`, default ``ControllerConfig()``).
+        **options: :class:`BaseSearcher`'s keywords (``metric``, ``mode``, ``seed``, ``max_concurrent``,
+            ``on_update``).
+
+    The log-probability each suggestion had under the policy that drew it is kept with the live trial,
+    so an update that arrives after the policy has moved on can weight the sample by its importance ratio.
     """
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        metric: str = "reward",
-        mode: str = "max",
-        seed: int = 0,
-        samples_per_update: int = 2,
-        lr: float = 0.01,
-        entropy_weight: float = 1e-3,
-        baseline_decay: float = 0.8,
-        grad_clip: float = 5.0,
-        hidden: int = 64,
-        temperature: float = 1.0,
-        tanh_constant: float | None = 2.5,
-        max_concurrent: int | None = None,
-        on_update: UpdateListener | None = None,
-    ) -> None:
-        super().__init__(space, metric, mode, seed, max_concurrent, on_update)
-        if samples_per_update < 1:
-            raise ValueError(f"samples_per_update must be >= 1, got {samples_per_update}")
-        self.samples_per_update = samples_per_update
-        self.policy = LSTMPolicy(space, hidden=hidden, temperature=temperature, tanh_constant=tanh_constant,
-                                 seed=seed)
-        self.trainer = Reinforce(self.policy, lr=lr, entropy_weight=entropy_weight,
-                                 baseline_decay=baseline_decay, grad_clip=grad_clip, seed=seed)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.buffer: list[tuple[list[int], float]] = []
+    def __init__(self, space: SearchSpace, *, config: ControllerConfig | None = None, **options: Any) -> None:
+        super().__init__(space, **options)
+        if config is not None and not isinstance(config, ControllerConfig):
+            raise TypeError(f"config must be a ControllerConfig, got {type(config).__name__}")
+        self._build(config or ControllerConfig())
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.behaviour: dict[str, float] = {}
+        self.buffer: list[tuple[list[int], float, float | None]] = []
         self.last_stats: UpdateStats | None = None
 
-    def _next_tokens(self) -> list[int]:
+    def _build(self, config: ControllerConfig) -> None:
+        self.config = config
+        self.policy = LSTMPolicy(self.space, hidden=config.hidden, temperature=config.temperature,
+                                 tanh_constant=config.tanh_constant, seed=self.seed, share_heads=config.share_heads)
+        self.trainer = Reinforce(self.policy, config, seed=self.seed)
+
+    def _next_tokens(self, trial_id: str) -> list[int]:
         with torch.no_grad():
-            tokens, _, _ = self.policy.sample(1, generator=self.generator)
+            tokens, log_probs, _ = self.policy.sample(1, generator=self.generator)
+        self.behaviour[trial_id] = float(log_probs[0])
         return [int(t) for t in tokens[0]]
 
-    def _learn(self, tokens: list[int], reward: float) -> UpdateStats | None:
-        self.buffer.append((tokens, reward))
-        if len(self.buffer) < self.samples_per_update:
+    def _complete(self, trial_id: str, tokens: list[int], reward: float | None) -> UpdateStats | None:
+        behaviour = self.behaviour.pop(trial_id, None)
+        if reward is None:
+            return None
+        self.buffer.append((tokens, reward, behaviour))
+        if len(self.buffer) < self.config.samples_per_update:
             return None
         batch, self.buffer = self.buffer, []
         self.last_stats = self.trainer.update(batch)
@@ -213,34 +211,36 @@ class ControllerSearcher(BaseSearcher):
     def get_state(self) -> dict[str, Any]:
         return {
             **super().get_state(),
-            "samples_per_update": self.samples_per_update,
+            "config": self.config.as_dict(),
             "trainer": self.trainer.state_dict(),
             "generator": self.generator.get_state(),
-            "buffer": [(list(t), r) for t, r in self.buffer],
+            "behaviour": dict(self.behaviour),
+            "buffer": [(list(t), r, b) for t, r, b in self.buffer],
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        if "config" not in state:  # written before the controller saved its settings (and its reward spread)
+            raise ValueError("this controller state was saved by an older autodropout (it has no 'config' "
+                             "of settings); resume the search with that version, or start a new one")
         super().set_state(state)
-        self.samples_per_update = state["samples_per_update"]
+        # The saved settings win over the constructor's: a resumed search goes on as it started.
+        self._build(ControllerConfig.from_dict(state["config"]))
         self.trainer.load_state_dict(state["trainer"])
         self.generator.set_state(state["generator"])
-        self.buffer = [(list(t), float(r)) for t, r in state["buffer"]]
+        self.behaviour = {str(k): float(v) for k, v in state["behaviour"].items()}
+        self.buffer = [(list(t), float(r), None if b is None else float(b)) for t, r, b in state["buffer"]]
 
 
 class RandomSearcher(BaseSearcher):
     """Uniform random search over the same space, with the same interface (the paper's critics ask
     how much the controller adds over it)."""
 
-    def __init__(self, space: SearchSpace, metric: str = "reward", mode: str = "max", seed: int = 0,
-                 max_concurrent: int | None = None, on_update: UpdateListener | None = None) -> None:
-        super().__init__(space, metric, mode, seed, max_concurrent, on_update)
-        self.rng = random.Random(seed)
+    def __init__(self, space: SearchSpace, **options: Any) -> None:
+        super().__init__(space, **options)
+        self.rng = random.Random(self.seed)
 
-    def _next_tokens(self) -> list[int]:
+    def _next_tokens(self, trial_id: str) -> list[int]:
         return self.space.sample(self.rng)
-
-    def _learn(self, tokens: list[int], reward: float) -> None:
-        return None
 
     def get_state(self) -> dict[str, Any]:
         version, internal, gauss = self.rng.getstate()

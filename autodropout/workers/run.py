@@ -115,11 +115,8 @@ def _make_searcher(run: RunDir) -> BaseSearcher:
                           SearcherCheckpoint(run.controller_state)])
     if s.controller == "random":
         return RandomSearcher(run.space, metric="reward", mode="max", seed=run.seed, on_update=listener)
-    return ControllerSearcher(
-        run.space, metric="reward", mode="max", seed=run.seed, samples_per_update=s.samples_per_update,
-        lr=s.controller_lr, entropy_weight=s.entropy_weight, baseline_decay=s.baseline_decay,
-        hidden=s.hidden, temperature=s.temperature, tanh_constant=s.tanh_constant, on_update=listener,
-    )
+    return ControllerSearcher(run.space, metric="reward", mode="max", seed=run.seed, config=s.controller_config(),
+                              on_update=listener)
 
 
 def _fit_and_finish(tuner: tune.Tuner, run: RunDir, quiet: bool) -> SearchSummary:

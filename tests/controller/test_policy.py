@@ -244,3 +244,30 @@ def test_log_prob_of_a_forbidden_token_is_an_error():
     bad = good[:11] + [0, 0, 0, 0, 0, 0] + good[17:]
     with pytest.raises(ValueError, match=r"tokens\[1, 16\] \(site 1\.ffn_output\) = 0 is a choice the space forbids"):
         policy.log_prob([good, bad])
+
+
+@pytest.mark.parametrize("space", SPACES, ids=repr)
+def test_heads_per_position_or_shared_by_decision_type(space):
+    own, shared = LSTMPolicy(space, seed=1), LSTMPolicy(space, seed=1, share_heads=True)
+    assert len(own.heads) == len(own.embeddings) == len(space.decisions)
+    assert len(shared.heads) == len(shared.embeddings) == len(space.decision_types)
+    assert [h.out_features for h in own.heads] == [len(d.choices) for d in space.decisions]
+    assert "share_heads=True" in repr(shared) and "share_heads=False" in repr(own)
+    for policy in (own, shared):
+        tokens, log_probs, entropies = policy.sample(8, generator=gen(0))
+        again, again_entropies = policy.log_prob(tokens)
+        torch.testing.assert_close(again, log_probs, rtol=0, atol=1e-5)
+        torch.testing.assert_close(again_entropies, entropies, rtol=0, atol=1e-5)
+    # Own heads: the bias of site 1's size head moves site 1's distribution only.
+    if isinstance(space, ConvSpace):
+        with torch.no_grad():
+            own.heads[space.tokens_per_site].bias[3] = 4.0
+        probs = own.choice_probabilities()
+        uniform = 1 / len(probs["site 0.size"])
+        assert float(probs["site 1.size"][3]) > 0.4  # tanh clip: 2.5
+        assert float(probs["site 0.size"][3]) == pytest.approx(uniform, abs=0.02)  # site 0 untouched
+
+
+def test_share_heads_must_be_a_bool():
+    with pytest.raises(ValueError, match="share_heads must be true or false"):
+        LSTMPolicy(ConvSpace(num_sites=1), share_heads=1)

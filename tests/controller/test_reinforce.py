@@ -68,19 +68,146 @@ def test_baseline_does_not_depend_on_how_results_are_grouped():
     assert together.baseline == apart.baseline
 
 
-def test_loss_is_advantage_weighted_log_prob_plus_entropy_bonus():
-    trainer = make(entropy_weight=0.1)
+def reference_advantages(rewards, baseline_decay, spread_decay, normalize=True):
+    """The rule of reinforce.py's docstring written out plainly: one reward at a time, baseline before
+    the reward, spread over the deviations so far (this one included, bias-corrected weights)."""
+    baseline, deviations, out = None, [], []
+    for r in rewards:
+        if baseline is None:
+            baseline = r
+            out.append(0.0)
+            continue
+        d = r - baseline
+        deviations.append(d)
+        weights = [spread_decay ** age for age in range(len(deviations) - 1, -1, -1)]
+        spread = math.sqrt(sum(w * x * x for w, x in zip(weights, deviations)) / sum(weights))
+        out.append(d / spread if normalize else d)
+        baseline = baseline_decay * baseline + (1 - baseline_decay) * r
+    return out
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_loss_is_advantage_weighted_log_prob_plus_entropy_bonus(normalize):
+    # Changed on purpose: advantages are divided by the running spread (unit-free steps) and each
+    # reward's baseline has the earlier rewards of its batch folded in (grouping-independent).
+    trainer = make(entropy_weight=0.1, baseline_decay=0.5, spread_decay=0.5, normalize_advantages=normalize)
     tokens = trainer.sample(4)[0].tolist()
-    trainer.update([(tokens[0], 0.5)])  # baseline := 0.5
+    trainer.update([(tokens[0], 0.5)])  # baseline := 0.5, advantage 0
     before = copy.deepcopy(trainer.policy)
     rewards = [1.0, 0.0, 0.25]
+    expected_advantages = reference_advantages([0.5] + rewards, 0.5, 0.5, normalize)[1:]
+    if normalize:  # by hand: d = 0.5 alone gives spread 0.5, so A = 1
+        assert expected_advantages[0] == pytest.approx(1.0)
     log_probs, entropies = before.log_prob(tokens[1:])
-    advantages = torch.tensor([r - 0.5 for r in rewards])
+    advantages = torch.tensor(expected_advantages)
     expected = -(advantages * log_probs).mean() - 0.1 * entropies.mean()
     log_probs, entropies, expected = log_probs.detach(), entropies.detach(), expected.detach()
     stats = trainer.update(list(zip(tokens[1:], rewards)))
     assert stats.loss == pytest.approx(float(expected), rel=1e-6)
     assert stats.entropy == pytest.approx(float(entropies.mean()), rel=1e-6)
+    assert stats.baseline == 0.5 and stats.advantage_mean == pytest.approx((0.5 - 0.75 - 0.125) / 3)
+
+
+def test_advantages_do_not_depend_on_how_results_are_grouped():
+    rewards = [0.3, 0.9, 0.1, 0.7, 0.7, 0.2]
+    together, apart = make(), make()
+    grouped = apart._advantages(rewards[:2])[1] + apart._advantages(rewards[2:3])[1] + apart._advantages(rewards[3:])[1]
+    assert together._advantages(rewards)[1] == grouped
+    assert grouped == pytest.approx(reference_advantages(rewards, 0.8, 0.95), rel=1e-12)
+    assert (together.baseline, together.spread) == (apart.baseline, apart.spread)
+    # Through update(): same statistics after one batch of 6 or batches of 2 and 4.
+    tokens = together.sample(6)[0].tolist()
+    one, two = make(), make()
+    one.update(list(zip(tokens, rewards)))
+    two.update(list(zip(tokens[:2], rewards[:2])))
+    two.update(list(zip(tokens[2:], rewards[2:])))
+    assert (one.baseline, one.spread) == (two.baseline, two.spread)
+
+
+def test_first_rewards_and_constant_rewards_give_no_policy_gradient():
+    trainer = make()
+    # First reward: no baseline yet; second: the spread is that one deviation, so |A| = 1.
+    assert trainer._advantages([0.7]) == ([0.0], [0.0])
+    raw, used = trainer._advantages([0.9])
+    assert raw == [pytest.approx(0.2)] and used == [pytest.approx(1.0)]
+    # Constant rewards: spread 0 (or float rounding of 0), advantage exactly 0 however long it lasts.
+    for constant in (0.0, 0.1, 0.97, -3.3):
+        trainer = make()
+        used = trainer._advantages([constant] * 50)[1]
+        assert used == [0.0] * 50, constant
+    # A constant run after real differences decays towards A = 0 smoothly (no blow-up).
+    trainer = make()
+    used = trainer._advantages([0.2, 0.8] + [0.5] * 200)[1]
+    assert max(abs(a) for a in used) <= 1 / math.sqrt(1 - 0.95) + 1e-9
+    assert abs(used[-1]) < 1e-6
+
+
+def test_advantages_are_bounded_whatever_the_outlier():
+    trainer = make(spread_decay=0.9)
+    used = trainer._advantages([0.5, 0.51, 0.49, 0.5, 1e6, 0.5])[1]
+    assert all(abs(a) <= 1 / math.sqrt(1 - 0.9) + 1e-9 for a in used)
+
+
+@pytest.mark.parametrize("a, b", [(0.97, 0.02), (-3.0, 250.0), (1e-3, 1e-4)])
+def test_same_steps_for_affine_rewards(a, b):
+    """r and a + b * r (b > 0) give the same updates: same parameters, to float32 rounding."""
+    rng = random.Random(0)
+    plain, affine = make(seed=2, entropy_weight=0.01), make(seed=2, entropy_weight=0.01)
+    for _ in range(10):
+        tokens = plain.sample(3)[0].tolist()
+        rewards = [rng.random() for _ in tokens]
+        stats = plain.update(list(zip(tokens, rewards)))
+        other = affine.update([(t, a + b * r) for t, r in zip(tokens, rewards)])
+        assert other.loss == pytest.approx(stats.loss, rel=1e-5, abs=1e-6)
+        assert other.spread == pytest.approx(b * stats.spread, rel=1e-9)
+    for p, q in zip(plain.policy.parameters(), affine.policy.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_raw_advantages_depend_on_units():
+    # The original ENAS rule, kept as an option for comparison: the same search in other units moves differently.
+    a, b = make(seed=2, normalize_advantages=False), make(seed=2, normalize_advantages=False)
+    tokens = a.sample(4)[0].tolist()
+    for t, r in zip(tokens, [0.1, 0.9, 0.4, 0.6]):
+        a.update([(t, r)])
+        b.update([(t, 0.97 + 0.02 * r)])
+    assert not torch.equal(a.policy.lstm.weight_hh_l0, b.policy.lstm.weight_hh_l0)
+
+
+def test_fresh_samples_give_plain_reinforce_and_stale_ones_are_clipped():
+    fresh, plain = make(seed=4, clip_ratio=0.2), make(seed=4, clip_ratio=None)
+    tokens, log_probs, _ = fresh.sample(3)
+    fresh.update([(tokens[0].tolist(), 0.0)])
+    plain.update([(tokens[0].tolist(), 0.0)])
+    # Behaviour log-prob = current log-prob: ratio 1, the same gradient as REINFORCE.
+    current, _ = fresh.policy.log_prob(tokens[1:])
+    fresh.update([(t, 1.0, float(lp)) for t, lp in zip(tokens[1:].tolist(), current.detach())])
+    plain.update([(t, 1.0) for t in tokens[1:].tolist()])
+    for p, q in zip(fresh.policy.parameters(), plain.policy.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    # A stale sample already made 2x likelier than by the policy that drew it: with a positive
+    # advantage PPO's clip stops its push (zero policy-gradient), without the clip it pushes on.
+    clipped, unclipped = make(seed=5, entropy_weight=0.0), make(seed=5, entropy_weight=0.0, clip_ratio=None)
+    t = clipped.sample(2)[0].tolist()
+    for trainer in (clipped, unclipped):
+        trainer.update([(t[0], 0.0)])
+    now = float(clipped.policy.log_prob([t[1]])[0].detach()[0])
+    stale = now - math.log(2.0)
+    clipped.update([(t[1], 1.0, stale)])
+    unclipped.update([(t[1], 1.0, stale)])
+    assert all(p.grad is None or float(p.grad.abs().max()) == 0.0 for p in clipped.policy.parameters())
+    assert max(float(p.grad.abs().max()) for p in unclipped.policy.parameters() if p.grad is not None) > 0
+
+
+def test_sgd_takes_a_plain_gradient_step():
+    trainer = make(optimizer="sgd", lr=0.5, grad_clip=None, entropy_weight=0.0)
+    tokens = trainer.sample(2)[0].tolist()
+    trainer.update([(tokens[0], 0.0)])
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    trainer.update([(tokens[1], 1.0)])  # A = 1
+    for p, q in zip(trainer.policy.parameters(), before):
+        grad = torch.zeros_like(q) if p.grad is None else p.grad
+        torch.testing.assert_close(p.detach(), q - 0.5 * grad, rtol=0, atol=1e-7)
 
 
 def test_positive_advantage_makes_the_sample_more_likely():
@@ -190,6 +317,6 @@ def test_stats_as_dict():
     stats = trainer.update([(trainer.sample(1)[0][0].tolist(), 0.5)])
     assert isinstance(stats, UpdateStats)
     assert set(stats.as_dict()) == {
-        "loss", "mean_reward", "max_reward", "baseline", "entropy", "grad_norm", "advantage_mean", "step",
-        "num_samples",
+        "loss", "mean_reward", "max_reward", "baseline", "entropy", "grad_norm", "advantage_mean", "spread",
+        "step", "num_samples",
     }

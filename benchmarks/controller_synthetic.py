@@ -1,0 +1,356 @@
+"""Controller vs random search on a synthetic target-matching reward (no training).
+
+    PYTHONPATH=. python benchmarks/controller_synthetic.py [--seeds 10] [--space conv transformer]
+        [--reference main] [--jobs 1] [--sweep]
+
+The searchers are driven directly through the Ray Tune ``Searcher`` API (``suggest`` /
+``on_trial_complete``), as Ray Tune's own searcher tests do, with ``--concurrency`` live trials that
+complete in random order, so the asynchronous lag between sampling and update is real.
+
+Reward: each seed hides a target token sequence; ``match`` = fraction of positions equal to the target.
+
+* clean     reward = match
+* noisy     reward = match + N(0, 0.05)
+* squeezed  reward = 0.97 + 0.02 * match        (the band real validation accuracies occupy)
+* noise     reward = N(0.5, 0.05), whatever the pattern (no signal at all)
+
+Reported over seeds (mean ± standard error), all in units of ``match`` (the quality of the patterns,
+whatever the reward variant showed the searcher): *best* = the best match among the patterns sampled
+so far, *last 20%* = the mean match of the last fifth of them, at each budget; the paired difference
+controller - random (same seed, same target) with its standard error; and the policy's entropy (share
+of the maximum) after ``--noise-samples`` noise-only rewards.
+
+``--reference REV`` also runs the controller of git revision REV (default ``main``; ``none`` to skip)
+in a child process on the package extracted with ``git archive``, for the before/after comparison.
+``--sweep`` measures the candidate update rules that chose the defaults (docs/search.md).
+Run it from the repository root with ``PYTHONPATH=.`` so the checkout's package is the one measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+VARIANTS = ("clean", "noisy", "squeezed")
+NOISE_SD = 0.05
+
+
+def make_space(name: str) -> Any:
+    from autodropout.search_spaces import ConvSpace, TransformerSpace
+
+    return {"conv": lambda: ConvSpace(num_sites=3), "transformer": lambda: TransformerSpace(num_sites=2)}[name]()
+
+
+def make_searcher(kind: str, space: Any, seed: int, settings: dict[str, Any] | None) -> Any:
+    from autodropout.controller import searcher as module
+
+    if kind == "random":
+        return module.RandomSearcher(space, metric="reward", mode="max", seed=seed)
+    if not settings:  # the defaults of whichever version is imported (also the reference revision's)
+        return module.ControllerSearcher(space, metric="reward", mode="max", seed=seed)
+    from autodropout.controller.config import ControllerConfig
+
+    return module.ControllerSearcher(space, metric="reward", mode="max", seed=seed,
+                                     config=ControllerConfig(**settings))
+
+
+def target_for(space: Any, seed: int) -> list[int]:
+    """The hidden target: a pattern of the space drawn at random (so a match of 1 is reachable)."""
+    return space.sample(random.Random(10_000 + seed))
+
+
+def drive(searcher: Any, reward: Any, n: int, concurrency: int, rng: random.Random,
+          after: Any = None) -> list[list[int]]:
+    """Tune's loop without Tune: keep ``concurrency`` trials live, complete a random one, repeat;
+    ``after(completed)`` is called after each completion.
+
+    Returns the tokens in suggestion order (the order the searcher sampled them)."""
+    searcher.set_max_concurrency(concurrency)
+    live: list[str] = []
+    tokens: dict[str, list[int]] = {}
+    completed = 0
+    while completed < n:
+        while len(live) < concurrency and len(tokens) < n:
+            trial_id = f"trial_{len(tokens):05d}"
+            config = searcher.suggest(trial_id)
+            if config is None:
+                break
+            live.append(trial_id)
+            tokens[trial_id] = list(config["tokens"])
+        trial_id = live.pop(rng.randrange(len(live)))
+        searcher.on_trial_complete(trial_id, {"reward": reward(tokens[trial_id])})
+        completed += 1
+        if after is not None:
+            after(completed)
+    return [tokens[f"trial_{i:05d}"] for i in range(n)]
+
+
+def policy_entropy_share(searcher: Any) -> float:
+    """Mean over 512 fresh samples of the summed per-step entropies, as a share of the maximum."""
+    policy = searcher.policy
+    with torch.no_grad():
+        _, _, entropies = policy.sample(512, generator=torch.Generator().manual_seed(12345))
+    return float(entropies.mean()) / policy.max_entropy
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One search: ``job`` = {kind, settings, space, seed, variant, n, concurrency}."""
+    space = make_space(job["space"])
+    seed, variant = job["seed"], job["variant"]
+    target = target_for(space, seed)
+    noise = random.Random(20_000 + seed)
+
+    def match(tokens: list[int]) -> float:
+        return sum(a == b for a, b in zip(tokens, target)) / len(target)
+
+    def reward(tokens: list[int]) -> float:
+        m = match(tokens)
+        if variant == "clean":
+            return m
+        if variant == "noisy":
+            return m + noise.gauss(0.0, NOISE_SD)
+        if variant == "squeezed":
+            return 0.97 + 0.02 * m
+        return noise.gauss(0.5, NOISE_SD)  # "noise": no signal
+
+    searcher = make_searcher(job["kind"], space, seed, job.get("settings"))
+    entropy: dict[str, float] = {}
+
+    def snapshot(completed: int) -> None:
+        if completed in job.get("entropy_at", ()):
+            entropy[str(completed)] = policy_entropy_share(searcher)  # str keys: the result goes through JSON
+
+    began = time.perf_counter()
+    sequence = drive(searcher, reward, job["n"], job["concurrency"], random.Random(30_000 + seed), snapshot)
+    seconds = time.perf_counter() - began
+    return {**job, "match": [match(t) for t in sequence], "entropy": entropy, "seconds": seconds}
+
+
+def run_jobs(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
+    if workers <= 1:
+        return [run_job(job) for job in jobs]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(run_job, jobs))
+
+
+def run_reference(rev: str, jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
+    """Run ``jobs`` (default settings) against the package at git revision ``rev``, in a child process."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "autodropout"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        env = {**os.environ, "PYTHONPATH": tmp}
+        child = subprocess.run([sys.executable, __file__, "--child", str(workers)], input=json.dumps(jobs),
+                               env=env, check=True, capture_output=True, text=True)
+    return json.loads(child.stdout)
+
+
+# -- statistics and tables ---------------------------------------------------------------------
+def mean_se(values: list[float]) -> tuple[float, float]:
+    m = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return m, se
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    m, se = mean_se(values)
+    return f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def fmt_diff(values: list[float]) -> str:
+    m, se = mean_se(values)
+    return f"{m:+.3f} ± {se:.3f}"
+
+
+def best(match: list[float], n: int) -> float:
+    return max(match[:n])
+
+
+def last20(match: list[float], n: int) -> float:
+    k = max(1, n // 5)
+    return statistics.fmean(match[n - k:n])
+
+
+def collect(results: list[dict[str, Any]], kind: str, variant: str, seeds: list[int]) -> list[list[float]]:
+    by_seed = {r["seed"]: r for r in results if r["kind"] == kind and r["variant"] == variant}
+    return [by_seed[s]["match"] for s in seeds]
+
+
+def search_jobs(kind: str, space: str, seeds: list[int], budget: int, noise_at: list[int], concurrency: int,
+                settings: dict[str, Any] | None, variants: tuple[str, ...] = VARIANTS) -> list[dict[str, Any]]:
+    """Jobs for one searcher: each reward variant to ``budget`` samples and, for a controller, noise-only
+    rewards with the policy's entropy measured after each count in ``noise_at``."""
+    jobs = [{"kind": kind, "settings": settings, "space": space, "seed": s, "variant": v, "n": budget,
+             "concurrency": concurrency} for v in variants for s in seeds]
+    if kind != "random" and noise_at:
+        jobs += [{"kind": kind, "settings": settings, "space": space, "seed": s, "variant": "noise",
+                  "n": max(noise_at), "entropy_at": sorted(noise_at), "concurrency": concurrency} for s in seeds]
+    return jobs
+
+
+def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int],
+           arms: dict[str, list[dict[str, Any]]], random_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print the Markdown tables of one space; return the target checks of the first arm."""
+    names = list(arms)
+    print(f"\n### {space}: best match found (mean ± SE over {len(seeds)} seeds)\n")
+    header = "| reward | samples | random | " + " | ".join(
+        f"{a} | {a} - random" for a in names) + " |"
+    print(header)
+    print("|" + "---|" * (2 + 1 + 2 * len(names)))
+    checks: dict[str, Any] = {}
+    for variant in VARIANTS:
+        rnd = collect(random_results, "random", variant, seeds)
+        for n in budgets:
+            cells = [variant, str(n), fmt([best(m, n) for m in rnd])]
+            for i, a in enumerate(names):
+                ctl = collect(arms[a], "controller", variant, seeds)
+                diff = [best(c, n) - best(r, n) for c, r in zip(ctl, rnd)]
+                cells += [fmt([best(m, n) for m in ctl]), fmt_diff(diff)]
+                if i == 0:
+                    checks[(variant, n)] = mean_se(diff)
+            print("| " + " | ".join(cells) + " |")
+    print(f"\n### {space}: mean match of the last 20% of the samples\n")
+    print("| reward | samples | random | " + " | ".join(f"{a} | {a} - random" for a in names) + " |")
+    print("|" + "---|" * (2 + 1 + 2 * len(names)))
+    for variant in VARIANTS:
+        rnd = collect(random_results, "random", variant, seeds)
+        for n in budgets:
+            cells = [variant, str(n), fmt([last20(m, n) for m in rnd])]
+            for a in names:
+                ctl = collect(arms[a], "controller", variant, seeds)
+                diff = [last20(c, n) - last20(r, n) for c, r in zip(ctl, rnd)]
+                cells += [fmt([last20(m, n) for m in ctl]), fmt_diff(diff)]
+            print("| " + " | ".join(cells) + " |")
+    print(f"\n### {space}: policy entropy after noise-only rewards, share of the maximum (mean ± SE, min)\n")
+    print("| controller | " + " | ".join(f"after {n}" for n in noise_at) + " | seconds per 100 samples |")
+    print("|---|" + "---|" * len(noise_at) + "---|")
+    for i, a in enumerate(names):
+        noise = [r for r in arms[a] if r["variant"] == "noise"]
+        cells = []
+        for n in noise_at:
+            shares = [100 * r["entropy"][str(n)] for r in noise]
+            cells.append(f"{fmt(shares, 1)}% (min {min(shares):.0f}%)")
+            if i == 0:
+                checks[f"entropy{n}"] = mean_se([s / 100 for s in shares])
+        per100 = 100 * sum(r["seconds"] for r in arms[a]) / sum(r["n"] for r in arms[a])
+        print(f"| {a} | " + " | ".join(cells) + f" | {per100:.1f} |")
+    return checks
+
+
+def print_checks(space: str, checks: dict[str, Any], budgets: list[int]) -> None:
+    print(f"\n{space}, targets for the new controller:")
+    if "entropy100" in checks:
+        m, _ = checks["entropy100"]
+        print(f"- entropy after 100 noise-only rewards >= 90% of max: {100 * m:.1f}% -> "
+              f"{'met' if m >= 0.9 else 'NOT met'}")
+    for variant in VARIANTS:
+        if 100 in budgets:
+            m, se = checks[(variant, 100)]
+            print(f"- {variant}, 100 samples: best-found ahead of random by > 2 SE: {m:+.3f} vs 2 x {se:.3f} -> "
+                  f"{'met' if m > 2 * se else 'NOT met'}")
+        if 300 in budgets:
+            m, se = checks[(variant, 300)]
+            print(f"- {variant}, 300 samples: best-found ahead of random by > +0.13: {m:+.3f} (SE {se:.3f}) -> "
+                  f"{'met' if m > 0.13 else 'NOT met'}")
+
+
+# -- the sweep of candidate update rules ---------------------------------------------------------
+#: Candidates around the chosen defaults, one or two settings changed at a time ({} = the defaults).
+SWEEP: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "heads shared by decision type (ENAS)": {"share_heads": True},
+    "raw advantages (no spread)": {"normalize_advantages": False},
+    "lr 0.01, entropy_weight 0.001 (the first defaults)": {"lr": 0.01, "entropy_weight": 0.001},
+    "SGD, lr 0.05": {"optimizer": "sgd", "lr": 0.05},
+    "lr 0.0015": {"lr": 0.0015},
+    "lr 0.004": {"lr": 0.004},
+    "entropy_weight 0.01": {"entropy_weight": 0.01},
+    "entropy_weight 0.1": {"entropy_weight": 0.1},
+    "samples_per_update 4": {"samples_per_update": 4},
+    "baseline_decay 0.95": {"baseline_decay": 0.95},
+    "no ratio clip (clip_ratio None)": {"clip_ratio": None},
+    "samples_per_update 16, lr 0.00035, entropy_weight 1e-4 (paper-scale presets)":
+        {"samples_per_update": 16, "lr": 0.00035, "entropy_weight": 1e-4},
+    "samples_per_update 16, lr 0.006": {"samples_per_update": 16, "lr": 0.006},
+}
+
+
+def sweep(space: str, seeds: list[int], noise_at: list[int], concurrency: int, workers: int) -> None:
+    """Each candidate on clean, noisy and noise-only rewards; squeezed too where units matter (raw advantages)."""
+    rnd = run_jobs(search_jobs("random", space, seeds, 300, [], concurrency, None, VARIANTS), workers)
+    print(f"\n### sweep on {space}, {len(seeds)} seeds: best-found, controller - random (mean ± SE)\n")
+    print("| candidate | " + " | ".join(f"entropy after {n} noise" for n in noise_at)
+          + " | clean 100 | clean 300 | noisy 100 | noisy 300 | squeezed 100 | squeezed 300 |")
+    print("|---|" + "---|" * (len(noise_at) + 6))
+    for name, settings in SWEEP.items():
+        unit_free = settings.get("normalize_advantages", True)
+        variants = ("clean", "noisy") if unit_free else VARIANTS
+        res = run_jobs(search_jobs("controller", space, seeds, 300, noise_at, concurrency, settings, variants),
+                       workers)
+        noise = [r for r in res if r["variant"] == "noise"]
+        cells = [name] + [fmt([100 * r["entropy"][str(n)] for r in noise], 1) + "%" for n in noise_at]
+        for variant in VARIANTS:
+            for n in (100, 300):
+                if variant not in variants:  # unit-free: the same tokens as clean (tested), not run again
+                    cells.append("= clean")
+                    continue
+                ctl = collect(res, "controller", variant, seeds)
+                ref = collect(rnd, "random", variant, seeds)
+                cells.append(fmt_diff([best(c, n) - best(r, n) for c, r in zip(ctl, ref)]))
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--space", nargs="+", default=["conv", "transformer"], choices=["conv", "transformer"])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[24, 100, 300])
+    parser.add_argument("--noise-samples", type=int, nargs="+", default=[100, 300],
+                        help="measure the entropy after these many noise-only rewards")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--reference", default="main", help="git revision to compare with ('none' to skip)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (one core each)")
+    parser.add_argument("--sweep", action="store_true", help="measure the candidate update rules instead")
+    parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.child:  # reference revision: jobs on stdin, results on stdout
+        print(json.dumps(run_jobs(json.loads(sys.stdin.read()), args.child)))
+        return
+
+    import autodropout
+
+    seeds = list(range(args.seeds))
+    print(f"autodropout from {Path(autodropout.__file__).parent}; {args.seeds} seeds, "
+          f"concurrency {args.concurrency}, completions in random order")
+    began = time.perf_counter()
+    for space in args.space:
+        if args.sweep:
+            sweep(space, seeds, args.noise_samples, args.concurrency, args.jobs)
+            continue
+        jobs = search_jobs("controller", space, seeds, max(args.budgets), args.noise_samples, args.concurrency, None)
+        rnd = run_jobs(search_jobs("random", space, seeds, max(args.budgets), [], args.concurrency, None), args.jobs)
+        arms = {"new": run_jobs(jobs, args.jobs)}
+        if args.reference != "none":
+            arms[f"old ({args.reference})"] = run_reference(args.reference, jobs, args.jobs)
+        print_checks(space, report(space, seeds, args.budgets, args.noise_samples, arms, rnd), args.budgets)
+    print(f"\n({time.perf_counter() - began:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
