@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import Iterable, Sequence
 
 
 def is_int(value: object, minimum: int | None = None, maximum: int | None = None) -> bool:
@@ -28,3 +29,11 @@ def is_real(value: object, low: float | None = None, high: float | None = None, 
     if low is not None and (value <= low if low_open else value < low):
         return False
     return high is None or not (value >= high if high_open else value > high)
+
+
+def first_missing_and_unknown(given: Iterable[str], expected: Sequence[str]) -> tuple[str | None, str | None]:
+    """The first name of ``expected`` absent from ``given`` and the first (sorted) name of ``given`` not
+    expected, ``None`` for either when there is none: what a strict reader of a mapping reports."""
+    given = set(given)
+    missing = next((name for name in expected if name not in given), None)
+    return missing, min(given - set(expected), default=None)

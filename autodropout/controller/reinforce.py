@@ -51,7 +51,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from autodropout.checks import is_int, is_real
+from autodropout.checks import first_missing_and_unknown, is_int, is_real
 from autodropout.controller.config import ControllerConfig
 from autodropout.controller.policy import Policy
 
@@ -245,12 +245,10 @@ class Reinforce:
 
 def check_state_keys(owner: str, state: Mapping[str, Any], expected: Sequence[str]) -> None:
     """Raise ``KeyError`` naming the first missing, then the first unknown key of a saved state."""
-    missing = [k for k in expected if k not in state]
-    unknown = sorted(set(state) - set(expected))
-    if missing:
-        raise KeyError(f"{owner} state: missing key {missing[0]!r} (expected {list(expected)})")
-    if unknown:
-        raise KeyError(f"{owner} state: unknown key {unknown[0]!r} (expected {list(expected)})")
+    missing, unknown = first_missing_and_unknown(state, expected)
+    if missing is not None or unknown is not None:
+        what = f"missing key {missing!r}" if missing is not None else f"unknown key {unknown!r}"
+        raise KeyError(f"{owner} state: {what} (expected {list(expected)})")
 
 
 def _parse(samples: Sequence[tuple[Any, ...]]) -> tuple[list[list[int]], list[float], list[float | None]]:

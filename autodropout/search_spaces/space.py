@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
-from autodropout.checks import is_int
+from autodropout.checks import first_missing_and_unknown, is_int
 from autodropout.errors import PatternError
 
 
@@ -206,12 +206,10 @@ class SearchSpace:
     def layer_from_json(self, fields: Mapping[str, Any], where: str = "") -> Any:
         """One site's JSON object -> layer dataclass, with errors naming ``where`` and the field."""
         names = [name for name, _ in self.decision_types]
-        missing = [n for n in names if n not in fields]
-        extra = sorted(set(fields) - set(names))
-        if missing:
-            raise PatternError(f"{where}missing field {missing[0]!r} (expected fields: {names})")
-        if extra:
-            raise PatternError(f"{where}unknown field {extra[0]!r} (expected fields: {names})")
+        missing, extra = first_missing_and_unknown(fields, names)
+        if missing is not None or extra is not None:
+            what = f"missing field {missing!r}" if missing is not None else f"unknown field {extra!r}"
+            raise PatternError(f"{where}{what} (expected fields: {names})")
         values = {}
         for name, choices in self.decision_types:
             value = fields[name]
