@@ -202,9 +202,9 @@ def target_reward(space, seed=0, noise=0.0):
     return reward, target
 
 
-@pytest.mark.parametrize("a, b", [(0.97, 0.02), (-5.0, 30.0)])
-def test_affine_rewards_give_the_same_search(a, b):
-    """The same search on r and on a + b * r (b > 0): identical suggestions over 40 completions."""
+def search_on_r_and_on_affine_r(a, b, **settings):
+    """The same search (seed, completion order, noisy rewards) on r and on a + b * r; returns both searchers
+    and the suggestions of each."""
     reward, _ = target_reward(ConvSpace(3), seed=1, noise=0.05)
     cache = {}
 
@@ -213,17 +213,30 @@ def test_affine_rewards_give_the_same_search(a, b):
         cache.setdefault(key, reward(tokens))
         return cache[key]
 
-    plain = make(seed=5)
+    plain = make(seed=5, **settings)
     first = drive(plain, r, 40)
-    values = list(cache.values())
-    it = iter(values)
-    affine = make(seed=5)
+    it = iter(list(cache.values()))
+    affine = make(seed=5, **settings)
     second = drive(affine, lambda tokens: a + b * next(it), 40)
+    return plain, affine, first, second
+
+
+@pytest.mark.parametrize("a, b", [(0.97, 0.02), (-5.0, 30.0)])
+def test_affine_rewards_give_the_same_search(a, b):
+    """The same search on r and on a + b * r (b > 0): identical suggestions over 40 completions."""
+    plain, affine, first, second = search_on_r_and_on_affine_r(a, b)
     assert second == first
     assert affine.trainer.step == plain.trainer.step == 20
     assert affine.trainer.spread == pytest.approx(b * plain.trainer.spread, rel=1e-9)
     for p, q in zip(plain.policy.parameters(), affine.policy.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("a, b", [(0.97, 0.02), (-5.0, 30.0)])
+def test_raw_advantages_make_the_search_depend_on_the_units(a, b):
+    """The control of the test above: with raw reward differences (ENAS's rule) the two searches part."""
+    _, _, first, second = search_on_r_and_on_affine_r(a, b, normalize_advantages=False)
+    assert second != first
 
 
 def entropy_share(searcher):
