@@ -110,7 +110,7 @@ def _run(study: StudyDir) -> StudyDir:
 
 def estimate_seconds(plan: StudyPlan) -> float | None:
     """The whole study's wall time from the presets' measured seconds per trial (``None`` unless every
-    target is an unmodified embedded preset): trials x seconds / concurrency, for CPU or GPU trials."""
+    target is an unmodified embedded preset measured on the trials' device): trials x seconds / concurrency."""
     from autodropout.catalog import TRIAL_SECONDS
     from autodropout.experiment import find_experiment, presets
 
@@ -120,8 +120,10 @@ def estimate_seconds(plan: StudyPlan) -> float | None:
         name = experiment.name
         if name not in TRIAL_SECONDS or name not in presets() or find_experiment(name).task != experiment.task:
             return None
-        device = "gpu" if experiment.search.gpus_per_trial > 0 else "cpu"
-        total += unit.trials * TRIAL_SECONDS[name][device] / plan.concurrency
+        seconds = TRIAL_SECONDS[name].get("gpu" if experiment.search.gpus_per_trial > 0 else "cpu")
+        if seconds is None:  # not measured on this kind of device
+            return None
+        total += unit.trials * seconds / plan.concurrency
     return total
 
 

@@ -1,4 +1,6 @@
 """Bad input to `autodropout study`: one line, exit status 2, nothing written; and what a plan holds."""
+import dataclasses
+
 import pytest
 
 from autodropout.cli import main
@@ -101,6 +103,11 @@ def test_estimate_from_the_measured_trial_times_of_the_presets(tmp_path):
     assert sum(u.trials for u in plan.units()) == trials
     assert estimate_seconds(plan) == pytest.approx(trials * TRIAL_SECONDS["digits_wrn_quick"]["cpu"] / 2)
     assert estimate_seconds(make_plan(write_experiment(tmp_path), budget=2)) is None  # not a preset
+    # lm_transformer_quick has no GPU time measured: no estimate for GPU trials (was a KeyError).
+    plan = make_plan("lm_transformer_quick", budget=2)
+    main = dataclasses.replace(plan.main, experiment=plan.main.experiment.with_search(gpus_per_trial=1))
+    assert estimate_seconds(dataclasses.replace(plan, targets=(main,))) is None
+    assert estimate_seconds(plan) == pytest.approx(sum(u.trials for u in plan.units()) * TRIAL_SECONDS["lm_transformer_quick"]["cpu"] / 2)
 
 
 def test_unreachable_cluster_writes_nothing(tmp_path, capsys):
