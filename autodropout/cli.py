@@ -7,6 +7,7 @@ is left behind.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
@@ -16,8 +17,8 @@ from autodropout.experiment import DEFAULT_EXPERIMENT
 
 EPILOGS = {
     "search": """examples:
-  autodropout search                                  # embedded quick preset (digits, WideResNet)
-  autodropout search lm_transformer_quick --trials 8  # the embedded language-model preset
+  autodropout search                                  # the embedded default, lm_transformer_quick
+  autodropout search digits_wrn_quick --trials 8      # the embedded ConvNet preset (digits, WideResNet)
   autodropout search my_experiment.yaml --concurrency 4 --address auto   # on a running Ray cluster
   autodropout search --resume runs/digits_wrn_quick-20261123-101500      # after an interruption (Ctrl-C)
   autodropout search --resume runs/digits_wrn_quick-20261123-101500 --trials 48   # extend to 48 trials
@@ -200,7 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"search": _search, "train": _train, "export": _export, "transfer": _transfer, "show": _show,
                "list": _list, "study": _study}
     try:
-        return handler[args.command](args) or 0
+        code = handler[args.command](args) or 0
+        sys.stdout.flush()  # so that a reader gone early (`| head`) is seen here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The idiom of Python's signal docs: point stdout at devnull so the exit flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("autodropout: interrupted", file=sys.stderr)
         return 130

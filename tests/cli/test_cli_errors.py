@@ -1,4 +1,5 @@
 """Bad input: one clear message, exit status 2, nothing half-written."""
+import os
 import subprocess
 
 import pytest
@@ -229,3 +230,16 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, bad_in
     assert shown in err
     assert "Traceback" not in err
     assert tree(work) == [] and tree(inputs) == before_inputs and before_work == []
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    # `autodropout list | head -1`: the pipe's read end is closed before anything is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([PYTHON, "-m", "autodropout.cli", "list"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1
+    assert proc.stderr == ""
