@@ -17,7 +17,7 @@ def test_pyproject_lists_every_subpackage():
     assert found | {"autodropout.experiments"} == listed
 
 
-def test_wheel_contains_the_presets(tmp_path):
+def test_wheel_contains_the_presets_and_the_shipped_patterns(tmp_path):
     # Built from a copy, so the checkout gets no build/ or egg-info folders.
     source = tmp_path / "source"
     source.mkdir()
@@ -30,4 +30,6 @@ def test_wheel_contains_the_presets(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     presets = {f"autodropout/experiments/{p.name}" for p in (ROOT / "experiments").glob("*.yaml")}
     assert presets and presets <= names
+    shipped = {f"autodropout/patterns/{p.name}" for p in (ROOT / "autodropout" / "patterns").glob("*.json")}
+    assert shipped and shipped <= names  # the learned patterns ship as package data
     assert "autodropout/runs/trial.py" in names and "autodropout/py.typed" in names
