@@ -18,19 +18,20 @@ from autodropout.tasks import TaskSites, task_sites
 
 #: Seconds per search trial of the embedded presets, on one CPU thread and on one GPU: one trial =
 #: training the preset's model for its epochs with a sampled pattern, validating after every epoch,
-#: data already loaded. Measured once with ``python benchmarks/trial_time.py [--device cuda]`` (median
-#: of 3 patterns, each CPU run pinned to an idle core); re-measure and paste its output here when a
-#: preset changes.
+#: data already loaded. Measured with ``python benchmarks/trial_time.py [--device cuda]`` (median of 3
+#: patterns) or as the median trial time of a study's search or tuning (:data:`TRIAL_TIME_SOURCE` says
+#: which); re-measure and paste here when a preset changes. The study's time estimate reads them.
 TRIAL_SECONDS: dict[str, dict[str, float]] = {
-    "digits_wrn_quick": {"cpu": 10.0, "gpu": 1.2},
+    "digits_wrn_quick": {"cpu": 50.0, "gpu": 1.2},
     "lm_transformer_quick": {"cpu": 48.9},
-    "translation_numbers_quick": {"cpu": 35.6, "gpu": 15.8},
+    "translation_numbers_quick": {"cpu": 84.0, "gpu": 15.8},
 }
 TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs and validations; data loaded once per "
-                     "search), measured with benchmarks/trial_time.py on an idle Intel Xeon core (cpu, 1 torch "
-                     "thread) and an NVIDIA H200 (gpu), torch 2.11, 2026-11-29; lm_transformer_quick (changed "
-                     "since): median CPU seconds of 3 trials on a busy machine, torch 2.13; '-': not measured "
-                     "(the paper-scale presets need their data files, and GPUs)")
+                     "search). cpu: the 2-core development machine, 1 torch thread per trial, 2 trials at a time, "
+                     "torch 2.13, 2026-11-29/30 (median of the trials of one search or tuning: "
+                     "benchmarks/trial_time.py for lm_transformer_quick, the study runs of docs/results.md for the "
+                     "other two); gpu: an NVIDIA H200, torch 2.11, 2026-11-29 (benchmarks/trial_time.py "
+                     "--device cuda); '-': not measured (the paper-scale presets need their data files, and GPUs)")
 WHAT = ("presets", "regularizers", "patterns")
 #: Width at which the parameter column wraps.
 PARAMETERS_WIDTH = 52
