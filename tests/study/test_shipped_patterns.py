@@ -12,6 +12,10 @@ from autodropout.experiment import find_experiment
 from autodropout.tasks import task_sites
 
 
+#: The package's own folder, read at collection (the fixture keeps a user's override out of the tests).
+SHIPPED = sorted(p.stem for p in Path(patterns.__file__).parent.glob("*.json"))
+
+
 @pytest.fixture(autouse=True)
 def package_folder(monkeypatch):
     monkeypatch.delenv(patterns.ENV, raising=False)
@@ -19,10 +23,6 @@ def package_folder(monkeypatch):
 
 def test_the_package_ships_the_language_model_studys_pattern():
     assert "lm-transformer-lstm" in patterns.shipped() and patterns.shipped() == SHIPPED
-
-
-#: The package's own folder, read at collection (the fixture below keeps a user's override out of the tests).
-SHIPPED = sorted(p.stem for p in Path(patterns.__file__).parent.glob("*.json"))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
