@@ -22,16 +22,17 @@ from autodropout.tasks import TaskSites, task_sites
 #: patterns) or as the median trial time of a study's search or tuning (:data:`TRIAL_TIME_SOURCE` says
 #: which); re-measure and paste here when a preset changes. The study's time estimate reads them.
 TRIAL_SECONDS: dict[str, dict[str, float]] = {
-    "digits_wrn_quick": {"cpu": 50.0, "gpu": 1.2},
+    "digits_wrn_quick": {"cpu": 16.1},
     "lm_transformer_quick": {"cpu": 48.9},
     "translation_numbers_quick": {"cpu": 84.0, "gpu": 15.8},
 }
 TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs and validations; data loaded once per "
                      "search). cpu: the 2-core development machine, 1 torch thread per trial, 2 trials at a time, "
                      "torch 2.13, 2026-11-29/30 (median of the trials of one search or tuning: "
-                     "benchmarks/trial_time.py for lm_transformer_quick, the study runs of docs/results.md for the "
-                     "other two); gpu: an NVIDIA H200, torch 2.11, 2026-11-29 (benchmarks/trial_time.py "
-                     "--device cuda); '-': not measured (the paper-scale presets need their data files, and GPUs)")
+                     "benchmarks/trial_time.py for lm_transformer_quick and digits_wrn_quick, the study run of "
+                     "docs/results.md for translation_numbers_quick); gpu: an NVIDIA H200, torch 2.11, 2026-11-29 "
+                     "(benchmarks/trial_time.py --device cuda); '-': not measured (the paper-scale presets need "
+                     "their data files, and GPUs; digits_wrn_quick changed after the GPU measurement)")
 WHAT = ("presets", "regularizers", "patterns")
 #: Width at which the parameter column wraps.
 PARAMETERS_WIDTH = 52

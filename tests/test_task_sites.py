@@ -26,7 +26,7 @@ def test_every_preset_has_site_shapes_of_its_space_and_site_count():
 def test_vision_shapes_match_the_built_task():
     config = find_experiment("digits_wrn_quick").task
     task = build_task(config)  # the digits load in a second
-    assert task_sites(config).shapes == task.site_layout.shapes == ((32, 16, 16), (64, 8, 8), (128, 4, 4))
+    assert task_sites(config).shapes == task.site_layout.shapes == ((32, 8, 8), (64, 4, 4), (128, 2, 2))
     assert task_sites(config).data_root is None
     # CIFAR images are read at their own size, whatever image_size says.
     assert CIFAR_SIDE == cifar._IMAGE_SIZE

@@ -29,6 +29,7 @@ from autodropout.data.images import (
     load_digits,
     normalize_per_channel,
     stratified_split,
+    with_label_noise,
 )
 from autodropout.data.language import (
     EOS,
@@ -102,5 +103,6 @@ __all__ = [
     "normalize_per_channel",
     "read_token_lines",
     "stratified_split",
+    "with_label_noise",
     "tokenize_words",
 ]

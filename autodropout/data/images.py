@@ -10,6 +10,8 @@ draw their randomness from an explicit ``torch.Generator`` so that a seeded run 
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -149,6 +151,25 @@ def normalize_per_channel(
     scale = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     normalized = [(t.float() - shift.to(t.device)) / scale.to(t.device) for t in (train, *others)]
     return normalized, mean, std
+
+
+def with_label_noise(splits: ImageSplits, fraction: float, seed: int) -> ImageSplits:
+    """``splits`` with ``fraction`` of the *training* labels replaced by a different class, drawn
+    uniformly from ``seed``; validation and test stay clean.
+
+    Symmetric label noise is the classic regime where a network memorizes what it cannot generalize
+    and regularization pays (Zhang et al., 2017; Arpit et al., 2017, who show dropout slows the
+    memorization of noisy labels). Exactly ``round(fraction * N)`` labels change. ``y``: (N,) int64.
+    """
+    if fraction == 0:
+        return splits
+    y = splits.train.y.clone()
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(y), generator=generator)[: round(fraction * len(y))]
+    # A shift of 1..C-1 classes: never the true label, every other label equally likely.
+    shift = torch.randint(1, splits.num_classes, (len(index),), generator=generator)
+    y[index] = (y[index] + shift) % splits.num_classes
+    return dataclasses.replace(splits, train=ImageSplit(splits.train.x, y))
 
 
 def load_digits(

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autodropout.config import check_fraction, check_positive
-from autodropout.data.images import ImageSplits, augment, load_digits
+from autodropout.data.images import ImageSplits, augment, load_digits, with_label_noise
 from autodropout.errors import ConfigError
 from autodropout.models import ConvSites, WideResNet
 from autodropout.search_spaces import ConvSpace
@@ -25,7 +25,9 @@ class VisionConfig:
 
     ``split_seed`` draws the train / validation / test split, independently of ``train.seed``: a
     pattern retrained with new training seeds is scored on the same held-out images, never on the
-    validation images its search saw.
+    validation images its search saw. ``label_noise``: the fraction of training labels replaced by
+    another class (drawn from ``split_seed``; validation and test stay clean), the memorization regime
+    where regularization pays (:func:`~autodropout.data.images.with_label_noise`).
     """
 
     kind: Literal["vision"] = "vision"
@@ -36,6 +38,7 @@ class VisionConfig:
     test_fraction: float = 0.15
     augment: bool = True
     split_seed: int = 0
+    label_noise: float = 0.0
     depth: int = 10
     width: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -47,6 +50,8 @@ class VisionConfig:
         if self.dataset != "digits" and not self.root:
             raise ConfigError(f"root: dataset {self.dataset!r} needs root (the folder of its python batches)")
         check_fraction(self, "val_fraction", "test_fraction")
+        if not 0 <= self.label_noise < 1:
+            raise ConfigError(f"label_noise: expected a fraction in [0, 1), got {self.label_noise}")
 
 
 #: Side of the CIFAR python batches' images; the task reads them at this size whatever ``image_size``
@@ -69,12 +74,14 @@ class VisionTask(Task):
     @staticmethod
     def load_data(config: VisionConfig) -> ImageSplits:
         if config.dataset == "digits":
-            return load_digits(seed=config.split_seed, image_size=config.image_size,
-                               val_fraction=config.val_fraction, test_fraction=config.test_fraction)
-        from autodropout.data.cifar import load_cifar
+            splits = load_digits(seed=config.split_seed, image_size=config.image_size,
+                                 val_fraction=config.val_fraction, test_fraction=config.test_fraction)
+        else:
+            from autodropout.data.cifar import load_cifar
 
-        return load_cifar(config.root, num_classes=10 if config.dataset == "cifar10" else 100,
-                          val_fraction=config.val_fraction, seed=config.split_seed)
+            splits = load_cifar(config.root, num_classes=10 if config.dataset == "cifar10" else 100,
+                                val_fraction=config.val_fraction, seed=config.split_seed)
+        return with_label_noise(splits, config.label_noise, config.split_seed)
 
     @classmethod
     def describe_sites(cls, config: VisionConfig) -> TaskSites:

@@ -13,6 +13,7 @@ from autodropout.data import (
     augment_digits,
     load_digits,
     stratified_split,
+    with_label_noise,
 )
 
 
@@ -166,3 +167,27 @@ def test_augment_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match="cifar, digits, none"):
         augment(torch.zeros(1, 1, 8, 8), None, "mirror")
     assert set(AUGMENTATIONS) == {"none", "digits", "cifar"}
+
+
+def test_label_noise_changes_exactly_that_fraction_of_training_labels_to_other_classes(digits):
+    noisy = with_label_noise(digits, 0.4, seed=3)
+    changed = noisy.train.y != digits.train.y
+    assert changed.sum().item() == round(0.4 * len(digits.train))  # never flipped onto the true label
+    assert noisy.train.y.dtype == torch.int64 and int(noisy.train.y.max()) < digits.num_classes
+    # Validation, test and the images themselves are untouched; the flip is uniform over other classes.
+    assert noisy.val is digits.val and noisy.test is digits.test and noisy.train.x is digits.train.x
+    shift = (noisy.train.y[changed] - digits.train.y[changed]) % digits.num_classes
+    counts = torch.bincount(shift, minlength=digits.num_classes)[1:].float()
+    expected = changed.sum() / (digits.num_classes - 1)
+    assert counts.min() > 0.5 * expected and counts.max() < 1.6 * expected
+    assert torch.equal(with_label_noise(digits, 0.4, seed=3).train.y, noisy.train.y)
+    assert not torch.equal(with_label_noise(digits, 0.4, seed=4).train.y, noisy.train.y)
+    assert with_label_noise(digits, 0.0, seed=3) is digits
+
+
+def test_vision_config_rejects_label_noise_outside_0_1():
+    from autodropout.errors import ConfigError
+    from autodropout.tasks.vision import VisionConfig
+
+    with pytest.raises(ConfigError, match=r"label_noise: expected a fraction in \[0, 1\), got 1.0"):
+        VisionConfig(label_noise=1.0)

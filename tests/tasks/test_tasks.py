@@ -158,3 +158,11 @@ def test_train_with_a_pattern_file_maps_sites_and_checks_kind(tmp_path, capsys):
     ad.save_patterns(tmp_path / "lm.json", [lm_space.decode(lm_space.sample(0))], lm_space)
     assert main(["train", str(path), "--pattern", str(tmp_path / "lm.json")]) == 2
     assert "a transformer pattern cannot be applied to a conv model" in capsys.readouterr().err
+
+
+def test_vision_task_trains_on_noisy_labels_and_scores_clean_ones():
+    clean = build_task(tiny_vision())
+    noisy = build_task(dataclasses.replace(tiny_vision(), label_noise=0.3))
+    flipped = (noisy.data.train.y != clean.data.train.y).float().mean().item()
+    assert flipped == pytest.approx(0.3, abs=1 / len(clean.data.train))
+    assert torch.equal(noisy.data.val.y, clean.data.val.y) and torch.equal(noisy.data.test.y, clean.data.test.y)
