@@ -7,6 +7,7 @@ are missing (the table says where they are expected).
 from __future__ import annotations
 
 import inspect
+import math
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -134,11 +135,16 @@ def patterns_table() -> str:
 
 
 def _mean_se(summary: dict, signed: bool = False) -> str:
+    """``0.7246 ± 0.0074``, ``-26.6 ± 1.1``: the standard error to 2 significant digits, the mean to the
+    same decimal place (more digits than the error supports would be noise)."""
     mean, se = summary.get("mean"), summary.get("se")
     if not isinstance(mean, (int, float)):
         return "-"
-    text = f"{mean:+.4g}" if signed else f"{mean:.4g}"
-    return text + (f" ± {se:.2g}" if isinstance(se, (int, float)) else "")
+    sign = "+" if signed else ""
+    if not isinstance(se, (int, float)) or not math.isfinite(se) or se <= 0:
+        return f"{mean:{sign}.4g}"
+    decimals = max(0, 1 - math.floor(math.log10(se)))
+    return f"{mean:{sign}.{decimals}f} ± {se:.{decimals}f}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], notes: Sequence[str] | None = None) -> str:

@@ -21,8 +21,8 @@ def package_folder(monkeypatch):
     monkeypatch.delenv(patterns.ENV, raising=False)
 
 
-def test_the_package_ships_the_language_model_studys_pattern():
-    assert "lm-transformer-lstm" in patterns.shipped() and patterns.shipped() == SHIPPED
+def test_the_package_ships_the_embedded_studies_patterns():
+    assert {"lm-transformer-lstm", "digits-wrn-lstm"} <= set(patterns.shipped()) and patterns.shipped() == SHIPPED
 
 
 @pytest.mark.parametrize("name", SHIPPED)
