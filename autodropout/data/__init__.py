@@ -103,6 +103,6 @@ __all__ = [
     "normalize_per_channel",
     "read_token_lines",
     "stratified_split",
-    "with_label_noise",
     "tokenize_words",
+    "with_label_noise",
 ]

@@ -10,9 +10,7 @@ draw their randomness from an explicit ``torch.Generator`` so that a seeded run 
 """
 from __future__ import annotations
 
-import dataclasses
-
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -169,7 +167,7 @@ def with_label_noise(splits: ImageSplits, fraction: float, seed: int) -> ImageSp
     # A shift of 1..C-1 classes: never the true label, every other label equally likely.
     shift = torch.randint(1, splits.num_classes, (len(index),), generator=generator)
     y[index] = (y[index] + shift) % splits.num_classes
-    return dataclasses.replace(splits, train=ImageSplit(splits.train.x, y))
+    return replace(splits, train=ImageSplit(splits.train.x, y))
 
 
 def load_digits(
