@@ -88,10 +88,11 @@ def check_non_negative(obj: Any, *names: str) -> None:
             raise ConfigError(f"{name}: expected a value >= 0, got {getattr(obj, name)}")
 
 
-def check_fraction(obj: Any, *names: str) -> None:
+def check_fraction(obj: Any, *names: str, allow_zero: bool = False) -> None:
     for name in names:
-        if not 0 < getattr(obj, name) < 1:
-            raise ConfigError(f"{name}: expected a fraction in (0, 1), got {getattr(obj, name)}")
+        value = getattr(obj, name)
+        if not (0 <= value < 1 if allow_zero else 0 < value < 1):
+            raise ConfigError(f"{name}: expected a fraction in {'[' if allow_zero else '('}0, 1), got {value}")
 
 
 def _convert(value: Any, hint: Any, path: str) -> Any:

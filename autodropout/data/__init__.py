@@ -60,6 +60,7 @@ from autodropout.data.translation import (
     load_number_translation,
     load_parallel_text,
     tokenize_words,
+    with_target_noise,
 )
 
 __all__ = [
@@ -105,4 +106,5 @@ __all__ = [
     "stratified_split",
     "tokenize_words",
     "with_label_noise",
+    "with_target_noise",
 ]

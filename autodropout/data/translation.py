@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -54,6 +54,7 @@ __all__ = [
     "load_number_translation",
     "load_parallel_text",
     "tokenize_words",
+    "with_target_noise",
 ]
 
 def _check_count(name: str, value: int, minimum: int) -> None:
@@ -181,6 +182,31 @@ def load_number_translation(
         tgt_lang=tgt_lang,
         meta={"numbers": numbers, "seed": seed, "num2words_version": _version("num2words")},
     )
+
+
+def with_target_noise(data: TranslationData, fraction: float, seed: int) -> TranslationData:
+    """``data`` with ``fraction`` of the *training* pairs given the target of another training pair,
+    drawn uniformly from ``seed``; validation and test stay clean.
+
+    The translation analogue of symmetric label noise (:func:`autodropout.data.images.with_label_noise`):
+    an unregularized model memorizes wrong translations it cannot derive from the source, and
+    regularization pays (Zhang et al., 2017; Arpit et al., 2017). Exactly ``round(fraction * N)``
+    pairs change; each takes the target (text and ids) of one of the N - 1 *other* pairs, so the
+    targets' vocabulary and length distribution stay those of the training set.
+    """
+    n, train = len(data.train), data.train
+    count = round(fraction * n)
+    if count == 0 or n < 2:
+        return data
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(n, generator=generator)[:count].tolist()
+    # An offset of 1..N-1 pairs: never the pair's own target, every other one equally likely.
+    donors = ((torch.tensor(index) + torch.randint(1, n, (count,), generator=generator)) % n).tolist()
+    tgt_text, tgt_ids = list(train.tgt_text), list(train.tgt_ids)
+    for i, j in zip(index, donors):
+        tgt_text[i], tgt_ids[i] = train.tgt_text[j], train.tgt_ids[j]
+    noisy = ParallelSplit(train.src_text, tgt_text, train.src_ids, tgt_ids)
+    return replace(data, train=noisy, meta={**data.meta, "target_noise": {"fraction": fraction, "seed": seed}})
 
 
 def _version(package: str) -> str:

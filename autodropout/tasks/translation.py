@@ -9,9 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.config import check_non_negative, check_positive
+from autodropout.config import check_fraction, check_non_negative, check_positive
 from autodropout.data.bleu import corpus_bleu
-from autodropout.data.translation import BOS_ID, EOS_ID, PAD_ID, TranslationData, collate, load_number_translation
+from autodropout.data.translation import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    TranslationData,
+    collate,
+    load_number_translation,
+    load_parallel_text,
+    with_target_noise,
+)
 from autodropout.errors import ConfigError
 from autodropout.models import TransformerSeq2Seq, TransformerSites, beam_search, greedy_decode
 from autodropout.search_spaces import TransformerSpace
@@ -28,7 +37,9 @@ class TranslationConfig:
     """Sequence-to-sequence translation with a Transformer (``kind: translation``).
 
     ``split_seed`` draws which numbers go to train / validation / test (``dataset: numbers``),
-    independently of ``train.seed``.
+    independently of ``train.seed``. ``label_noise``: the fraction of training pairs given another
+    pair's target (drawn from ``split_seed``; validation and test stay clean), the memorization regime
+    where regularization pays (:func:`~autodropout.data.translation.with_target_noise`).
     """
 
     kind: Literal["translation"] = "translation"
@@ -42,6 +53,7 @@ class TranslationConfig:
     n_val: int = 300
     n_test: int = 300
     split_seed: int = 0
+    label_noise: float = 0.0
     max_len: int = 32
     d_model: int = 64
     n_enc_layers: int = 2
@@ -57,6 +69,7 @@ class TranslationConfig:
         check_positive(self, "vocab_size", "max_number", "n_train", "n_val", "n_test", "max_len", "d_model",
                        "n_enc_layers", "n_dec_layers", "n_heads", "beam_size")
         check_non_negative(self, "d_ff")
+        check_fraction(self, "label_noise", allow_zero=True)
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.dataset != "numbers" and not self.root:
@@ -79,12 +92,12 @@ class TranslationTask(Task):
     @staticmethod
     def load_data(config: TranslationConfig) -> TranslationData:
         if config.dataset == "numbers":
-            return load_number_translation(seed=config.split_seed, max_number=config.max_number,
+            data = load_number_translation(seed=config.split_seed, max_number=config.max_number,
                                            n_train=config.n_train, n_val=config.n_val, n_test=config.n_test,
                                            src_lang=config.src_lang, tgt_lang=config.tgt_lang)
-        from autodropout.data.translation import load_parallel_text
-
-        return load_parallel_text(config.root, config.src_lang, config.tgt_lang, vocab_size=config.vocab_size)
+        else:
+            data = load_parallel_text(config.root, config.src_lang, config.tgt_lang, vocab_size=config.vocab_size)
+        return with_target_noise(data, config.label_noise, config.split_seed)
 
     @classmethod
     def describe_sites(cls, config: TranslationConfig) -> TaskSites:

@@ -50,8 +50,7 @@ class VisionConfig:
         if self.dataset != "digits" and not self.root:
             raise ConfigError(f"root: dataset {self.dataset!r} needs root (the folder of its python batches)")
         check_fraction(self, "val_fraction", "test_fraction")
-        if not 0 <= self.label_noise < 1:
-            raise ConfigError(f"label_noise: expected a fraction in [0, 1), got {self.label_noise}")
+        check_fraction(self, "label_noise", allow_zero=True)
 
 
 #: Side of the CIFAR python batches' images; the task reads them at this size whatever ``image_size``

@@ -184,10 +184,3 @@ def test_label_noise_changes_exactly_that_fraction_of_training_labels_to_other_c
     assert not torch.equal(with_label_noise(digits, 0.4, seed=4).train.y, noisy.train.y)
     assert with_label_noise(digits, 0.0, seed=3) is digits
 
-
-def test_vision_config_rejects_label_noise_outside_0_1():
-    from autodropout.errors import ConfigError
-    from autodropout.tasks.vision import VisionConfig
-
-    with pytest.raises(ConfigError, match=r"label_noise: expected a fraction in \[0, 1\), got 1.0"):
-        VisionConfig(label_noise=1.0)

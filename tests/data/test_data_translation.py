@@ -16,6 +16,7 @@ from autodropout.data import (
     load_number_translation,
     load_parallel_text,
     tokenize_words,
+    with_target_noise,
 )
 
 
@@ -111,6 +112,26 @@ def test_number_task_errors_name_the_parameter():
         load_number_translation(n_train=0)
     with pytest.raises(ValueError, match="tgt_lang"):
         load_number_translation(max_number=20, n_train=5, n_val=1, n_test=1, tgt_lang="klingon")
+
+
+def test_target_noise_gives_exactly_that_fraction_of_pairs_another_pairs_target(numbers):
+    noisy = with_target_noise(numbers, 0.3, seed=5)
+    train, clean = noisy.train, numbers.train
+    changed = [i for i in range(len(clean)) if train.tgt_text[i] != clean.tgt_text[i]]
+    assert len(changed) == round(0.3 * len(clean))  # the numbers are distinct, so no pair keeps its own target
+    # Sources stay; a changed pair carries the text and ids of one other training pair together.
+    assert train.src_text == clean.src_text and train.src_ids == clean.src_ids
+    donors = {text: i for i, text in enumerate(clean.tgt_text)}
+    for i in changed:
+        j = donors[train.tgt_text[i]]
+        assert j != i and train.tgt_ids[i] == clean.tgt_ids[j]
+    # Donors are spread over the training set, not a few pairs copied many times.
+    assert len({train.tgt_text[i] for i in changed}) > 0.7 * len(changed)
+    assert noisy.val is numbers.val and noisy.test is numbers.test
+    assert noisy.src_tokenizer is numbers.src_tokenizer and noisy.tgt_tokenizer is numbers.tgt_tokenizer
+    assert with_target_noise(numbers, 0.3, seed=5).train == train
+    assert with_target_noise(numbers, 0.3, seed=6).train != train
+    assert with_target_noise(numbers, 0.0, seed=5) is numbers
 
 
 def _write_parallel(folder, pairs_per_split, skip=()):

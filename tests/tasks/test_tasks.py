@@ -9,6 +9,7 @@ import torch
 
 import autodropout as ad
 from autodropout.cli import main
+from autodropout.errors import ConfigError
 from autodropout.search_spaces import ConvSpace, TransformerSpace
 from autodropout.tasks import DivergedError, Regularization, TrainConfig, build_task, reward
 from autodropout.tasks.language_model import LanguageModelConfig
@@ -166,3 +167,30 @@ def test_vision_task_trains_on_noisy_labels_and_scores_clean_ones():
     flipped = (noisy.data.train.y != clean.data.train.y).float().mean().item()
     assert flipped == pytest.approx(0.3, abs=1 / len(clean.data.train))
     assert torch.equal(noisy.data.val.y, clean.data.val.y) and torch.equal(noisy.data.test.y, clean.data.test.y)
+
+
+def test_translation_task_trains_on_noisy_targets_and_scores_clean_ones():
+    clean = build_task(tiny_translation())
+    noisy = build_task(dataclasses.replace(tiny_translation(), label_noise=0.25))
+    changed = sum(a != b for a, b in zip(noisy.data.train.tgt_text, clean.data.train.tgt_text))
+    assert changed == round(0.25 * len(clean.data.train))
+    assert noisy.data.train.src_text == clean.data.train.src_text
+    assert noisy.data.val == clean.data.val and noisy.data.test == clean.data.test
+
+
+@pytest.mark.parametrize("config", [VisionConfig, TranslationConfig])
+def test_label_noise_outside_0_1_is_a_config_error_naming_the_field(config):
+    with pytest.raises(ConfigError, match=r"label_noise: expected a fraction in \[0, 1\), got 1.0"):
+        config(label_noise=1.0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_adam_second_moment_decay_comes_from_the_config(optimizer):
+    from autodropout.tasks.loop import _optimizer
+
+    model = torch.nn.Linear(3, 2)
+    groups = _optimizer(model, TrainConfig(optimizer=optimizer, lr=1e-3, beta2=0.98)).param_groups
+    assert [g["betas"] for g in groups] == [(0.9, 0.98)] * 2
+    assert _optimizer(model, TrainConfig(optimizer=optimizer, lr=1e-3)).param_groups[0]["betas"] == (0.9, 0.999)
+    with pytest.raises(ConfigError, match=r"beta2: expected a fraction in \(0, 1\), got 1.0"):
+        TrainConfig(optimizer=optimizer, beta2=1.0)
