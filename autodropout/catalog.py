@@ -25,15 +25,15 @@ from autodropout.tasks import TaskSites, task_sites
 TRIAL_SECONDS: dict[str, dict[str, float]] = {
     "digits_wrn_quick": {"cpu": 16.1},
     "lm_transformer_quick": {"cpu": 48.9},
-    "translation_numbers_quick": {"cpu": 84.0, "gpu": 15.8},
+    "translation_numbers_quick": {"cpu": 228.0},
 }
 TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs and validations; data loaded once per "
                      "search). cpu: the 2-core development machine, 1 torch thread per trial, 2 trials at a time, "
-                     "torch 2.13, 2026-11-29/30 (median of the trials of one search or tuning: "
-                     "benchmarks/trial_time.py for lm_transformer_quick and digits_wrn_quick, the study run of "
-                     "docs/results.md for translation_numbers_quick); gpu: an NVIDIA H200, torch 2.11, 2026-11-29 "
-                     "(benchmarks/trial_time.py --device cuda); '-': not measured (the paper-scale presets need "
-                     "their data files, and GPUs; digits_wrn_quick changed after the GPU measurement)")
+                     "torch 2.13, 2026-11-29/30 (median of 3 patterns of benchmarks/trial_time.py for "
+                     "lm_transformer_quick and digits_wrn_quick; median of the 20 runs of "
+                     "benchmarks/preset_regime.py, validated once, for translation_numbers_quick); gpu: none measured "
+                     "since the presets changed (an NVIDIA H200 ran the earlier ones); '-': not measured (the "
+                     "paper-scale presets need their data files, and GPUs)")
 WHAT = ("presets", "regularizers", "patterns")
 #: Width at which the parameter column wraps.
 PARAMETERS_WIDTH = 52
