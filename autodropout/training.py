@@ -73,7 +73,7 @@ def train_once(experiment: ExperimentConfig, regularizer: str | None = None, par
     test = task.evaluate(result.model, "test")
     report = TrainReport(
         experiment=experiment.name, regularization=regularization.describe(),
-        seed=experiment.task.train.seed, epochs=len(result.history), metric=task.metric,
+        seed=experiment.task.train.seed, epochs=result.final.epoch, metric=task.metric,
         val=result.final.val, test=test, reward=result.final.reward, seconds=seconds,
         seconds_per_epoch=sum(r.seconds for r in result.history) / result.final.epoch,
         threads=torch.get_num_threads(),

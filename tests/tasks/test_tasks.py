@@ -194,3 +194,13 @@ def test_adam_second_moment_decay_comes_from_the_config(optimizer):
     assert _optimizer(model, TrainConfig(optimizer=optimizer, lr=1e-3)).param_groups[0]["betas"] == (0.9, 0.999)
     with pytest.raises(ConfigError, match=r"beta2: expected a fraction in \(0, 1\), got 1.0"):
         TrainConfig(optimizer=optimizer, beta2=1.0)
+
+
+def test_train_reports_the_epochs_trained_not_the_validations(tmp_path, capsys):
+    from tests.tiny import write_experiment
+
+    path = write_experiment(tmp_path, {"task": {"train": {"epochs": 4, "eval_every": 2, "batch_size": 64, "lr": 0.05,
+                                                          "max_batches_per_epoch": 2}}})
+    assert main(["train", str(path), "--output", str(tmp_path / "report.json")]) == 0
+    assert "(seed 0, 4 epochs," in capsys.readouterr().out  # 2 validations, 4 epochs
+    assert json.loads((tmp_path / "report.json").read_text())["epochs"] == 4
