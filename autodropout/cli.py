@@ -52,12 +52,14 @@ examples:
 searches of --budget trials each); every applicable hand-designed regularizer with its rate tuned by
 Ray Tune's random search at the same budget; each arm's best retrained on --eval-seeds new training
 seeds and scored on the held-out test split (mean, SE, 95% intervals, paired differences against
-'none' and the best tuned baseline); the same on each --transfer-to target. Writes report.md, plots
-and the best patterns into the study folder. See docs/study.md.
+'none' and the best tuned baseline); the same on each --transfer-to target; each --transfer-from
+pattern scored on this task beside its own arms. Writes report.md, plots and the best patterns into
+the study folder. See docs/study.md.
 
 examples:
   autodropout study digits_wrn_quick --budget 16 --search-seeds 2 --eval-seeds 5
   autodropout study lm_transformer_quick --transfer-to translation_numbers_quick
+  autodropout study translation_numbers_quick --transfer-from lm-transformer-lstm
   autodropout study digits_wrn_quick --baselines none,dropout,dropblock --output studies/digits
   autodropout study --resume studies/digits          # after an interruption (even kill -9)
   autodropout study --report studies/digits          # rebuild report.md and plots from the folder
@@ -152,6 +154,9 @@ def _add_study(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                                        "applies to the task; see docs/study.md)")
     p.add_argument("--transfer-to", action="append", default=[], metavar="EXPERIMENT",
                    help="also score the learned patterns on this experiment (repeatable)")
+    p.add_argument("--transfer-from", action="append", default=[], metavar="PATTERN",
+                   help="also score this pattern (a file or a shipped name, learned on another task) on this "
+                        "task against its tuned baselines (repeatable)")
     p.add_argument("--concurrency", type=int, help="trials at once (default: search.concurrency)")
     p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
     p.add_argument("--output", type=Path, help="study folder (default: studies/NAME-TIMESTAMP)")
@@ -320,7 +325,7 @@ def _study(args: argparse.Namespace) -> int:
     from autodropout import study
 
     new = [args.experiment, args.budget, args.search_seeds, args.eval_seeds, args.baselines, args.concurrency,
-           args.output] + args.transfer_to
+           args.output] + args.transfer_to + args.transfer_from
     if args.resume or args.report or args.publish:
         option = "--resume" if args.resume else "--report" if args.report else "--publish"
         if any(v is not None for v in new) or (args.address and not args.resume):
@@ -338,7 +343,7 @@ def _study(args: argparse.Namespace) -> int:
                     search_seeds=2 if args.search_seeds is None else args.search_seeds,
                     eval_seeds=5 if args.eval_seeds is None else args.eval_seeds, baselines=baselines,
                     transfer_to=args.transfer_to, output=args.output, address=args.address,
-                    concurrency=args.concurrency)
+                    concurrency=args.concurrency, transfer_from=args.transfer_from)
     return 0
 
 

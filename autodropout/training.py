@@ -46,8 +46,14 @@ def pattern_for_task(task: Task, pattern_file: str | Path, rank: int = 1) -> Pat
     """Load a pattern file (or a shipped pattern by name) and map it onto ``task``'s sites (see
     :mod:`autodropout.mapping`)."""
     patterns = load_patterns(pattern_file)
-    pattern = patterns.get(rank)
-    target = task.space_type(task.num_sites, patterns.space.values) if pattern.kind == task.space_type.kind \
+    return pattern_onto_task(task, patterns.get(rank), patterns.space.values)
+
+
+def pattern_onto_task(task: Task, pattern: Pattern, values: Any) -> Pattern:
+    """``pattern`` (from a space with value sets ``values``) mapped onto ``task``'s sites: same value
+    sets, the task's number of sites (:func:`autodropout.mapping.map_pattern`). A pattern of another
+    space kind is checked against the task's own space there, which names the mismatch."""
+    target = task.space_type(task.num_sites, values) if pattern.kind == task.space_type.kind \
         else task.search_space()
     return map_pattern(pattern, target, task.site_layout.stacks)
 

@@ -32,6 +32,7 @@ def run_study(
     output: str | Path | None = None,
     address: str | None = None,
     concurrency: int | None = None,
+    transfer_from: Sequence[str | Path] = (),
 ) -> StudyDir:
     """Run a new study (see ``docs/study.md``); every input is checked before anything is written.
 
@@ -42,13 +43,15 @@ def run_study(
         eval_seeds: training seeds of the final evaluation (``1000 + i``), at least 2.
         baselines: ``none`` and regularizer names (default: every applicable one, :mod:`~autodropout.study.baselines`).
         transfer_to: experiments (files or presets) the selected patterns are also scored on.
+        transfer_from: pattern files or shipped pattern names (learned on other tasks) scored on this
+            task beside its own arms.
         output: the study folder (default ``studies/NAME-TIMESTAMP``); it must be new or empty.
         address: a Ray cluster (``auto`` or ``HOST:PORT``); default: a local instance.
         concurrency: trials at once in searches and tunings (default: the experiment's ``search.concurrency``).
     """
     from autodropout.workers.cluster import connect
 
-    plan = make_plan(experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency)
+    plan = make_plan(experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency, transfer_from)
     folder = StudyDir.check_new(Path(output) if output else default_output(plan.main.experiment.name))
     _check_cluster(plan, connect(address))
     return _run(StudyDir.create(folder, plan))

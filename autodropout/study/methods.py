@@ -1,17 +1,19 @@
 """The methods a target's final evaluation retrains: each search seed's best pattern (on the searched
-task), each search arm's selected pattern mapped onto a transfer target, each tuned baseline's best
-configuration, and ``none``. They come from finished unit results only, so a resumed study
-rebuilds exactly the same list.
+task), each search arm's selected pattern mapped onto a transfer target, each imported pattern
+(``--transfer-from``, searched task only) mapped onto the searched task, each tuned baseline's best
+configuration, and ``none``. They come from finished unit results and the study folder only, so a
+resumed study rebuilds exactly the same list.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from autodropout.mapping import map_pattern
 from autodropout.runs import Trial
+from autodropout.search_spaces import Pattern, SearchSpace
 from autodropout.study.plan import MAIN, StudyDir, Target, arm_label
 from autodropout.study.results import NONE, select_pattern
 from autodropout.tasks import Regularization, Task
+from autodropout.training import pattern_onto_task
 
 Method = tuple[Trial, dict[str, Any]]
 
@@ -27,15 +29,17 @@ def eval_methods(study: StudyDir, target: Target, task: Task) -> tuple[list[Meth
             missing.append(f"{label}: no successful trial to evaluate")
             continue
         source = Trial.from_config(best["config"])
-        pattern = source.regularization.pattern
-        space = source.space
+        pattern, space = source.regularization.pattern, source.space
         if target.key != MAIN:
-            space = task.space_type(task.num_sites, source.space.values)
-            pattern = map_pattern(pattern, space, task.site_layout.stacks)
-        trial = Trial(target.experiment.task, Regularization(pattern=pattern), 0, space, label)
-        methods.append((trial, {"label": label, "arm": arm, "search_seed": k, "source": best["trial_id"],
-                                "search_reward": best["reward"], "regularization": trial.regularization.describe(),
-                                "params": None, "pattern": pattern.to_json()}))
+            pattern, space = _onto(task, pattern, source.space)
+        methods.append(_pattern_method(target, label, pattern, space, {
+            "arm": arm, "search_seed": k, "source": best["trial_id"], "search_reward": best["reward"]}))
+    if target.key == MAIN:
+        for imported in study.plan.imports:
+            patterns = study.read_import(imported)
+            pattern, space = _onto(task, patterns.best, patterns.space)
+            methods.append(_pattern_method(target, imported.label, pattern, space, {
+                "arm": imported.label, "search_seed": None, "source": imported.source, "search_reward": None}))
     for baseline in target.baselines:
         if baseline == NONE:
             regularization, info = Regularization.none(), {"search_reward": None, "source": None}
@@ -51,6 +55,17 @@ def eval_methods(study: StudyDir, target: Target, task: Task) -> tuple[list[Meth
                                 "regularization": regularization.describe(), "params": dict(regularization.params),
                                 "pattern": None}))
     return methods, missing
+
+
+def _onto(task: Task, pattern: Pattern, space: SearchSpace) -> tuple[Pattern, SearchSpace]:
+    """A pattern from another task, mapped onto ``task``'s sites, and the space it now lives in."""
+    return pattern_onto_task(task, pattern, space.values), task.space_type(task.num_sites, space.values)
+
+
+def _pattern_method(target: Target, label: str, pattern: Pattern, space: SearchSpace, info: dict[str, Any]) -> Method:
+    trial = Trial(target.experiment.task, Regularization(pattern=pattern), 0, space, label)
+    return trial, {"label": label, **info, "regularization": trial.regularization.describe(), "params": None,
+                   "pattern": pattern.to_json()}
 
 
 def _searched(study: StudyDir) -> list[tuple[str, str, int, dict | None]]:

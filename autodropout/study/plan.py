@@ -4,6 +4,7 @@
 
     study.json              the plan: budget, seeds, arms, baselines, targets (format autodropout.study)
     experiments/KEY.yaml    the resolved experiment of each target (main = the searched task)
+    imported/LABEL.json     a copy of each pattern file given with --transfer-from (scored on the searched task)
     arms/ARM-sK/            one search run folder per search arm and search seed (autodropout search)
     tuned/KEY/BASELINE/     one Ray Tune run per tuned baseline and target (trials/ inside)
     eval/KEY/               the final evaluation of a target: a Tune grid of (method, seed) (grid/ inside)
@@ -13,7 +14,7 @@
     patterns/lstm.json, patterns/random.json            the report (rebuilt from results/ alone)
 
 A unit is one search (``search/lstm-s0``), one tuned baseline (``tune/main/dropout``) or one final
-evaluation (``eval/main``). The report reads only ``study.json``, ``experiments/`` and ``results/``,
+evaluation (``eval/main``). The report reads only ``study.json``, ``experiments/``, ``imported/`` and ``results/``,
 so a copy of those is a complete record.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ import yaml
 from autodropout.atomic import atomic_write
 from autodropout.errors import ConfigError, UserInputError
 from autodropout.experiment import ExperimentConfig, experiment_from_dict
+from autodropout.search_spaces import PatternSet, load_patterns
 
 FORMAT = "autodropout.study"
 VERSION = 1
@@ -56,6 +58,17 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Imported:
+    """A pattern from elsewhere (``--transfer-from``: a shipped name or a pattern file) that the final
+    evaluation of the searched task scores beside its own arms; ``source`` is what the user gave,
+    ``text`` the pattern file itself, copied into the study folder (``imported/LABEL.json``)."""
+
+    label: str
+    source: str
+    text: str = dataclasses.field(repr=False)
+
+
+@dataclass(frozen=True)
 class Unit:
     """One piece of work that ends with a result file (see the module docstring)."""
 
@@ -78,6 +91,7 @@ class StudyPlan:
     targets: tuple[Target, ...]
     concurrency: int
     arms: tuple[str, ...] = ARMS
+    imports: tuple[Imported, ...] = ()
     created: str = ""
 
     @property
@@ -95,6 +109,7 @@ class StudyPlan:
         """The methods of ``target``'s final evaluation, in table order."""
         if target.key == MAIN:
             arms = [arm_label(arm, k) for arm in self.arms for k in range(len(self.search_seeds))]
+            arms += [i.label for i in self.imports]
         else:
             arms = list(self.arms)
         return arms + list(target.baselines)
@@ -115,6 +130,8 @@ class StudyPlan:
         return {"format": FORMAT, "version": VERSION, "created": self.created, "experiment": self.main.experiment.name,
                 "budget": self.budget, "search_seeds": list(self.search_seeds), "eval_seeds": list(self.eval_seeds),
                 "arms": list(self.arms), "concurrency": self.concurrency,
+                "imports": [{"label": i.label, "source": i.source, "file": f"imported/{i.label}.json"}
+                            for i in self.imports],
                 "targets": [{"key": t.key, "experiment": t.experiment.name, "file": f"experiments/{t.key}.yaml",
                              "baselines": list(t.baselines)} for t in self.targets]}
 
@@ -145,6 +162,13 @@ class StudyDir:
 
     def experiment_file(self, key: str) -> Path:
         return self.path / "experiments" / f"{key}.yaml"
+
+    def import_file(self, imported: Imported) -> Path:
+        return self.path / "imported" / f"{imported.label}.json"
+
+    def read_import(self, imported: Imported) -> PatternSet:
+        """The imported pattern file, read back from the study folder (strict validation)."""
+        return load_patterns(self.import_file(imported))
 
     def unit_dir(self, unit: Unit) -> Path:
         if unit.kind == "search":
@@ -179,6 +203,9 @@ class StudyDir:
         (path / "experiments").mkdir(parents=True, exist_ok=True)
         for target in plan.targets:
             atomic_write(study.experiment_file(target.key), target.experiment.to_yaml())
+        for entry in plan.imports:
+            study.import_file(entry).parent.mkdir(exist_ok=True)
+            atomic_write(study.import_file(entry), entry.text)
         atomic_write(study.plan_file, json.dumps(plan.to_json(), indent=1) + "\n")  # last: marks the folder a study
         return study
 
@@ -205,8 +232,10 @@ class StudyDir:
                                  f"of autodropout (this one reads version {VERSION})")
             targets = tuple(Target(t["key"], _read_experiment(path / t["file"]), tuple(t["baselines"]))
                             for t in raw["targets"])
+            imports = tuple(Imported(str(i["label"]), str(i["source"]), (path / i["file"]).read_text())
+                            for i in raw.get("imports", []))
             plan = StudyPlan(int(raw["budget"]), tuple(raw["search_seeds"]), tuple(raw["eval_seeds"]), targets,
-                             int(raw["concurrency"]), tuple(raw["arms"]), raw.get("created", ""))
+                             int(raw["concurrency"]), tuple(raw["arms"]), imports, raw.get("created", ""))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, StudyError):
                 raise

@@ -122,6 +122,9 @@ def _plan_lines(study: StudyDir) -> list[str]:
         "and scored on the held-out test split; mean ± standard error and 95% t-intervals over seeds; "
         "differences paired by training seed",
     ]
+    for imported in plan.imports:
+        lines.append(f"- imported pattern `{imported.label}` (--transfer-from {imported.source}): its rank 1, "
+                     "mapped onto the searched task's sites, retrained and scored like the arms")
     for target in plan.targets[1:]:
         lines.append(f"- transfer target `{target.experiment.name}` (baselines: {', '.join(target.baselines)})")
     return lines

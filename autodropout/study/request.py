@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Sequence
 
 from autodropout.checks import is_int
 from autodropout.experiment import ExperimentConfig, find_experiment
+from autodropout.patterns import load_patterns, resolve
 from autodropout.study.baselines import check_baselines, default_baselines, tunable_baselines
-from autodropout.study.plan import EVAL_SEED_BASE, MAIN, StudyError, StudyPlan, Target, target_key
+from autodropout.study.plan import ARMS, EVAL_SEED_BASE, MAIN, Imported, StudyError, StudyPlan, Target, target_key
 from autodropout.tasks import task_class
 
 
@@ -20,6 +22,7 @@ def make_plan(
     baselines: Sequence[str] | None = None,
     transfer_to: Sequence[str | Path] = (),
     concurrency: int | None = None,
+    transfer_from: Sequence[str | Path] = (),
 ) -> StudyPlan:
     """The plan of a study of ``experiment`` (see :func:`autodropout.study.run_study` for the arguments)."""
     main = _study_experiment(find_experiment(experiment))
@@ -42,10 +45,31 @@ def make_plan(
         own = default_baselines(other_kind) if baselines is None else \
             [b for b in chosen if b in tunable_baselines(other_kind)]
         targets.append(Target(target_key(other.name, {t.key for t in targets}), other, tuple(own)))
+    imports = _imports(transfer_from, kind, set(ARMS) | set(chosen))
     seed = main.task.train.seed
     return StudyPlan(budget=budget, search_seeds=tuple(seed + k for k in range(search_seeds)),
                      eval_seeds=tuple(EVAL_SEED_BASE + i for i in range(eval_seeds)), targets=tuple(targets),
-                     concurrency=concurrency)
+                     concurrency=concurrency, imports=imports)
+
+
+def _imports(specs: Sequence[str | Path], kind: str, taken: set[str]) -> tuple[Imported, ...]:
+    """Each ``--transfer-from`` pattern (a shipped name or a pattern file), read and checked now and
+    labelled by its name (or its file's stem)."""
+    space = task_class(kind).space_type.kind
+    imports = []
+    for spec in specs:
+        file = resolve(spec)
+        patterns = load_patterns(file)
+        if patterns.space.kind != space:
+            raise StudyError(f"--transfer-from {spec}: a {patterns.space.kind} pattern cannot go to a {kind} task, "
+                             f"whose sites take {space} patterns")
+        label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(file).stem)
+        if label in taken:
+            raise StudyError(f"--transfer-from {spec}: its label {label!r} is already an arm, a baseline or "
+                             "another --transfer-from of this study; rename the file")
+        taken.add(label)
+        imports.append(Imported(label, str(spec), Path(file).read_text()))
+    return tuple(imports)
 
 
 def _study_experiment(experiment: ExperimentConfig) -> ExperimentConfig:

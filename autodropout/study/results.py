@@ -10,6 +10,8 @@ Rules (also in ``docs/study.md``):
   validation metric in the final evaluation: chosen on validation, scored on test.
 * The pattern a search arm transfers (and publishes) is its pattern with the best mean validation
   metric over the evaluation seeds.
+* An imported pattern (``--transfer-from``) is one arm of the searched task, compared like a search
+  arm with ``none`` and the best tuned baseline.
 * Differences are ``arm - reference`` on the test metric, paired by training seed; with
   ``mode == "min"`` (perplexity) a negative difference is an improvement.
 """
@@ -104,25 +106,27 @@ def summarize_target(plan: StudyPlan, target: Target, evaluation: dict[str, Any]
     mode = evaluation["mode"]
     members = method_scores(evaluation)
     arms = []
-    for name in list(plan.arms) + list(target.baselines):
+    imported = [i.label for i in plan.imports] if target.key == MAIN else []
+    for name in list(plan.arms) + imported + list(target.baselines):
         mine = [m for m in members if m.arm == name and m.test]
         val, test = per_seed_mean([m.val for m in mine]), per_seed_mean([m.test for m in mine])
         arms.append(ArmSummary(name, name in plan.arms, mine, val, test, summarize(list(val.values())),
                                summarize(list(test.values()))))
-    tuned = [a for a in arms if not a.search and a.name != NONE and a.val_by_seed]
+    tuned = [a for a in arms if a.name in target.baselines and a.name != NONE and a.val_by_seed]
     best = max(tuned, key=lambda a: _key(a.val_by_seed, mode), default=None)
-    comparisons = _comparisons(plan, arms, best)
+    comparisons = _comparisons(plan, arms, best, imported)
     return TargetSummary(target.key, target.experiment.name, evaluation["metric"], mode, arms,
                          best.name if best else None, comparisons, list(evaluation.get("missing", [])))
 
 
-def _comparisons(plan: StudyPlan, arms: list[ArmSummary], best: ArmSummary | None) -> list[Comparison]:
-    """Every arm against ``none``; each search arm against the best tuned baseline; the first search
-    arm against the second (the controller against random search)."""
+def _comparisons(plan: StudyPlan, arms: list[ArmSummary], best: ArmSummary | None,
+                 imported: list[str]) -> list[Comparison]:
+    """Every arm against ``none``; each search arm and imported pattern against the best tuned
+    baseline; the first search arm against the second (the controller against random search)."""
     by_name = {a.name: a for a in arms}
     pairs = [(a.name, NONE) for a in arms if a.name != NONE]
     if best is not None:
-        pairs += [(arm, best.name) for arm in plan.arms]
+        pairs += [(arm, best.name) for arm in list(plan.arms) + imported]
     if len(plan.arms) == 2:
         pairs.append(tuple(plan.arms))
     out = []
@@ -184,16 +188,18 @@ class CostRow:
 
 
 def cost_rows(study: StudyDir) -> list[CostRow]:
-    """One row per search arm (its K searches together) and per tuned baseline, per target."""
+    """One row per search arm (its K searches together), imported pattern (no search: its final
+    evaluation only) and tuned baseline, per target."""
     rows = []
     for target in study.plan.targets:
         evaluation = study.read_result(study.plan.unit("eval", target.key))
-        names = (list(study.plan.arms) if target.key == MAIN else []) + list(target.baselines)
+        imported = [i.label for i in study.plan.imports] if target.key == MAIN else []
+        names = (list(study.plan.arms) if target.key == MAIN else []) + imported + list(target.baselines)
         for name in names:
             if name in study.plan.arms:
                 units = [u for u in study.plan.search_units() if u.name.rsplit("-s", 1)[0] == name]
             else:
-                units = [] if name == NONE else [study.plan.unit("tune", target.key, name)]
+                units = [] if name == NONE or name in imported else [study.plan.unit("tune", target.key, name)]
             results = [r for r in map(study.read_result, units) if r is not None]
             if len(results) < len(units):
                 continue

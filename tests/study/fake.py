@@ -20,6 +20,8 @@ SCORES = {
     "none": ([0.80] * 3, [0.80, 0.83, 0.81]),
     "dropout": ([0.86] * 3, [0.84, 0.87, 0.85]),
 }
+#: The same for a pattern imported with ``--transfer-from digits-wrn-lstm``.
+IMPORTED = {"digits-wrn-lstm": ([0.85] * 3, [0.86, 0.86, 0.89])}
 
 
 def _cost(trials: int, seconds: float) -> dict:
@@ -38,11 +40,13 @@ def _trials_result(unit, best_trial: Trial, rewards: list[float], **extra) -> di
             "cost": _cost(len(rewards), 10.0 * len(rewards))}
 
 
-def fake_study(folder: Path, finished: bool = True) -> StudyDir:
+def fake_study(folder: Path, finished: bool = True, imported: bool = False) -> StudyDir:
     """A study of tests.tiny's vision experiment, budget 2, 2 search seeds, 3 evaluation seeds,
-    baselines none and dropout; with ``finished`` its final evaluation has the :data:`SCORES`."""
+    baselines none and dropout; with ``finished`` its final evaluation has the :data:`SCORES`; with
+    ``imported`` it also scores the shipped ``digits-wrn-lstm`` (:data:`IMPORTED`)."""
     experiment_file = write_experiment(folder)
-    plan = make_plan(experiment_file, budget=2, search_seeds=2, eval_seeds=3, baselines=["none", "dropout"])
+    plan = make_plan(experiment_file, budget=2, search_seeds=2, eval_seeds=3, baselines=["none", "dropout"],
+                     transfer_from=list(IMPORTED) if imported else [])
     study = StudyDir.create(folder / "study", plan)
     task = load_experiment(experiment_file).task
     space = ConvSpace(num_sites=3)
@@ -56,14 +60,14 @@ def fake_study(folder: Path, finished: bool = True) -> StudyDir:
     dropout = Trial(task, Regularization(name="dropout", params={"p": 0.2}), 0, label="dropout")
     study.write_result(tune, _trials_result(tune, dropout, [0.7, 0.8], baseline="dropout", domain={}))
     if finished:
-        study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main")))
+        study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main"), imported))
     return study
 
 
-def _evaluation(unit) -> dict:
+def _evaluation(unit, imported: bool) -> dict:
     methods, cells = [], []
-    for label, (val, test) in SCORES.items():
-        arm, _, k = label.partition("-s")
+    for label, (val, test) in {**SCORES, **(IMPORTED if imported else {})}.items():
+        arm, _, k = label.partition("-s") if label in SCORES else (label, "", "")
         methods.append({"label": label, "arm": arm, "search_seed": int(k) if k else None, "source": "t1",
                         "search_reward": 0.9, "regularization": "dropout(p=0.2)" if arm == "dropout" else arm,
                         "params": {"p": 0.2} if arm == "dropout" else None, "pattern": None})

@@ -47,6 +47,26 @@ def test_arms_comparisons_and_selection_by_hand(study):
     assert select_pattern(evaluation, "random").label == "random-s0"
 
 
+def test_an_imported_pattern_is_an_arm_compared_with_none_and_the_best_tuned(tmp_path):
+    study = fake_study(tmp_path, imported=True)
+    (main,) = summarize_study(study)
+    assert [a.name for a in main.arms] == ["lstm", "random", "digits-wrn-lstm", "none", "dropout"]
+    assert main.best_baseline == "dropout"  # an imported pattern is never the best tuned baseline
+    # digits-wrn-lstm - none per seed: 0.06, 0.03, 0.08; - dropout: 0.02, -0.01, 0.04
+    assert comparison(main, "digits-wrn-lstm", "none").mean == pytest.approx(0.0566667, abs=1e-6)
+    assert comparison(main, "digits-wrn-lstm", "dropout").mean == pytest.approx(0.0166667, abs=1e-6)
+    assert {(c.arm, c.reference) for c in main.comparisons if "digits-wrn-lstm" in (c.arm, c.reference)} == {
+        ("digits-wrn-lstm", "none"), ("digits-wrn-lstm", "dropout")}
+    rebuild_report(study.path)
+    text = (study.path / "report.md").read_text()
+    assert "- imported pattern `digits-wrn-lstm` (--transfer-from digits-wrn-lstm)" in text
+    assert "| digits-wrn-lstm | dropout (best tuned) | +0.0167 ± 0.015 |" in text
+    costs = {c["arm"]: c for c in json.loads((study.path / "report.json").read_text())["costs"]}
+    assert costs["digits-wrn-lstm"]["trials"] == 0 and costs["digits-wrn-lstm"]["eval_cpu_s"] == 15.0
+    # Its pattern file is not a search arm's: patterns/ holds only lstm.json and random.json.
+    assert sorted(p.name for p in (study.path / "patterns").iterdir()) == ["lstm.json", "random.json"]
+
+
 def test_report_tables_and_files(study):
     written = {p.name for p in rebuild_report(study.path)}
     assert written == {"lstm.json", "random.json", "search_curves.png", "test_metrics.png", "best_pattern.png",

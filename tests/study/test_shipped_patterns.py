@@ -11,7 +11,6 @@ from autodropout.cli import main
 from autodropout.experiment import find_experiment
 from autodropout.tasks import task_sites
 
-
 #: The package's own folder, read at collection (the fixture keeps a user's override out of the tests).
 SHIPPED = sorted(p.stem for p in Path(patterns.__file__).parent.glob("*.json"))
 

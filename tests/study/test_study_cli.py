@@ -1,9 +1,13 @@
 """Bad input to `autodropout study`: one line, exit status 2, nothing written; and what a plan holds."""
 import dataclasses
+import json
+import shutil
 
 import pytest
 
+import autodropout as ad
 from autodropout.cli import main
+from autodropout.patterns import resolve
 from autodropout.study import StudyDir, make_plan
 from autodropout.study.baselines import DOMAINS, default_baselines
 from tests.tiny import TINY_LM, write_experiment
@@ -25,11 +29,22 @@ def run(capsys, *args):
     (["--concurrency", "0"], "--concurrency: expected at least 1"),
     (["--transfer-to", "LM"], "a conv pattern (from a vision task) cannot go to a language_model task"),
     (["--transfer-to", "no_such_preset"], "no_such_preset: neither an experiment file nor a preset"),
+    (["--transfer-from", "lm-transformer-lstm"],
+     "--transfer-from lm-transformer-lstm: a transformer pattern cannot go to a vision task, whose sites take conv"),
+    (["--transfer-from", "no-such-pattern"], "no-such-pattern: no such pattern file, and no shipped pattern of that "
+                                             "name; shipped patterns: digits-wrn-lstm, "),
+    (["--transfer-from", "DROPOUT"], "its label 'dropout' is already an arm, a baseline or another --transfer-from"),
+    (["--transfer-from", "digits-wrn-lstm", "--transfer-from", "digits-wrn-lstm"],
+     "its label 'digits-wrn-lstm' is already an arm, a baseline or another --transfer-from"),
+    (["--transfer-from", "BROKEN"], "broken.json"),
 ])
 def test_bad_requests_write_nothing(tmp_path, capsys, args, message):
     experiment = write_experiment(tmp_path)
     lm = write_experiment(tmp_path, base=TINY_LM)
-    args = [str(lm) if a == "LM" else a for a in args]
+    files = {"DROPOUT": tmp_path / "dropout.json", "BROKEN": tmp_path / "broken.json"}
+    shutil.copyfile(resolve("digits-wrn-lstm"), files["DROPOUT"])
+    files["BROKEN"].write_text('{"format": "autodropout.patterns"')
+    args = [str(lm) if a == "LM" else str(files.get(a, a)) for a in args]
     code, out, err = run(capsys, experiment, *args, "--output", tmp_path / "study")
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert err.startswith("autodropout: error: ") and message in err
@@ -83,6 +98,33 @@ def test_plan_defaults_and_units(tmp_path):
     assert StudyDir.open(study.path).plan.to_json() == study.plan.to_json()
 
 
+def test_transfer_from_is_scored_on_the_searched_task_only(tmp_path):
+    experiment = write_experiment(tmp_path)
+    mine = tmp_path / "from elsewhere.json"
+    shutil.copyfile(resolve("digits-wrn-lstm"), mine)
+    plan = make_plan(experiment, search_seeds=1, eval_seeds=2, baselines=["none", "dropout"],
+                     transfer_from=["digits-wrn-lstm", mine], transfer_to=[write_experiment(tmp_path / "", {
+                         "name": "other", "task": {"kind": "vision", "dataset": "digits", "image_size": 8}})])
+    assert [(i.label, i.source) for i in plan.imports] == [("digits-wrn-lstm", "digits-wrn-lstm"),
+                                                          ("from_elsewhere", str(mine))]
+    assert plan.eval_labels(plan.main) == ["lstm-s0", "random-s0", "digits-wrn-lstm", "from_elsewhere", "none",
+                                           "dropout"]
+    assert plan.eval_labels(plan.target("other")) == ["lstm", "random", "none", "dropout"]
+    assert plan.unit("eval", "main").trials == 6 * 2
+    study = StudyDir.create(tmp_path / "study", plan)
+    mine.unlink()  # the study folder keeps its own copy
+    again = StudyDir.open(study.path)
+    assert again.plan == study.plan and again.plan.to_json()["imports"][1] == {
+        "label": "from_elsewhere", "source": str(mine), "file": "imported/from_elsewhere.json"}
+    copy = again.read_import(again.plan.imports[1])
+    assert copy.best == ad.load_patterns("digits-wrn-lstm").best
+    # A study folder written before --transfer-from existed has no "imports": it reads as none.
+    raw = json.loads(study.plan_file.read_text())
+    del raw["imports"]
+    study.plan_file.write_text(json.dumps(raw))
+    assert StudyDir.open(study.path).plan.imports == ()
+
+
 def test_transformer_defaults():
     assert default_baselines("language_model") == ["none", "dropout", "variational_dropout", "sparseout", "ydrop"]
     assert default_baselines("translation") == default_baselines("language_model")
@@ -92,6 +134,7 @@ def test_help_has_examples(capsys):
     code = main(["study", "--help"])
     out = capsys.readouterr().out
     assert code == 0 and "examples:" in out and "--transfer-to" in out and "--publish" in out
+    assert "--transfer-from lm-transformer-lstm" in out
 
 
 def test_estimate_from_the_measured_trial_times_of_the_presets(tmp_path):

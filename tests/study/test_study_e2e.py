@@ -14,6 +14,8 @@ import pytest
 
 import autodropout as ad
 from autodropout.runs import RunDir
+from autodropout.tasks import build_task
+from autodropout.training import pattern_onto_task
 from tests.conftest import PYTHON
 from tests.tiny import TINY_VISION, write_experiment
 
@@ -37,9 +39,9 @@ def epochs(trial: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in lines if line.endswith("}")]
 
 
-def check_complete(study: Path, budget: int = 2) -> dict:
+def check_complete(study: Path, budget: int = 2, labels: set[str] = LABELS) -> dict:
     """Every unit finished once: searches and tuning with exactly ``budget`` trials, each trial's epochs
-    reported once and in order, and one evaluation run per (method, seed)."""
+    reported once and in order, and one evaluation run per (method, seed) of ``labels``."""
     for unit in ["arms/lstm-s0", "arms/lstm-s1", "arms/random-s0", "arms/random-s1", "tuned/main/dropout"]:
         trials = sorted((study / unit / "trials").glob("trial_*"))
         assert len(trials) == budget, (unit, trials)
@@ -47,7 +49,7 @@ def check_complete(study: Path, budget: int = 2) -> dict:
             assert epochs(trial) == [1, 2], (trial, epochs(trial))
     evaluation = json.loads((study / "results" / "eval" / "main.json").read_text())
     cells = [(c["label"], c["seed"]) for c in evaluation["cells"]]
-    assert sorted(cells) == sorted((label, seed) for label in LABELS for seed in (1000, 1001))
+    assert sorted(cells) == sorted((label, seed) for label in labels for seed in (1000, 1001))
     assert all(c["error"] is None and 0 <= c["test"] <= 1 for c in evaluation["cells"])
     assert len(list((study / "eval" / "main" / "grid").glob("trial_*"))) == len(cells)
     for trial in (study / "eval" / "main" / "grid").glob("trial_*"):
@@ -58,11 +60,18 @@ def check_complete(study: Path, budget: int = 2) -> dict:
 def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     experiment = write_experiment(tmp_path)
     study = tmp_path / "study"
-    proc = autodropout("study", experiment, *TINY_STUDY, "--output", study, env=cli_env)
-    assert "6 units, 22 trials" in proc.stdout and "[  22/22] eval/main finished" in proc.stdout
+    # Also scores a shipped pattern learned on another task (digits WRN-16-4 -> the tiny WRN).
+    proc = autodropout("study", experiment, *TINY_STUDY, "--transfer-from", "digits-wrn-lstm", "--output", study,
+                       env=cli_env)
+    assert "6 units, 24 trials" in proc.stdout and "[  24/24] eval/main finished" in proc.stdout
     assert "ETA" in proc.stdout and proc.stdout.count("search/lstm-s0 trial ") == 2
-    evaluation = check_complete(study)
-    assert {m["label"] for m in evaluation["methods"]} == LABELS
+    evaluation = check_complete(study, labels=LABELS | {"digits-wrn-lstm"})
+    assert {m["label"] for m in evaluation["methods"]} == LABELS | {"digits-wrn-lstm"}
+    imported = next(m for m in evaluation["methods"] if m["label"] == "digits-wrn-lstm")
+    shipped = ad.load_patterns("digits-wrn-lstm")  # mapped onto the tiny model's sites by relative depth
+    task = build_task(RunDir.open(study / "arms" / "lstm-s0").experiment.task)
+    assert imported["pattern"] == pattern_onto_task(task, shipped.best, shipped.space.values).to_json()
+    assert len(imported["pattern"]) == task.num_sites
     for arm in ("lstm", "random"):
         run = RunDir.open(study / "arms" / f"{arm}-s1")
         assert run.experiment.search.controller == arm and run.seed == 1 and run.experiment.search.trials == 2
