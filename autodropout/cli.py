@@ -154,6 +154,8 @@ def _add_study(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                                        "applies to the task; see docs/study.md)")
     p.add_argument("--transfer-to", action="append", default=[], metavar="EXPERIMENT",
                    help="also score the learned patterns on this experiment (repeatable)")
+    p.add_argument("--transfer-budget", type=int, metavar="N",
+                   help="trials per tuned baseline on each --transfer-to target (default: --budget)")
     p.add_argument("--transfer-from", action="append", default=[], metavar="PATTERN",
                    help="also score this pattern (a file or a shipped name, learned on another task) on this "
                         "task against its tuned baselines (repeatable)")
@@ -325,7 +327,7 @@ def _study(args: argparse.Namespace) -> int:
     from autodropout import study
 
     new = [args.experiment, args.budget, args.search_seeds, args.eval_seeds, args.baselines, args.concurrency,
-           args.output] + args.transfer_to + args.transfer_from
+           args.output, args.transfer_budget] + args.transfer_to + args.transfer_from
     if args.resume or args.report or args.publish:
         option = "--resume" if args.resume else "--report" if args.report else "--publish"
         if any(v is not None for v in new) or (args.address and not args.resume):
@@ -343,7 +345,8 @@ def _study(args: argparse.Namespace) -> int:
                     search_seeds=2 if args.search_seeds is None else args.search_seeds,
                     eval_seeds=5 if args.eval_seeds is None else args.eval_seeds, baselines=baselines,
                     transfer_to=args.transfer_to, output=args.output, address=args.address,
-                    concurrency=args.concurrency, transfer_from=args.transfer_from)
+                    concurrency=args.concurrency, transfer_from=args.transfer_from,
+                    transfer_budget=args.transfer_budget)
     return 0
 
 

@@ -33,6 +33,7 @@ def run_study(
     address: str | None = None,
     concurrency: int | None = None,
     transfer_from: Sequence[str | Path] = (),
+    transfer_budget: int | None = None,
 ) -> StudyDir:
     """Run a new study (see ``docs/study.md``); every input is checked before anything is written.
 
@@ -45,13 +46,15 @@ def run_study(
         transfer_to: experiments (files or presets) the selected patterns are also scored on.
         transfer_from: pattern files or shipped pattern names (learned on other tasks) scored on this
             task beside its own arms.
+        transfer_budget: trials per tuned baseline on each transfer target (default: ``budget``).
         output: the study folder (default ``studies/NAME-TIMESTAMP``); it must be new or empty.
         address: a Ray cluster (``auto`` or ``HOST:PORT``); default: a local instance.
         concurrency: trials at once in searches and tunings (default: the experiment's ``search.concurrency``).
     """
     from autodropout.workers.cluster import connect
 
-    plan = make_plan(experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency, transfer_from)
+    plan = make_plan(experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency, transfer_from,
+                     transfer_budget)
     folder = StudyDir.check_new(Path(output) if output else default_output(plan.main.experiment.name))
     _check_cluster(plan, connect(address))
     return _run(StudyDir.create(folder, plan))

@@ -92,6 +92,8 @@ class StudyPlan:
     concurrency: int
     arms: tuple[str, ...] = ARMS
     imports: tuple[Imported, ...] = ()
+    #: Trials per tuned baseline on a transfer target (``None``: ``budget``, as on the searched task).
+    transfer_budget: int | None = None
     created: str = ""
 
     @property
@@ -100,6 +102,10 @@ class StudyPlan:
 
     def target(self, key: str) -> Target:
         return next(t for t in self.targets if t.key == key)
+
+    def tuning_budget(self, key: str) -> int:
+        """Trials per tuned baseline on target ``key``."""
+        return self.budget if key == MAIN or self.transfer_budget is None else self.transfer_budget
 
     def search_units(self) -> list[Unit]:
         return [Unit("search", MAIN, arm_label(arm, k), self.budget)
@@ -118,7 +124,8 @@ class StudyPlan:
         """Every unit, in the order they run: searches, then per target its tuned baselines and its evaluation."""
         units = self.search_units()
         for target in self.targets:
-            units += [Unit("tune", target.key, b, self.budget) for b in target.baselines if b != "none"]
+            units += [Unit("tune", target.key, b, self.tuning_budget(target.key))
+                      for b in target.baselines if b != "none"]
             units.append(Unit("eval", target.key, "eval", len(self.eval_labels(target)) * len(self.eval_seeds)))
         return units
 
@@ -129,7 +136,7 @@ class StudyPlan:
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "created": self.created, "experiment": self.main.experiment.name,
                 "budget": self.budget, "search_seeds": list(self.search_seeds), "eval_seeds": list(self.eval_seeds),
-                "arms": list(self.arms), "concurrency": self.concurrency,
+                "arms": list(self.arms), "concurrency": self.concurrency, "transfer_budget": self.transfer_budget,
                 "imports": [{"label": i.label, "source": i.source, "file": f"imported/{i.label}.json"}
                             for i in self.imports],
                 "targets": [{"key": t.key, "experiment": t.experiment.name, "file": f"experiments/{t.key}.yaml",
@@ -234,8 +241,10 @@ class StudyDir:
                             for t in raw["targets"])
             imports = tuple(Imported(str(i["label"]), str(i["source"]), (path / i["file"]).read_text())
                             for i in raw.get("imports", []))
+            transfer_budget = raw.get("transfer_budget")
             plan = StudyPlan(int(raw["budget"]), tuple(raw["search_seeds"]), tuple(raw["eval_seeds"]), targets,
-                             int(raw["concurrency"]), tuple(raw["arms"]), imports, raw.get("created", ""))
+                             int(raw["concurrency"]), tuple(raw["arms"]), imports,
+                             None if transfer_budget is None else int(transfer_budget), raw.get("created", ""))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, StudyError):
                 raise

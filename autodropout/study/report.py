@@ -126,7 +126,9 @@ def _plan_lines(study: StudyDir) -> list[str]:
         lines.append(f"- imported pattern `{imported.label}` (--transfer-from {imported.source}): its rank 1, "
                      "mapped onto the searched task's sites, retrained and scored like the arms")
     for target in plan.targets[1:]:
-        lines.append(f"- transfer target `{target.experiment.name}` (baselines: {', '.join(target.baselines)})")
+        n = plan.tuning_budget(target.key)
+        lines.append(f"- transfer target `{target.experiment.name}` (baselines: {', '.join(target.baselines)}; "
+                     f"{n} trial{'' if n == 1 else 's'} per tuned baseline)")
     return lines
 
 

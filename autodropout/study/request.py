@@ -10,7 +10,17 @@ from autodropout.checks import is_int
 from autodropout.experiment import ExperimentConfig, find_experiment
 from autodropout.patterns import load_patterns, resolve
 from autodropout.study.baselines import check_baselines, default_baselines, tunable_baselines
-from autodropout.study.plan import ARMS, EVAL_SEED_BASE, MAIN, Imported, StudyError, StudyPlan, Target, target_key
+from autodropout.study.plan import (
+    ARMS,
+    EVAL_SEED_BASE,
+    MAIN,
+    Imported,
+    StudyError,
+    StudyPlan,
+    Target,
+    arm_label,
+    target_key,
+)
 from autodropout.tasks import task_class
 
 
@@ -23,6 +33,7 @@ def make_plan(
     transfer_to: Sequence[str | Path] = (),
     concurrency: int | None = None,
     transfer_from: Sequence[str | Path] = (),
+    transfer_budget: int | None = None,
 ) -> StudyPlan:
     """The plan of a study of ``experiment`` (see :func:`autodropout.study.run_study` for the arguments)."""
     main = _study_experiment(find_experiment(experiment))
@@ -45,11 +56,17 @@ def make_plan(
         own = default_baselines(other_kind) if baselines is None else \
             [b for b in chosen if b in tunable_baselines(other_kind)]
         targets.append(Target(target_key(other.name, {t.key for t in targets}), other, tuple(own)))
-    imports = _imports(transfer_from, kind, set(ARMS) | set(chosen))
+    if transfer_budget is not None:
+        if not transfer_to:
+            raise StudyError("--transfer-budget: only with --transfer-to (it sets the trials per tuned baseline "
+                             "on a transfer target)")
+        _check_count("--transfer-budget", transfer_budget, 1, "trials per tuned baseline on a transfer target")
+    labels = {arm_label(arm, k) for arm in ARMS for k in range(search_seeds)}
+    imports = _imports(transfer_from, kind, set(ARMS) | labels | set(chosen))
     seed = main.task.train.seed
     return StudyPlan(budget=budget, search_seeds=tuple(seed + k for k in range(search_seeds)),
                      eval_seeds=tuple(EVAL_SEED_BASE + i for i in range(eval_seeds)), targets=tuple(targets),
-                     concurrency=concurrency, imports=imports)
+                     concurrency=concurrency, imports=imports, transfer_budget=transfer_budget)
 
 
 def _imports(specs: Sequence[str | Path], kind: str, taken: set[str]) -> tuple[Imported, ...]:

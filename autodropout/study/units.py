@@ -87,9 +87,9 @@ def _tune(study: StudyDir, unit: Unit) -> dict[str, Any]:
         resume_tuned(experiment, experiment_dir(study, unit))
     else:
         _clear(study.unit_dir(unit))
-        tune_regularizer(experiment, unit.name, DOMAINS[unit.name], study.unit_dir(unit), trials=study.plan.budget,
+        tune_regularizer(experiment, unit.name, DOMAINS[unit.name], study.unit_dir(unit), trials=unit.trials,
                          seed=seed, concurrency=study.plan.concurrency)
-    check_ended(study, unit, study.plan.budget)
+    check_ended(study, unit, unit.trials)
     records = read_trials(experiment_dir(study, unit), build_task_metric(experiment))
     return _trials_result(unit, records, experiment, seed, baseline=unit.name, domain=DOMAINS[unit.name])
 

@@ -36,15 +36,21 @@ def run(capsys, *args):
     (["--transfer-from", "DROPOUT"], "its label 'dropout' is already an arm, a baseline or another --transfer-from"),
     (["--transfer-from", "digits-wrn-lstm", "--transfer-from", "digits-wrn-lstm"],
      "its label 'digits-wrn-lstm' is already an arm, a baseline or another --transfer-from"),
+    (["--transfer-from", "LSTM_S1"], "its label 'lstm-s1' is already an arm, a baseline or another --transfer-from"),
     (["--transfer-from", "BROKEN"], "broken.json"),
+    (["--transfer-budget", "3"], "--transfer-budget: only with --transfer-to"),
+    (["--transfer-to", "SELF", "--transfer-budget", "0"],
+     "--transfer-budget: expected at least 1 (trials per tuned baseline on a transfer target), got 0"),
 ])
 def test_bad_requests_write_nothing(tmp_path, capsys, args, message):
     experiment = write_experiment(tmp_path)
     lm = write_experiment(tmp_path, base=TINY_LM)
-    files = {"DROPOUT": tmp_path / "dropout.json", "BROKEN": tmp_path / "broken.json"}
+    files = {"DROPOUT": tmp_path / "dropout.json", "LSTM_S1": tmp_path / "lstm-s1.json", "BROKEN": tmp_path / "broken.json"}
     shutil.copyfile(resolve("digits-wrn-lstm"), files["DROPOUT"])
+    shutil.copyfile(resolve("digits-wrn-lstm"), files["LSTM_S1"])
     files["BROKEN"].write_text('{"format": "autodropout.patterns"')
-    args = [str(lm) if a == "LM" else str(files.get(a, a)) for a in args]
+    files["LM"], files["SELF"] = lm, experiment
+    args = [str(files.get(a, a)) for a in args]
     code, out, err = run(capsys, experiment, *args, "--output", tmp_path / "study")
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert err.startswith("autodropout: error: ") and message in err
@@ -96,6 +102,13 @@ def test_plan_defaults_and_units(tmp_path):
     assert plan.unit("eval", "main").trials == (4 + 8) * 3 and plan.unit("eval", "bigger").trials == (2 + 8) * 3
     study = StudyDir.create(tmp_path / "study", plan)
     assert StudyDir.open(study.path).plan.to_json() == study.plan.to_json()
+    # A transfer target's baselines tuned with their own, smaller budget.
+    smaller = make_plan(experiment, search_seeds=2, eval_seeds=3, transfer_to=[tmp_path / "bigger.yaml"],
+                        transfer_budget=2)
+    assert [u.trials for u in smaller.units() if u.kind == "tune"] == [4] * 7 + [2] * 7
+    assert smaller.unit("search", "main", "lstm-s0").trials == 4
+    again = StudyDir.open(StudyDir.create(tmp_path / "smaller", smaller).path).plan
+    assert again.transfer_budget == 2 and again.units() == smaller.units()
 
 
 def test_transfer_from_is_scored_on_the_searched_task_only(tmp_path):

@@ -60,10 +60,13 @@ def check_complete(study: Path, budget: int = 2, labels: set[str] = LABELS) -> d
 def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     experiment = write_experiment(tmp_path)
     study = tmp_path / "study"
-    # Also scores a shipped pattern learned on another task (digits WRN-16-4 -> the tiny WRN).
-    proc = autodropout("study", experiment, *TINY_STUDY, "--transfer-from", "digits-wrn-lstm", "--output", study,
-                       env=cli_env)
-    assert "6 units, 24 trials" in proc.stdout and "[  24/24] eval/main finished" in proc.stdout
+    # Also scores a shipped pattern learned on another task (digits WRN-16-4 -> the tiny WRN), and
+    # transfers its own patterns to a wider WRN whose baseline is tuned with 1 trial.
+    wider = write_experiment(tmp_path / "", {"name": "tiny_wider", "task": {**TINY_VISION["task"], "width": 2}})
+    proc = autodropout("study", experiment, *TINY_STUDY, "--transfer-from", "digits-wrn-lstm", "--transfer-to", wider,
+                       "--transfer-budget", 1, "--output", study, env=cli_env)
+    assert "8 units, 33 trials" in proc.stdout and "[  24/33] eval/main finished" in proc.stdout
+    assert "[  33/33] eval/tiny_wider finished" in proc.stdout
     assert "ETA" in proc.stdout and proc.stdout.count("search/lstm-s0 trial ") == 2
     evaluation = check_complete(study, labels=LABELS | {"digits-wrn-lstm"})
     assert {m["label"] for m in evaluation["methods"]} == LABELS | {"digits-wrn-lstm"}
@@ -81,9 +84,16 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     assert tuned["best"]["config"]["regularizer"]["params"]["p"] in rates
     dropout = next(m for m in evaluation["methods"] if m["label"] == "dropout")
     assert dropout["params"] == tuned["best"]["config"]["regularizer"]["params"]
+    assert len(list((study / "tuned" / "tiny_wider" / "dropout" / "trials").glob("trial_*"))) == 1
+    transferred = json.loads((study / "results" / "eval" / "tiny_wider.json").read_text())
+    assert sorted((c["label"], c["seed"]) for c in transferred["cells"] if c["error"] is None) == sorted(
+        (label, seed) for label in ("lstm", "random", "none", "dropout") for seed in (1000, 1001))
     report = (study / "report.md").read_text()
     assert "| lstm | random |" in report and "Best tuned baseline (by mean validation accuracy): **dropout**" in report
-    assert "units finished: 6 of 6" in report
+    assert "units finished: 8 of 8" in report and "## Transfer to `tiny_wider`: test accuracy" in report
+    assert "- transfer target `tiny_wider` (baselines: none, dropout; 1 trial per tuned baseline)" in report
+    provenance = ad.load_patterns(study / "patterns" / "lstm.json").source["study"]
+    assert [t["target"] for t in provenance["transfer"]] == ["tiny_wider"]
     assert all((study / name).stat().st_size for name in ("search_curves.png", "test_metrics.png", "best_pattern.png"))
     assert ad.load_patterns(study / "patterns" / "lstm.json").source["study"]["eval_seeds"] == [1000, 1001]
 
