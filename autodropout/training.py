@@ -17,7 +17,7 @@ from autodropout.atomic import atomic_write
 from autodropout.experiment import ExperimentConfig
 from autodropout.mapping import map_pattern
 from autodropout.patterns import load_patterns
-from autodropout.search_spaces import Pattern
+from autodropout.search_spaces import Pattern, SearchSpace
 from autodropout.tasks import Regularization, Task, build_task
 
 
@@ -46,16 +46,17 @@ def pattern_for_task(task: Task, pattern_file: str | Path, rank: int = 1) -> Pat
     """Load a pattern file (or a shipped pattern by name) and map it onto ``task``'s sites (see
     :mod:`autodropout.mapping`)."""
     patterns = load_patterns(pattern_file)
-    return pattern_onto_task(task, patterns.get(rank), patterns.space.values)
+    return pattern_onto_task(task, patterns.get(rank), patterns.space)[0]
 
 
-def pattern_onto_task(task: Task, pattern: Pattern, values: Any) -> Pattern:
-    """``pattern`` (from a space with value sets ``values``) mapped onto ``task``'s sites: same value
-    sets, the task's number of sites (:func:`autodropout.mapping.map_pattern`). A pattern of another
-    space kind is checked against the task's own space there, which names the mismatch."""
-    target = task.space_type(task.num_sites, values) if pattern.kind == task.space_type.kind \
+def pattern_onto_task(task: Task, pattern: Pattern, space: SearchSpace) -> tuple[Pattern, SearchSpace]:
+    """``pattern`` (from ``space``, learned on another task) mapped onto ``task``'s sites
+    (:func:`autodropout.mapping.map_pattern`), and the space it now lives in: ``space``'s value sets at
+    the task's number of sites. A pattern of another space kind is checked against the task's own
+    space, which names the mismatch."""
+    target = task.space_type(task.num_sites, space.values) if pattern.kind == task.space_type.kind \
         else task.search_space()
-    return map_pattern(pattern, target, task.site_layout.stacks)
+    return map_pattern(pattern, target, task.site_layout.stacks), target
 
 
 def make_regularization(task: Task, regularizer: str | None = None, params: Mapping[str, Any] | None = None,

@@ -19,7 +19,8 @@ without it stay valid.
 (trials per search), ``search_seed`` / ``search_seeds``, ``eval_seeds``, ``metric`` and ``mode``,
 ``test`` and ``val`` (``{"n", "mean", "se", "ci95": [low, high]}`` over the evaluation seeds),
 ``versus`` (paired test differences, each ``{"reference", "n", "mean", "se", "ci95"}``),
-``transfer`` (the same on other tasks), and ``name`` once published (see ``docs/study.md``).
+``transfer`` (the same on other tasks, with ``tuning_budget``: the trials per tuned baseline there),
+and ``name`` once published (see ``docs/study.md``).
 
 Version 2 (this one) lays conv tiles relative to the map and bounds the Transformer runs (see
 :mod:`autodropout.search_spaces.conv` and ``docs/search_spaces.md``). Version 1 measured conv tiles in

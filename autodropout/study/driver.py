@@ -86,8 +86,9 @@ def _run(study: StudyDir) -> StudyDir:
     units = plan.units()
     progress = StudyProgress(sum(u.trials for u in units), study.walls_file)
     began = time.perf_counter()
+    targets = "" if plan.transfer_budget is None else f", {plan.transfer_budget} per tuned baseline of a transfer target"
     print(f"autodropout study {plan.main.experiment.name}: {len(units)} units, {progress.total} trials "
-          f"({plan.budget} per search and tuned baseline, {len(plan.search_seeds)} search seeds, "
+          f"({plan.budget} per search and tuned baseline{targets}, {len(plan.search_seeds)} search seeds, "
           f"{len(plan.eval_seeds)} evaluation seeds); study folder {study.path}", flush=True)
     estimate = estimate_seconds(plan)
     if estimate is not None:

@@ -31,13 +31,13 @@ def eval_methods(study: StudyDir, target: Target, task: Task) -> tuple[list[Meth
         source = Trial.from_config(best["config"])
         pattern, space = source.regularization.pattern, source.space
         if target.key != MAIN:
-            pattern, space = _onto(task, pattern, source.space)
+            pattern, space = pattern_onto_task(task, pattern, source.space)
         methods.append(_pattern_method(target, label, pattern, space, {
             "arm": arm, "search_seed": k, "source": best["trial_id"], "search_reward": best["reward"]}))
     if target.key == MAIN:
         for imported in study.plan.imports:
             patterns = study.read_import(imported)
-            pattern, space = _onto(task, patterns.best, patterns.space)
+            pattern, space = pattern_onto_task(task, patterns.best, patterns.space)
             methods.append(_pattern_method(target, imported.label, pattern, space, {
                 "arm": imported.label, "search_seed": None, "source": imported.source, "search_reward": None}))
     for baseline in target.baselines:
@@ -55,11 +55,6 @@ def eval_methods(study: StudyDir, target: Target, task: Task) -> tuple[list[Meth
                                 "regularization": regularization.describe(), "params": dict(regularization.params),
                                 "pattern": None}))
     return methods, missing
-
-
-def _onto(task: Task, pattern: Pattern, space: SearchSpace) -> tuple[Pattern, SearchSpace]:
-    """A pattern from another task, mapped onto ``task``'s sites, and the space it now lives in."""
-    return pattern_onto_task(task, pattern, space.values), task.space_type(task.num_sites, space.values)
 
 
 def _pattern_method(target: Target, label: str, pattern: Pattern, space: SearchSpace, info: dict[str, Any]) -> Method:

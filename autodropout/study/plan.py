@@ -35,7 +35,10 @@ from autodropout.experiment import ExperimentConfig, experiment_from_dict
 from autodropout.search_spaces import PatternSet, load_patterns
 
 FORMAT = "autodropout.study"
-VERSION = 1
+#: Version 2 added ``imports`` (``--transfer-from``) and ``transfer_budget``; version 1 files read as
+#: having neither.
+VERSION = 2
+READABLE = (1, 2)
 #: The search arms: the learned controller and random search in the same space.
 ARMS = ("lstm", "random")
 #: The key of the searched task among the targets.
@@ -111,14 +114,21 @@ class StudyPlan:
         return [Unit("search", MAIN, arm_label(arm, k), self.budget)
                 for arm in self.arms for k in range(len(self.search_seeds))]
 
+    def imported_on(self, target: Target) -> list[str]:
+        """The labels of the imported patterns scored on ``target`` (the searched task only)."""
+        return [i.label for i in self.imports] if target.key == MAIN else []
+
+    def arm_names(self, target: Target) -> list[str]:
+        """``target``'s arms in table order: search arms, imported patterns, baselines."""
+        return list(self.arms) + self.imported_on(target) + list(target.baselines)
+
     def eval_labels(self, target: Target) -> list[str]:
-        """The methods of ``target``'s final evaluation, in table order."""
-        if target.key == MAIN:
-            arms = [arm_label(arm, k) for arm in self.arms for k in range(len(self.search_seeds))]
-            arms += [i.label for i in self.imports]
-        else:
-            arms = list(self.arms)
-        return arms + list(target.baselines)
+        """The methods of ``target``'s final evaluation, in table order (a search arm on the searched
+        task has one method per search seed)."""
+        if target.key != MAIN:
+            return self.arm_names(target)
+        searched = [arm_label(arm, k) for arm in self.arms for k in range(len(self.search_seeds))]
+        return searched + self.imported_on(target) + list(target.baselines)
 
     def units(self) -> list[Unit]:
         """Every unit, in the order they run: searches, then per target its tuned baselines and its evaluation."""
@@ -234,18 +244,20 @@ class StudyDir:
             raw = json.loads((path / "study.json").read_text())
             if not isinstance(raw, dict) or raw.get("format") != FORMAT:
                 raise StudyError(f"{path}: study.json is not an autodropout study plan")
-            if raw.get("version") != VERSION:
+            if raw.get("version") not in READABLE:
                 raise StudyError(f"{path}: study.json version {raw.get('version')!r} was written by another version "
-                                 f"of autodropout (this one reads version {VERSION})")
+                                 f"of autodropout (this one reads versions {', '.join(map(str, READABLE))})")
             targets = tuple(Target(t["key"], _read_experiment(path / t["file"]), tuple(t["baselines"]))
                             for t in raw["targets"])
             imports = tuple(Imported(str(i["label"]), str(i["source"]), (path / i["file"]).read_text())
                             for i in raw.get("imports", []))
+            for imported in imports:  # damaged: say so now, not hours later at the final evaluation
+                load_patterns(path / "imported" / f"{imported.label}.json")
             transfer_budget = raw.get("transfer_budget")
             plan = StudyPlan(int(raw["budget"]), tuple(raw["search_seeds"]), tuple(raw["eval_seeds"]), targets,
                              int(raw["concurrency"]), tuple(raw["arms"]), imports,
                              None if transfer_budget is None else int(transfer_budget), raw.get("created", ""))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # a PatternError is one
             if isinstance(exc, StudyError):
                 raise
             raise StudyError(f"{path}: damaged study folder: {exc}") from None

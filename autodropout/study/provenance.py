@@ -67,7 +67,7 @@ def study_provenance(study: StudyDir, summaries: list[TargetSummary], arm: str, 
         mine = target.arm(arm)
         if mine is not None and mine.test_by_seed:
             transfer.append({"target": target.experiment, "metric": target.metric, "mode": target.mode,
-                             "test": mine.test.to_json(),
+                             "tuning_budget": plan.tuning_budget(target.key), "test": mine.test.to_json(),
                              "versus": [{"reference": c.reference, **c.diff.to_json()}
                                         for c in target.comparisons if c.arm == arm]})
     return {"experiment": main.experiment, "arm": arm, "budget": plan.budget,

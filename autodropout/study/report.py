@@ -1,6 +1,6 @@
 """The study's report: ``report.md`` (tables), ``report.json`` (the same numbers), the figures and the
-best patterns as pattern files, each written atomically, from ``study.json``, ``experiments/`` and
-``results/`` alone. Rebuilding from a copy of the folder gives the same files (nothing depends on
+best patterns as pattern files, each written atomically, from ``study.json``, ``experiments/``,
+``imported/`` and ``results/`` alone. Rebuilding from a copy of the folder gives the same files (nothing depends on
 the time or on paths outside the folder).
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from autodropout.study.plan import MAIN, StudyDir
 from autodropout.study.provenance import write_pattern_files
 from autodropout.study.results import (
     NONE,
+    ArmSummary,
     Comparison,
     CostRow,
     TargetSummary,
@@ -83,6 +84,16 @@ def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
+def _describe_arm(arm: ArmSummary) -> str:
+    if not arm.members:
+        return "not evaluated"
+    if arm.kind == "imported":
+        return f"{describe_method(arm.members[0].info)}, imported from {arm.members[0].info['source']}"
+    if len(arm.members) == 1:
+        return describe_method(arm.members[0].info)
+    return f"{len(arm.members)} patterns (one per search seed), averaged per training seed"
+
+
 def verdict(target: TargetSummary, c: Comparison) -> str:
     if not c.diff.excludes_zero():
         return "no difference at 95%"
@@ -113,7 +124,8 @@ def _plan_lines(study: StudyDir) -> list[str]:
     plan = study.plan
     baselines = ", ".join(f"{b} ({describe_domain(b)})" if b != NONE else b for b in plan.main.baselines)
     lines = [
-        f"- budget: {plan.budget} trials per search and per tuned baseline, {plan.concurrency} at a time",
+        f"- budget: {plan.budget} trials per search and per tuned baseline on the searched task, "
+        f"{plan.concurrency} at a time",
         f"- search arms: lstm (LSTM controller, REINFORCE) and random (random search in the same space), "
         f"{len(plan.search_seeds)} search seed(s) each: {', '.join(map(str, plan.search_seeds))}",
         f"- tuned baselines (Ray Tune BasicVariantGenerator, random search over the domain, best on validation): "
@@ -139,8 +151,7 @@ def _target_section(study: StudyDir, t: TargetSummary) -> list[str]:
              f"| arm | regularization | val {t.metric} | test {t.metric} (mean ± SE) | 95% CI | seeds |",
              "|---|---|---|---|---|---|"]
     for arm in t.arms:
-        what = describe_method(arm.members[0].info) if len(arm.members) == 1 else \
-            f"{len(arm.members)} patterns (one per search seed), averaged per training seed"
+        what = _describe_arm(arm)
         lines.append(f"| {arm.name} | {what} | {_fmt(arm.val.mean)} | {_mean_se(arm.test)} | {_ci(arm.test)} "
                      f"| {arm.test.n} |")
     lines += ["", f"Best tuned baseline (by mean validation {t.metric}): **{t.best_baseline or '-'}**.", "",
@@ -206,7 +217,7 @@ def _cost_section(costs: list[CostRow]) -> list[str]:
 
 def report_json(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRow]) -> dict[str, Any]:
     def arm(a: Any) -> dict[str, Any]:
-        return {"name": a.name, "search": a.search, "val": a.val.to_json(), "test": a.test.to_json(),
+        return {"name": a.name, "kind": a.kind, "search": a.search, "val": a.val.to_json(), "test": a.test.to_json(),
                 "test_by_seed": {str(k): v for k, v in a.test_by_seed.items()},
                 "methods": [{"label": m.label, "search_seed": m.search_seed, "regularization": m.info["regularization"],
                              "val": {str(k): v for k, v in m.val.items()},

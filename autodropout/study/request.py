@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from autodropout import regularizers
 from autodropout.checks import is_int
+from autodropout.errors import UserInputError
 from autodropout.experiment import ExperimentConfig, find_experiment
-from autodropout.patterns import load_patterns, resolve
+from autodropout.patterns import is_path, load_patterns, resolve
 from autodropout.study.baselines import check_baselines, default_baselines, tunable_baselines
 from autodropout.study.plan import (
     ARMS,
@@ -21,6 +23,7 @@ from autodropout.study.plan import (
     arm_label,
     target_key,
 )
+from autodropout.study.results import NONE
 from autodropout.tasks import task_class
 
 
@@ -61,8 +64,10 @@ def make_plan(
             raise StudyError("--transfer-budget: only with --transfer-to (it sets the trials per tuned baseline "
                              "on a transfer target)")
         _check_count("--transfer-budget", transfer_budget, 1, "trials per tuned baseline on a transfer target")
-    labels = {arm_label(arm, k) for arm in ARMS for k in range(search_seeds)}
-    imports = _imports(transfer_from, kind, set(ARMS) | labels | set(chosen))
+    # Every label a method of the evaluation has or could be mistaken for: arms, search seeds'
+    # patterns, none and every regularizer's name.
+    taken = set(ARMS) | {arm_label(arm, k) for arm in ARMS for k in range(search_seeds)} | {NONE}
+    imports = _imports(transfer_from, kind, taken | set(regularizers.available()))
     seed = main.task.train.seed
     return StudyPlan(budget=budget, search_seeds=tuple(seed + k for k in range(search_seeds)),
                      eval_seeds=tuple(EVAL_SEED_BASE + i for i in range(eval_seeds)), targets=tuple(targets),
@@ -70,22 +75,28 @@ def make_plan(
 
 
 def _imports(specs: Sequence[str | Path], kind: str, taken: set[str]) -> tuple[Imported, ...]:
-    """Each ``--transfer-from`` pattern (a shipped name or a pattern file), read and checked now and
-    labelled by its name (or its file's stem)."""
+    """Each ``--transfer-from`` pattern, read and checked now, and its label: a shipped pattern's name,
+    or for a file ``EXPERIMENT-STEM`` (the experiment it was learned on, from its provenance, and the
+    file's name: ``studies/X/patterns/lstm.json`` -> ``lm_transformer_quick-lstm``)."""
     space = task_class(kind).space_type.kind
     imports = []
     for spec in specs:
-        file = resolve(spec)
-        patterns = load_patterns(file)
+        try:
+            file = resolve(spec)
+            patterns = load_patterns(file)
+        except UserInputError as exc:
+            raise StudyError(f"--transfer-from {exc}") from None
         if patterns.space.kind != space:
             raise StudyError(f"--transfer-from {spec}: a {patterns.space.kind} pattern cannot go to a {kind} task, "
                              f"whose sites take {space} patterns")
-        label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(file).stem)
-        if label in taken:
-            raise StudyError(f"--transfer-from {spec}: its label {label!r} is already an arm, a baseline or "
-                             "another --transfer-from of this study; rename the file")
+        label = file.stem if not is_path(spec) else "-".join(
+            part for part in (patterns.source.get("experiment"), file.stem) if part)
+        label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)
+        if label.lower() in {t.lower() for t in taken}:
+            raise StudyError(f"--transfer-from {spec}: its label {label!r} is already taken by an arm, a baseline, "
+                             "a regularizer or another --transfer-from (give each pattern once; rename a file)")
         taken.add(label)
-        imports.append(Imported(label, str(spec), Path(file).read_text()))
+        imports.append(Imported(label, str(spec), file.read_text()))
     return tuple(imports)
 
 

@@ -40,17 +40,26 @@ class MethodScores:
     failed: int
 
 
+#: What an arm is: a search arm of this study, a pattern imported with ``--transfer-from``, or a
+#: baseline (``none`` or a tuned regularizer).
+ARM_KINDS = ("search", "imported", "baseline")
+
+
 @dataclass
 class ArmSummary:
     """An arm on a target: its methods, its per-seed values (mean over its methods) and their summaries."""
 
     name: str
-    search: bool
+    kind: str  # one of ARM_KINDS
     members: list[MethodScores]
     val_by_seed: dict[int, float]
     test_by_seed: dict[int, float]
     val: Summary
     test: Summary
+
+    @property
+    def search(self) -> bool:
+        return self.kind == "search"
 
 
 @dataclass
@@ -106,27 +115,27 @@ def summarize_target(plan: StudyPlan, target: Target, evaluation: dict[str, Any]
     mode = evaluation["mode"]
     members = method_scores(evaluation)
     arms = []
-    imported = [i.label for i in plan.imports] if target.key == MAIN else []
-    for name in list(plan.arms) + imported + list(target.baselines):
+    imported = plan.imported_on(target)
+    for name in plan.arm_names(target):
         mine = [m for m in members if m.arm == name and m.test]
         val, test = per_seed_mean([m.val for m in mine]), per_seed_mean([m.test for m in mine])
-        arms.append(ArmSummary(name, name in plan.arms, mine, val, test, summarize(list(val.values())),
+        kind = "search" if name in plan.arms else "imported" if name in imported else "baseline"
+        arms.append(ArmSummary(name, kind, mine, val, test, summarize(list(val.values())),
                                summarize(list(test.values()))))
-    tuned = [a for a in arms if a.name in target.baselines and a.name != NONE and a.val_by_seed]
+    tuned = [a for a in arms if a.kind == "baseline" and a.name != NONE and a.val_by_seed]
     best = max(tuned, key=lambda a: _key(a.val_by_seed, mode), default=None)
-    comparisons = _comparisons(plan, arms, best, imported)
+    comparisons = _comparisons(plan, arms, best)
     return TargetSummary(target.key, target.experiment.name, evaluation["metric"], mode, arms,
                          best.name if best else None, comparisons, list(evaluation.get("missing", [])))
 
 
-def _comparisons(plan: StudyPlan, arms: list[ArmSummary], best: ArmSummary | None,
-                 imported: list[str]) -> list[Comparison]:
+def _comparisons(plan: StudyPlan, arms: list[ArmSummary], best: ArmSummary | None) -> list[Comparison]:
     """Every arm against ``none``; each search arm and imported pattern against the best tuned
     baseline; the first search arm against the second (the controller against random search)."""
     by_name = {a.name: a for a in arms}
     pairs = [(a.name, NONE) for a in arms if a.name != NONE]
     if best is not None:
-        pairs += [(arm, best.name) for arm in list(plan.arms) + imported]
+        pairs += [(a.name, best.name) for a in arms if a.kind != "baseline"]
     if len(plan.arms) == 2:
         pairs.append(tuple(plan.arms))
     out = []
@@ -193,8 +202,8 @@ def cost_rows(study: StudyDir) -> list[CostRow]:
     rows = []
     for target in study.plan.targets:
         evaluation = study.read_result(study.plan.unit("eval", target.key))
-        imported = [i.label for i in study.plan.imports] if target.key == MAIN else []
-        names = (list(study.plan.arms) if target.key == MAIN else []) + imported + list(target.baselines)
+        imported = study.plan.imported_on(target)
+        names = study.plan.arm_names(target) if target.key == MAIN else list(target.baselines)
         for name in names:
             if name in study.plan.arms:
                 units = [u for u in study.plan.search_units() if u.name.rsplit("-s", 1)[0] == name]

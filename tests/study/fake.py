@@ -68,8 +68,10 @@ def _evaluation(unit, imported: bool) -> dict:
     methods, cells = [], []
     for label, (val, test) in {**SCORES, **(IMPORTED if imported else {})}.items():
         arm, _, k = label.partition("-s") if label in SCORES else (label, "", "")
-        methods.append({"label": label, "arm": arm, "search_seed": int(k) if k else None, "source": "t1",
-                        "search_reward": 0.9, "regularization": "dropout(p=0.2)" if arm == "dropout" else arm,
+        regularization = {"dropout": "dropout(p=0.2)", **{name: "learned conv pattern (3 sites)" for name in IMPORTED}}
+        methods.append({"label": label, "arm": arm, "search_seed": int(k) if k else None,
+                        "source": label if label in IMPORTED else "t1", "search_reward": 0.9,
+                        "regularization": regularization.get(arm, arm),
                         "params": {"p": 0.2} if arm == "dropout" else None, "pattern": None})
         cells += [{"label": label, "seed": s, "seconds": 5.0, "val": v, "test": t, "error": None}
                   for s, v, t in zip(SEEDS, val, test)]

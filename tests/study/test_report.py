@@ -61,6 +61,11 @@ def test_an_imported_pattern_is_an_arm_compared_with_none_and_the_best_tuned(tmp
     text = (study.path / "report.md").read_text()
     assert "- imported pattern `digits-wrn-lstm` (--transfer-from digits-wrn-lstm)" in text
     assert "| digits-wrn-lstm | dropout (best tuned) | +0.0167 ± 0.015 |" in text
+    assert "| digits-wrn-lstm | learned conv pattern (3 sites), imported from digits-wrn-lstm | 0.8500 |" in text
+    arms = json.loads((study.path / "report.json").read_text())["targets"][0]["arms"]
+    assert [(a["name"], a["kind"]) for a in arms] == [("lstm", "search"), ("random", "search"),
+                                                      ("digits-wrn-lstm", "imported"), ("none", "baseline"),
+                                                      ("dropout", "baseline")]
     costs = {c["arm"]: c for c in json.loads((study.path / "report.json").read_text())["costs"]}
     assert costs["digits-wrn-lstm"]["trials"] == 0 and costs["digits-wrn-lstm"]["eval_cpu_s"] == 15.0
     # Its pattern file is not a search arm's: patterns/ holds only lstm.json and random.json.

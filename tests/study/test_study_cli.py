@@ -8,7 +8,7 @@ import pytest
 import autodropout as ad
 from autodropout.cli import main
 from autodropout.patterns import resolve
-from autodropout.study import StudyDir, make_plan
+from autodropout.study import StudyDir, StudyError, make_plan
 from autodropout.study.baselines import DOMAINS, default_baselines
 from tests.tiny import TINY_LM, write_experiment
 
@@ -31,13 +31,13 @@ def run(capsys, *args):
     (["--transfer-to", "no_such_preset"], "no_such_preset: neither an experiment file nor a preset"),
     (["--transfer-from", "lm-transformer-lstm"],
      "--transfer-from lm-transformer-lstm: a transformer pattern cannot go to a vision task, whose sites take conv"),
-    (["--transfer-from", "no-such-pattern"], "no-such-pattern: no such pattern file, and no shipped pattern of that "
-                                             "name; shipped patterns: digits-wrn-lstm, "),
-    (["--transfer-from", "DROPOUT"], "its label 'dropout' is already an arm, a baseline or another --transfer-from"),
+    (["--transfer-from", "no-such-pattern"], "--transfer-from no-such-pattern: no such pattern file, and no shipped "
+                                             "pattern of that name; shipped patterns: digits-wrn-lstm, "),
+    (["--transfer-from", "DROPBLOCK"], "its label 'DropBlock' is already taken by an arm, a baseline, a regularizer"),
     (["--transfer-from", "digits-wrn-lstm", "--transfer-from", "digits-wrn-lstm"],
-     "its label 'digits-wrn-lstm' is already an arm, a baseline or another --transfer-from"),
-    (["--transfer-from", "LSTM_S1"], "its label 'lstm-s1' is already an arm, a baseline or another --transfer-from"),
-    (["--transfer-from", "BROKEN"], "broken.json"),
+     "its label 'digits-wrn-lstm' is already taken by an arm, a baseline, a regularizer or another --transfer-from"),
+    (["--transfer-from", "LSTM_S1"], "its label 'lstm-s1' is already taken"),
+    (["--transfer-from", "BROKEN"], "autodropout: error: --transfer-from "),
     (["--transfer-budget", "3"], "--transfer-budget: only with --transfer-to"),
     (["--transfer-to", "SELF", "--transfer-budget", "0"],
      "--transfer-budget: expected at least 1 (trials per tuned baseline on a transfer target), got 0"),
@@ -45,9 +45,12 @@ def run(capsys, *args):
 def test_bad_requests_write_nothing(tmp_path, capsys, args, message):
     experiment = write_experiment(tmp_path)
     lm = write_experiment(tmp_path, base=TINY_LM)
-    files = {"DROPOUT": tmp_path / "dropout.json", "LSTM_S1": tmp_path / "lstm-s1.json", "BROKEN": tmp_path / "broken.json"}
-    shutil.copyfile(resolve("digits-wrn-lstm"), files["DROPOUT"])
-    shutil.copyfile(resolve("digits-wrn-lstm"), files["LSTM_S1"])
+    files = {"DROPBLOCK": tmp_path / "DropBlock.json", "LSTM_S1": tmp_path / "lstm-s1.json",
+             "BROKEN": tmp_path / "broken.json"}
+    anonymous = json.loads(resolve("digits-wrn-lstm").read_text())
+    del anonymous["source"]["experiment"]  # labelled by its file name alone
+    for key in ("DROPBLOCK", "LSTM_S1"):
+        files[key].write_text(json.dumps(anonymous))
     files["BROKEN"].write_text('{"format": "autodropout.patterns"')
     files["LM"], files["SELF"] = lm, experiment
     args = [str(files.get(a, a)) for a in args]
@@ -118,24 +121,34 @@ def test_transfer_from_is_scored_on_the_searched_task_only(tmp_path):
     plan = make_plan(experiment, search_seeds=1, eval_seeds=2, baselines=["none", "dropout"],
                      transfer_from=["digits-wrn-lstm", mine], transfer_to=[write_experiment(tmp_path / "", {
                          "name": "other", "task": {"kind": "vision", "dataset": "digits", "image_size": 8}})])
+    # Labels: a shipped name; a file's experiment (from its provenance) and name.
     assert [(i.label, i.source) for i in plan.imports] == [("digits-wrn-lstm", "digits-wrn-lstm"),
-                                                          ("from_elsewhere", str(mine))]
-    assert plan.eval_labels(plan.main) == ["lstm-s0", "random-s0", "digits-wrn-lstm", "from_elsewhere", "none",
-                                           "dropout"]
+                                                          ("digits_wrn_quick-from_elsewhere", str(mine))]
+    assert plan.eval_labels(plan.main) == ["lstm-s0", "random-s0", "digits-wrn-lstm",
+                                           "digits_wrn_quick-from_elsewhere", "none", "dropout"]
     assert plan.eval_labels(plan.target("other")) == ["lstm", "random", "none", "dropout"]
     assert plan.unit("eval", "main").trials == 6 * 2
     study = StudyDir.create(tmp_path / "study", plan)
     mine.unlink()  # the study folder keeps its own copy
     again = StudyDir.open(study.path)
     assert again.plan == study.plan and again.plan.to_json()["imports"][1] == {
-        "label": "from_elsewhere", "source": str(mine), "file": "imported/from_elsewhere.json"}
+        "label": "digits_wrn_quick-from_elsewhere", "source": str(mine),
+        "file": "imported/digits_wrn_quick-from_elsewhere.json"}
     copy = again.read_import(again.plan.imports[1])
     assert copy.best == ad.load_patterns("digits-wrn-lstm").best
-    # A study folder written before --transfer-from existed has no "imports": it reads as none.
+    # A damaged copy is found when the folder is opened (--resume, --report), not at the final evaluation.
+    saved = study.import_file(again.plan.imports[0]).read_text()
+    study.import_file(again.plan.imports[0]).write_text(saved[:100])
+    with pytest.raises(StudyError, match="damaged study folder: .*digits-wrn-lstm.json"):
+        StudyDir.open(study.path)
+    study.import_file(again.plan.imports[0]).write_text(saved)
+    # A version-1 study folder (written before --transfer-from and --transfer-budget) reads as having neither.
     raw = json.loads(study.plan_file.read_text())
-    del raw["imports"]
+    raw["version"] = 1
+    del raw["imports"], raw["transfer_budget"]
     study.plan_file.write_text(json.dumps(raw))
-    assert StudyDir.open(study.path).plan.imports == ()
+    old = StudyDir.open(study.path).plan
+    assert old.imports == () and old.transfer_budget is None and old.budget == plan.budget
 
 
 def test_transformer_defaults():

@@ -73,7 +73,7 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     imported = next(m for m in evaluation["methods"] if m["label"] == "digits-wrn-lstm")
     shipped = ad.load_patterns("digits-wrn-lstm")  # mapped onto the tiny model's sites by relative depth
     task = build_task(RunDir.open(study / "arms" / "lstm-s0").experiment.task)
-    assert imported["pattern"] == pattern_onto_task(task, shipped.best, shipped.space.values).to_json()
+    assert imported["pattern"] == pattern_onto_task(task, shipped.best, shipped.space)[0].to_json()
     assert len(imported["pattern"]) == task.num_sites
     for arm in ("lstm", "random"):
         run = RunDir.open(study / "arms" / f"{arm}-s1")
@@ -93,7 +93,7 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     assert "units finished: 8 of 8" in report and "## Transfer to `tiny_wider`: test accuracy" in report
     assert "- transfer target `tiny_wider` (baselines: none, dropout; 1 trial per tuned baseline)" in report
     provenance = ad.load_patterns(study / "patterns" / "lstm.json").source["study"]
-    assert [t["target"] for t in provenance["transfer"]] == ["tiny_wider"]
+    assert [(t["target"], t["tuning_budget"]) for t in provenance["transfer"]] == [("tiny_wider", 1)]
     assert all((study / name).stat().st_size for name in ("search_curves.png", "test_metrics.png", "best_pattern.png"))
     assert ad.load_patterns(study / "patterns" / "lstm.json").source["study"]["eval_seeds"] == [1000, 1001]
 
