@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from autodropout.study.plan import MAIN, StudyDir, StudyPlan, Target
 from autodropout.study.stats import Summary, paired, per_seed_mean, summarize
@@ -42,7 +42,7 @@ class MethodScores:
 
 #: What an arm is: a search arm of this study, a pattern imported with ``--transfer-from``, or a
 #: baseline (``none`` or a tuned regularizer).
-ARM_KINDS = ("search", "imported", "baseline")
+ArmKind = Literal["search", "imported", "baseline"]
 
 
 @dataclass
@@ -50,7 +50,7 @@ class ArmSummary:
     """An arm on a target: its methods, its per-seed values (mean over its methods) and their summaries."""
 
     name: str
-    kind: str  # one of ARM_KINDS
+    kind: ArmKind
     members: list[MethodScores]
     val_by_seed: dict[int, float]
     test_by_seed: dict[int, float]
