@@ -48,7 +48,9 @@ def experiment_dir(output: str | Path) -> Path:
 
 def restorable(tune_experiment: str | Path) -> bool:
     """Whether a Tune experiment folder holds a saved state that ``Tuner.restore`` can continue."""
-    return Path(tune_experiment).is_dir() and tune.Tuner.can_restore(str(tune_experiment))
+    # Tune reads a relative path as a URI without a scheme and raises (pyarrow): give it an absolute one.
+    path = Path(tune_experiment).resolve()
+    return path.is_dir() and tune.Tuner.can_restore(str(path))
 
 
 def tune_regularizer(experiment: ExperimentConfig, name: str, domains: Mapping[str, Domain], output: str | Path,
@@ -86,7 +88,7 @@ def resume_tuned(experiment: ExperimentConfig, tune_experiment: str | Path) -> P
     """Continue a tuned run whose driver stopped (even by SIGKILL): finished trials stay, the
     interrupted ones continue from their last checkpoint, the rest are drawn and trained."""
     task = build_task(experiment.task)
-    tuner = tune.Tuner.restore(str(tune_experiment), trainable=_trainable(task, experiment),
+    tuner = tune.Tuner.restore(str(Path(tune_experiment).resolve()), trainable=_trainable(task, experiment),
                                resume_unfinished=True, resume_errored=False)
     tuner.fit()
     return Path(tune_experiment)

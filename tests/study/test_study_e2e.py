@@ -119,8 +119,8 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     assert "| pattern |" in transfer.stdout
 
 
-def start(args: list, env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([PYTHON, "-m", "autodropout.cli", "study", *map(str, args)], env=env,
+def start(args: list, env: dict, log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen([PYTHON, "-m", "autodropout.cli", "study", *map(str, args)], env=env, cwd=cwd,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -163,7 +163,7 @@ def test_kill_9_and_ctrl_c_then_resume_lose_and_duplicate_nothing(tmp_path, cli_
     assert len(searches) == 4 and not (study / "results" / "tune").exists()
 
     log = tmp_path / "second.log"
-    proc = start(["--resume", study], cli_env, log)
+    proc = start(["--resume", study.name], cli_env, log, cwd=tmp_path)  # relative, as typed: Tune needs it absolute
     try:
         wait_for(proc, lambda: trials_with(grid, [1, 2]) >= 2 and trials_with(grid, [1]) >= 1, log)
         proc.send_signal(signal.SIGINT)  # Ray Tune saves its state and returns: the unit must not count as done
@@ -172,7 +172,7 @@ def test_kill_9_and_ctrl_c_then_resume_lose_and_duplicate_nothing(tmp_path, cli_
         kill_9(proc)
     text = log.read_text()
     assert "tune/main/dropout: 1 of 2 trials already done" in text and "search/" not in text.split("\n", 1)[1]
-    assert f"continue with: autodropout study --resume {study}" in text
+    assert f"continue with: autodropout study --resume {study.name}" in text
     assert not (study / "results" / "eval").exists()
 
     resumed = autodropout("study", "--resume", study, env=cli_env)
