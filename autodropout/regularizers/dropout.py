@@ -24,17 +24,20 @@ def check_rate(value: float, name: str = "p") -> float:
     return float(value)
 
 
-def keep_mask(x: Tensor, p: float, shared_dims: Sequence[int] = ()) -> Tensor:
+def keep_mask(
+    x: Tensor, p: float, shared_dims: Sequence[int] = (), generator: torch.Generator | None = None
+) -> Tensor:
     """Inverted-dropout multiplier ``m / (1 - p)``, ``m ~ Bernoulli(1 - p)``.
 
     The mask has ``x``'s shape with size 1 along ``shared_dims`` (so one draw is broadcast over those
     axes), and ``x``'s device and dtype. Made under ``no_grad``: it is a constant for autograd.
+    ``generator`` (on ``x``'s device) draws it; torch's global generator by default.
     """
     keep = 1.0 - p
     dims = {d % x.dim() for d in shared_dims}
     shape = [1 if d in dims else size for d, size in enumerate(x.shape)]
     with torch.no_grad():
-        return x.new_empty(shape).bernoulli_(keep).div_(keep)
+        return x.new_empty(shape).bernoulli_(keep, generator=generator).div_(keep)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -1,9 +1,21 @@
 """Learned ConvNet dropout patterns (AutoDropout; Pham & Le, AAAI 2021, arXiv 2101.01761, sec. 3.1).
 
 One :class:`~autodropout.search_spaces.ConvLayerPattern` describes the mask of one site, acting on a
-``(B, C, H, W)`` activation (the paper puts it after the BatchNorms of residual branches):
+``(B, C, H, W)`` activation (the paper puts it after the BatchNorms of residual branches). Its
+``unit`` says what one keep bit covers (pattern format version 3):
 
-* **Tiles** (pattern format version 2: relative to the map; the exact rule is in
+* ``"element"``, ``"channel"``, ``"sample"``: one Bernoulli keep bit per activation, per
+  ``(sample, channel)`` or per sample, dropped with probability ``rate`` (a mask of shape
+  ``(B, C, H, W)``, ``(B, C, 1, 1)`` or ``(B, 1, 1, 1)``): dropout, spatial dropout (Tompson et al.
+  2015) and DropPath-like whole-sample dropping (Huang et al. 2016). Kept values are multiplied by
+  ``1 / (1 - rate)``, so the output is exactly unbiased. The mask comes from the same
+  :func:`~autodropout.regularizers.dropout.keep_mask` as those regularizers' modules, so a pattern
+  of these units is that regularizer at that site.
+* ``"tile"``: the paper's structured masks, below.
+
+Tiles:
+
+* **Tiles** (relative to the map since format version 2; the exact rule is in
   :mod:`autodropout.search_spaces.conv`). Along an axis of ``L`` pixels, ``t = min(repeat, L // 2)``
   runs start every ``L / t`` pixels from the offset, each ``n`` pixels long with ``n / (L / t)``
   close to ``size / (size + stride)`` (height for rows, width for columns) and ``1 <= n < L / t``;
@@ -28,10 +40,10 @@ One :class:`~autodropout.search_spaces.ConvLayerPattern` describes the mask of o
   dropped count varies with the offset and pixels kept mostly by sparse masks get inflated. A single
   rotated mask may still drop a whole small map, an ordinary dropout outcome, not a division by zero.
 * **Maps of one pixel.** An axis of 1 pixel counts as one run covering it, so ``1 x W`` maps get
-  stripes along ``W``; a ``1 x 1`` map cannot be masked without dropping it whole, so it is an error
-  rather than a silent identity.
+  stripes along ``W``; a ``1 x 1`` map cannot be masked with tiles without dropping it whole, so it is
+  an error rather than a silent identity (the other units mask it as usual).
 
-Implementation: the source coordinates of every output pixel are a fixed ``(H, W)`` map, so the
+Tile implementation: the source coordinates of every output pixel are a fixed ``(H, W)`` map, so the
 keep bit of pixel ``p`` for offset ``(oy, ox)`` is ``rows[oy, p] | cols[ox, p]`` with two small
 uint8 tables (``H x HW`` and ``W x HW``) cached per map size, pattern geometry and device. A mask
 is then two row gathers, an ``|`` and one scaled conversion to the input's dtype: no loop over
@@ -51,15 +63,25 @@ from torch import Tensor
 
 from autodropout.checks import is_int, is_real
 from autodropout.regularizers._pattern_masks import PatternModule, fixed_offsets, mask_request, pattern_layers
+from autodropout.regularizers.dropout import check_rate, keep_mask
 from autodropout.regularizers.registry import RegularizerInfo, register
 from autodropout.search_spaces import ConvLayerPattern, Pattern
-from autodropout.search_spaces.conv import axis_tiling
+from autodropout.search_spaces.conv import TILE, UNITS, axis_tiling
+
+#: Axes of a ``(B, C, H, W)`` activation that one keep bit of each non-tile unit spans.
+SHARED_AXES: dict[str, tuple[int, ...]] = {"element": (), "channel": (2, 3), "sample": (1, 2, 3)}
 
 
 def check_conv_pattern(pattern: object) -> ConvLayerPattern:
     """Return ``pattern`` if it describes a usable mask, else raise naming the offending field."""
     if not isinstance(pattern, ConvLayerPattern):
         raise TypeError(f"pattern: expected a ConvLayerPattern or None, got {type(pattern).__name__}")
+    if pattern.unit not in UNITS:
+        raise ValueError(f"pattern.unit: expected one of {list(UNITS)}, got {pattern.unit!r}")
+    if pattern.unit == TILE and pattern.rate is not None:
+        raise ValueError(f"pattern.rate: a tile pattern takes None (its tiles set the density), got {pattern.rate!r}")
+    if pattern.unit != TILE:
+        check_rate(pattern.rate, f"pattern.rate (unit {pattern.unit!r})")
     size = pattern.size
     if not (isinstance(size, tuple) and len(size) == 2 and all(is_int(s, 1) for s in size)):
         raise ValueError(f"pattern.size: expected a (height, width) pair of ints >= 1, got {size!r}")
@@ -144,16 +166,19 @@ def conv_pattern_mask(
         generator: source of the random offsets; must live on ``device``. Defaults to torch's global
             generator.
         device, dtype: of the mask (the activation's); default CPU and ``torch.get_default_dtype()``.
-        offsets: fixes the offsets instead of drawing them: an integer tensor ``(B, C, 2)``, or
-            ``(B, 1, 2)`` with ``share_c``, of ``(row, col)`` offsets in ``[0, H) x [0, W)``: tile
-            ``(0, 0)`` starts at that source pixel.
+        offsets: tile patterns only: fixes the offsets instead of drawing them: an integer tensor
+            ``(B, C, 2)``, or ``(B, 1, 2)`` with ``share_c``, of ``(row, col)`` offsets in
+            ``[0, H) x [0, W)``: tile ``(0, 0)`` starts at that source pixel.
 
     Returns:
-        ``(B, C, H, W)``, or ``(B, 1, H, W)`` with ``share_c``: ``0`` where dropped and
-        ``1 / (1 - d)`` where kept.
+        ``0`` where dropped and ``1 / (1 - d)`` where kept (``d``: ``pattern.density(H, W)``), of
+        shape ``(B, C, H, W)`` (tiles; ``(B, 1, H, W)`` with ``share_c``; unit ``"element"``),
+        ``(B, C, 1, 1)`` (``"channel"``) or ``(B, 1, 1, 1)`` (``"sample"``).
     """
     check_conv_pattern(pattern)
     dims, device, dtype = mask_request(shape, (4,), "(B, C, H, W)", device, dtype)
+    if offsets is not None and pattern.unit != TILE:
+        raise ValueError(f"offsets: only tile patterns have offsets, this one has unit {pattern.unit!r}")
     if offsets is not None:
         batch, channels, height, width = dims
         offsets = fixed_offsets(
@@ -169,6 +194,10 @@ def _mask(
     device: torch.device, dtype: torch.dtype, offsets: Tensor | None = None,
 ) -> Tensor:
     """:func:`conv_pattern_mask` for an already validated ``pattern`` (modules validate it once)."""
+    if pattern.unit != TILE:
+        # keep_mask reads only the shape, device and dtype of its input: a zero-stride view stands in.
+        like = torch.empty((), device=device, dtype=dtype).expand(*shape)
+        return keep_mask(like, pattern.rate, SHARED_AXES[pattern.unit], generator)
     batch, channels, height, width = shape
     if height * width == 1:
         raise ValueError("conv pattern: a 1x1 map cannot be masked without dropping it whole")
@@ -228,8 +257,11 @@ class ConvPatternDropout(PatternModule):
         self.masks_residual = bool(pattern is not None and pattern.residual)
 
     def describe(self, pattern: ConvLayerPattern) -> str:
+        if pattern.unit != TILE:
+            return f"unit={pattern.unit!r}, rate={pattern.rate}, residual={pattern.residual}"
         return (
-            f"size={pattern.size}, stride={pattern.stride}, repeat={pattern.repeat}, rotate={pattern.rotate}, "
+            f"unit='tile', size={pattern.size}, stride={pattern.stride}, repeat={pattern.repeat}, "
+            f"rotate={pattern.rotate}, "
             f"shear=({pattern.shear_x}, {pattern.shear_y}), share_c={pattern.share_c}, residual={pattern.residual}"
         )
 
@@ -255,7 +287,7 @@ register(
         identity_params={"pattern": None},
         example_params={
             "pattern": ConvLayerPattern(
-                size=(2, 2), stride=2, repeat=2, rotate=30, shear_x=0.15, shear_y=0.0,
+                unit="tile", rate=None, size=(2, 2), stride=2, repeat=2, rotate=30, shear_x=0.15, shear_y=0.0,
                 share_c=False, residual=False,
             )
         },

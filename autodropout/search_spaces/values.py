@@ -4,19 +4,34 @@ The paper (Pham & Le, AAAI 2021, arXiv 2101.01761) names the decisions but never
 value sets, so these are ours. Each is a small frozen dataclass; pass your own to ``ConvSpace`` /
 ``TransformerSpace`` (or a ``values:`` mapping in an experiment YAML) to search a different space.
 
-ConvNet pattern (format version 2: tiles are laid relative to the map, see
-:mod:`autodropout.search_spaces.conv`; sites are the BatchNorm outputs of residual branches, at
-32/16/8 on CIFAR WRN-28, 56/28/14/7 on ImageNet ResNet-50, 16/8/4 on the embedded digits preset):
+ConvNet pattern (format version 3: ``unit`` and ``rate`` first, then the paper's 8 decisions; tiles are
+laid relative to the map, see :mod:`autodropout.search_spaces.conv`; sites are the BatchNorm outputs
+of residual branches, at 32/16/8 on CIFAR WRN-28, 56/28/14/7 on ImageNet ResNet-50, 16/8/4 on the
+embedded digits preset):
 
-* ``size`` (height, width) with each side in {1, 2, 3}, and ``stride`` in {1, 2, 3}: in units of the
-  tile period, a tile drops ``size / (size + stride)`` of its period along each axis, so the
-  per-axis rates are {1/4, 1/3, 2/5, 1/2, 3/5, 2/3, 3/4} and the nominal map density
-  ``f_h * f_w`` runs from 1/16 to 9/16: from light DropBlock-like rates to Cutout-like ones, never 0,
-  never the whole map. Keeping every per-axis rate in [1/4, 3/4] is what bounds the measured density
-  to [1/16, 9/16] at every resolution (``docs/search_spaces.md``). ``stride`` sets the level (1:
+* ``unit`` in {"tile", "element", "channel", "sample"}: what one keep bit covers. "tile" is the
+  paper's structured geometry (the decisions below); the others are the hand-designed regularizers a
+  study compares with, so that a search can at worst match them (issue 20): single activations
+  (dropout), whole channels of a sample (spatial dropout, Tompson et al. 2015), or the whole
+  (C, H, W) activation of a sample (DropPath-like, Huang et al. 2016). On the digits preset the tuned
+  baselines won with unstructured dropping at rates 0.43-0.51, which the tile space could not express.
+* ``rate`` in {null, 0.02, 0.06, ..., 0.70}: the drop probability of the non-tile units (null for
+  "tile", whose density the geometry sets). Steps of 0.04 put every rate in [0, 0.7] within 0.02 of a
+  choice, covering the tuned baselines' domains (U(0, 0.5), DropBlock U(0, 0.3)) with room above.
+  ``ConvSpace.choice_mask`` gives every pattern one encoding: "tile" takes null, the other units a
+  number and the first choice of every geometry decision (``size`` ... ``share_c``), which they ignore.
+* ``size`` (height, width) with each side in {1, 2, 3, 4}, and ``stride`` in {1, 2, 3}: in units of
+  the tile period, a tile drops ``size / (size + stride)`` of its period along each axis, so the
+  per-axis rates are {1/4, 1/3, 2/5, 1/2, 4/7, 3/5, 2/3, 3/4, 4/5} and the nominal map density
+  ``f_h * f_w`` runs from 1/16 to 16/25: from light DropBlock-like rates to Cutout-like ones, never 0,
+  never the whole map. Keeping every per-axis rate in [1/4, 4/5] is what bounds the measured density
+  to [1/16, 16/25] at every resolution (``docs/search_spaces.md``). ``stride`` sets the level (1:
   rates of 1/2 and more, 3: 1/2 and less), ``size`` the aspect; both orientations of every rectangle
-  are listed so the controller need not rely on ``rotate``. Three (size, stride) pairs give a rate of
-  1/2 on both axes ((1, 1) / 1, (2, 2) / 2, (3, 3) / 3): the same mask, an accepted redundancy.
+  are listed so the controller need not rely on ``rotate``. Sides {1, 2, 3} (version 2's values) stay
+  a subset, so version-2 patterns remain in the space; side 4 adds per-axis rates 4/7 and 4/5. Five
+  (size, stride) choices repeat another's rates (a multiple of it: (2, 2) / 2 and (3, 3) / 3 of
+  (1, 1) / 1; (2, 4), (4, 2), (4, 4) / 2 of (1, 2), (2, 1), (2, 2) / 1), hence its mask: an
+  accepted redundancy of 5 choices in 48.
 * ``repeat`` in {1, 2, 4, 8} tiles per axis: one Cutout-like block per map, then periods of 1/2,
   1/4 and 1/8 of the map, which align with the pixel grid of the power-of-two maps above. A period
   keeps at least 2 pixels, so the count is capped at ``L // 2`` (on 4x4 maps 2, 4 and 8 all mean 2;
@@ -26,7 +41,7 @@ ConvNet pattern (format version 2: tiles are laid relative to the map, see
 * ``shear_x``, ``shear_y`` in {-0.3, -0.15, 0, 0.15, 0.3}: beyond |0.3| a tile sheared over an 8x8
   map degenerates into a diagonal line. Rotation and shear move pixels, never the expected density.
 * ``share_c``: one pattern for all channels vs an independent offset per channel.
-* ``residual``: also apply the pattern to the block's shortcut path.
+* ``residual``: also apply the pattern to the block's shortcut path (every unit).
 
 Transformer pattern (one per layer; hidden states (B, T, C), per-head tensors (B, heads, T, d)):
 
@@ -89,6 +104,8 @@ def _check_like(name: str, value: Any, template: Any) -> None:
         ok = isinstance(value, tuple) and len(value) == len(template) and all(is_int(v, 1) for v in value)
     elif isinstance(template, float):
         ok = is_real(value)
+    elif name == "rate":  # null (a tile's rate) or a probability; ConvSpace checks the range
+        ok = value is None or is_real(value)
     elif name == "span":
         ok = value == "all" or is_int(value, 1)
     elif isinstance(template, int):
@@ -105,9 +122,11 @@ def _pairs(sides: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
 
 @dataclass(frozen=True)
 class ConvValues(_Values):
-    """Value sets of the ConvNet space, in the paper's decision order."""
+    """Value sets of the ConvNet space: ``unit`` and ``rate``, then the paper's decision order."""
 
-    size: tuple[tuple[int, int], ...] = _pairs((1, 2, 3))
+    unit: tuple[str, ...] = ("tile", "element", "channel", "sample")
+    rate: tuple[float | None, ...] = (None, *(round(0.02 + 0.04 * k, 2) for k in range(18)))
+    size: tuple[tuple[int, int], ...] = _pairs((1, 2, 3, 4))
     stride: tuple[int, ...] = (1, 2, 3)
     repeat: tuple[int, ...] = (1, 2, 4, 8)
     rotate: tuple[int, ...] = (0, 15, 30, 45, 60, 75, 90)

@@ -23,6 +23,8 @@ from autodropout.regularizers.pattern_conv import conv_pattern_mask
 from autodropout.regularizers.pattern_transformer import hidden_run, transformer_pattern_mask
 from autodropout.search_spaces import ConvLayerPattern, Pattern
 
+#: What one keep bit of each non-tile conv unit covers, in words.
+UNIT_TEXT = {"element": "single activations", "channel": "whole channels", "sample": "whole samples"}
 #: Drawing size when nothing better is known: ``(H, W)`` of a conv map, ``(T, C)`` of a hidden state.
 DEFAULT_SIZE = {"conv": (16, 16), "transformer": (16, 64)}
 #: Largest side drawn (a 1024x1024 map of 2 x 4 masks is 32 MB of float32).
@@ -148,8 +150,8 @@ class SiteRate:
     """What a site's masks do: the expected value from the geometry and the value measured on masks.
 
     For zeros (conv, Bernoulli), ``expected`` is the drop probability of every unit (conv: the
-    density ``d`` of the v2 geometry, ``ConvLayerPattern.density``; Transformer: ``n / (n + stride)``)
-    and ``measured`` the fraction of zeros. For Gaussian noise both are the multiplier's standard
+    density ``d`` of the tiles or the unit's rate, ``ConvLayerPattern.density``; Transformer:
+    ``n / (n + stride)``) and ``measured`` the fraction of zeros. For Gaussian noise both are the multiplier's standard
     deviation (``sqrt(n / stride)``).
     """
 
@@ -185,12 +187,14 @@ def expected_drop(layer: Any, size: Size) -> float:
 def describe_layer(layer: Any) -> str:
     """One-line summary of a site's pattern, e.g. ``4x4 tiles, each drops 1/2 x 3/4, rotate 30``
     (conv tiles per axis before the ``L // 2`` cap, and the fraction of its period each tile drops
-    along height and width)."""
+    along height and width) or ``drops whole channels at p = 0.3`` (the other conv units)."""
     return ", ".join(layer_parts(layer))
 
 
 def layer_parts(layer: Any) -> list[str]:
     """The parts of :func:`describe_layer`, for multi-line labels."""
+    if isinstance(layer, ConvLayerPattern) and layer.unit != "tile":
+        return [f"drops {UNIT_TEXT[layer.unit]} at p = {layer.rate:g}"] + (["+residual"] if layer.residual else [])
     if isinstance(layer, ConvLayerPattern):
         height, width = (Fraction(side, side + layer.stride) for side in layer.size)
         parts = [f"{layer.repeat}x{layer.repeat} tiles", f"each drops {height} x {width}"]

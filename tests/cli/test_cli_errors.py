@@ -182,8 +182,8 @@ def bad_input_world(tmp_path, monkeypatch):
 
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    layer = ConvLayerPattern(size=(2, 2), stride=1, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0, share_c=True,
-                             residual=True)
+    layer = ConvLayerPattern(unit="tile", rate=None, size=(2, 2), stride=1, repeat=2, rotate=0, shear_x=0.0,
+                             shear_y=0.0, share_c=True, residual=True)
     names = {"EXP": write_experiment(inputs), "PAT": save_patterns(inputs / "p.json", [Pattern("conv", (layer,) * 3)],
                                                                     ConvSpace(3))}
     (inputs / "bad.yaml").write_text("task: [unclosed\n")

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from autodropout.controller import LSTMPolicy, Policy
-from autodropout.search_spaces import ConvSpace, TransformerSpace
+from autodropout.search_spaces import ConvSpace, ConvValues, TransformerSpace
 
 SPACES = [ConvSpace(num_sites=3), TransformerSpace(num_sites=2)]
+#: The paper's tile-only conv space: no decision is forced, so every greedy path sees every choice.
+TILES = ConvValues(unit=("tile",), rate=(None,))
 
 
 def gen(seed: int) -> torch.Generator:
@@ -78,7 +80,8 @@ def test_untrained_policy_is_near_uniform(space):
 
 def test_max_entropy_is_sum_of_log_choice_counts():
     space = ConvSpace(num_sites=2)
-    per_site = math.log(9) + math.log(3) + math.log(4) + math.log(7) + 2 * math.log(5) + 2 * math.log(2)
+    per_site = (math.log(4) + math.log(19) + math.log(16) + math.log(3) + math.log(4) + math.log(7) + 2 * math.log(5)
+                + 2 * math.log(2))
     assert LSTMPolicy(space).max_entropy == pytest.approx(2 * per_site)
 
 
@@ -102,12 +105,12 @@ def test_parameter_init_does_not_touch_the_global_rng():
 
 
 def _policy_with_size_bias(temperature, tanh_constant):
-    """Head of 'size' (9 choices) outputs exactly [4, 0, ..., 0] whatever the LSTM state."""
-    policy = LSTMPolicy(ConvSpace(num_sites=1), temperature=temperature, tanh_constant=tanh_constant)
+    """Head of 'size' (position 2, 16 choices) outputs exactly [4, 0, ..., 0] whatever the LSTM state."""
+    policy = LSTMPolicy(ConvSpace(1, TILES), temperature=temperature, tanh_constant=tanh_constant)
     with torch.no_grad():
-        policy.heads[0].weight.zero_()
-        policy.heads[0].bias.zero_()
-        policy.heads[0].bias[0] = 4.0
+        policy.heads[2].weight.zero_()
+        policy.heads[2].bias.zero_()
+        policy.heads[2].bias[0] = 4.0
     return policy
 
 
@@ -123,14 +126,14 @@ def _policy_with_size_bias(temperature, tanh_constant):
 def test_temperature_then_tanh_clip_hand_computed(temperature, tanh_constant, logit):
     policy = _policy_with_size_bias(temperature, tanh_constant)
     probs = policy.choice_probabilities()["site 0.size"]
-    expected_top = math.exp(logit) / (math.exp(logit) + 8)
+    expected_top = math.exp(logit) / (math.exp(logit) + 15)
     assert float(probs[0]) == pytest.approx(expected_top, rel=1e-5)
-    assert probs[1:].tolist() == pytest.approx([(1 - expected_top) / 8] * 8, rel=1e-5)
-    assert policy.greedy()[0] == 0
+    assert probs[1:].tolist() == pytest.approx([(1 - expected_top) / 15] * 15, rel=1e-5)
+    assert policy.greedy()[2] == 0
 
 
 def test_higher_temperature_gives_higher_entropy():
-    space = ConvSpace(num_sites=1)
+    space = ConvSpace(1, TILES)
     cold = LSTMPolicy(space, temperature=0.2, tanh_constant=None, seed=1)
     hot = LSTMPolicy(space, temperature=5.0, tanh_constant=None, seed=1)
     _, _, cold_h = cold.sample(32, gen(0))
@@ -156,15 +159,15 @@ def test_satisfies_the_policy_protocol():
 
 def test_bad_tokens_name_the_position_and_decision():
     policy = LSTMPolicy(ConvSpace(num_sites=1))
-    good = [0] * 8
+    good = [0] * 10
     bad = list(good)
-    bad[3] = 7  # rotate has 7 choices
-    with pytest.raises(ValueError, match=r"tokens\[:, 3\] \(site 0\.rotate\) must be in 0\.\.6"):
+    bad[5] = 7  # rotate has 7 choices
+    with pytest.raises(ValueError, match=r"tokens\[:, 5\] \(site 0\.rotate\) must be in 0\.\.6"):
         policy.log_prob([good, bad])
-    with pytest.raises(ValueError, match=r"shape \(n, 8\), got \(1, 7\)"):
-        policy.log_prob([good[:7]])
+    with pytest.raises(ValueError, match=r"shape \(n, 10\), got \(1, 9\)"):
+        policy.log_prob([good[:9]])
     with pytest.raises(ValueError, match="integer tensor"):
-        policy.log_prob(torch.zeros(1, 8))
+        policy.log_prob(torch.zeros(1, 10))
     with pytest.raises(ValueError, match="n must be a positive int"):
         policy.sample(0)
 
@@ -258,14 +261,14 @@ def test_heads_per_position_or_shared_by_decision_type(space):
         again, again_entropies = policy.log_prob(tokens)
         torch.testing.assert_close(again, log_probs, rtol=0, atol=1e-5)
         torch.testing.assert_close(again_entropies, entropies, rtol=0, atol=1e-5)
-    # Own heads: the bias of site 1's size head moves site 1's distribution only.
+    # Own heads: the bias of site 1's unit head moves site 1's distribution only.
     if isinstance(space, ConvSpace):
+        before = own.choice_probabilities()["site 0.unit"]
         with torch.no_grad():
             own.heads[space.tokens_per_site].bias[3] = 4.0
         probs = own.choice_probabilities()
-        uniform = 1 / len(probs["site 0.size"])
-        assert float(probs["site 1.size"][3]) > 0.4  # tanh clip: 2.5
-        assert float(probs["site 0.size"][3]) == pytest.approx(uniform, abs=0.02)  # site 0 untouched
+        assert float(probs["site 1.unit"][3]) > 0.4  # tanh clip: 2.5
+        assert torch.equal(probs["site 0.unit"], before)  # site 0 untouched
 
 
 def test_share_heads_must_be_a_bool():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from autodropout.controller import LSTMPolicy, Reinforce, UpdateStats
-from autodropout.search_spaces import ConvSpace
+from autodropout.search_spaces import ConvSpace, ConvValues
 
 
 def make(seed=0, **kwargs):
@@ -20,12 +20,13 @@ def grad_norm(policy):
 
 
 def test_learns_a_known_toy_reward_asynchronously():
-    # reward = fraction of tokens equal to a fixed target; chance is mean(1/len(choices)) ~= 0.28.
-    space = ConvSpace(num_sites=2)
+    # reward = fraction of tokens equal to a fixed target; chance is mean(1/len(choices)) ~= 0.42. The
+    # paper's tile-only space, where no choice is forced, so every target is reachable.
+    space = ConvSpace(num_sites=2, values=ConvValues(unit=("tile",), rate=(None,)))
     rng = random.Random(1)
     target = torch.tensor([rng.randrange(len(d.choices)) for d in space.decisions])
     chance = sum(1 / len(d.choices) for d in space.decisions) / len(space.decisions)
-    assert chance == pytest.approx(0.280, abs=1e-3)
+    assert chance == pytest.approx(0.419, abs=1e-3)
     trainer = Reinforce(LSTMPolicy(space, seed=0), lr=3e-3, seed=0)
 
     def reward(tokens):
@@ -39,7 +40,7 @@ def test_learns_a_known_toy_reward_asynchronously():
     assert stats.step == 200
     final = sum(reward(trainer.sample(64)[0])) / 64
     assert final > 0.8, final
-    assert sum(t == g for t, g in zip(trainer.policy.greedy(), target.tolist())) >= 14
+    assert sum(t == g for t, g in zip(trainer.policy.greedy(), target.tolist())) >= 18
 
 
 def test_baseline_is_an_exact_moving_average_in_arrival_order():
@@ -249,7 +250,7 @@ def test_malformed_batches_raise():
         trainer.update([([0] * 8, 1.0, 2)])
     with pytest.raises(ValueError, match=r"samples\[0\]: tokens must be a list of ints"):
         trainer.update([(3, 1.0)])
-    with pytest.raises(ValueError, match=r"tokens must have shape \(n, 8\)"):
+    with pytest.raises(ValueError, match=r"tokens must have shape \(n, 10\)"):
         trainer.update([([0] * 7, 1.0)])
 
 

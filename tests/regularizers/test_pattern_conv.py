@@ -16,7 +16,8 @@ from autodropout.regularizers.pattern_conv import (
 from autodropout.search_spaces import ConvLayerPattern, ConvSpace, TransformerSpace
 
 BASE = ConvLayerPattern(
-    size=(2, 3), stride=1, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0, share_c=False, residual=False
+    unit="tile", rate=None, size=(2, 3), stride=1, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0, share_c=False,
+    residual=False,
 )
 # On 8x8: 2 tiles per axis, period 4 pixels, starts 0 and 4 from the offset.
 # Rows: f = 2/3 of 4 = 2.67 pixels, rounded down (f > 1/2) to runs of 2 -> from row offset 5: {5, 6, 1, 2}.
@@ -129,9 +130,9 @@ def test_shear_y_shifts_each_column_by_the_expected_amount():
 
 
 TRANSFORMED = [
-    ConvLayerPattern((2, 2), 2, 2, 30, 0.15, 0.0, False, False),
-    ConvLayerPattern((3, 5), 1, 3, 45, -0.3, 0.3, False, False),
-    ConvLayerPattern((1, 2), 3, 4, 75, 0.3, -0.15, False, False),
+    ConvLayerPattern("tile", None, (2, 2), 2, 2, 30, 0.15, 0.0, False, False),
+    ConvLayerPattern("tile", None, (3, 5), 1, 3, 45, -0.3, 0.3, False, False),
+    ConvLayerPattern("tile", None, (1, 2), 3, 4, 75, 0.3, -0.15, False, False),
 ]
 
 
@@ -233,7 +234,7 @@ def test_module_applies_the_pattern_and_exposes_residual():
     out = module(torch.ones(2, 3, 8, 8))
     # Every map is a translate of BASE's mask on the torus: 24 of 64 pixels dropped.
     assert torch.equal((out == 0).sum(dim=(2, 3)), torch.full((2, 3), 24))
-    assert "size=(2, 3)" in repr(module) and "residual=True" in repr(module)
+    assert "unit='tile', size=(2, 3)" in repr(module) and "residual=True" in repr(module)
 
 
 def test_registry_entry():
@@ -274,6 +275,10 @@ def test_site_factories_reject_other_spaces():
         ({"rotate": float("nan")}, r"pattern\.rotate: expected a finite number"),
         ({"shear_x": 1.0, "shear_y": 1.0}, r"shear_x \* shear_y must not be 1"),
         ({"share_c": 1}, r"pattern\.share_c: expected a bool"),
+        ({"unit": "pixel"}, r"pattern\.unit: expected one of \['tile', 'element', 'channel', 'sample'\], got 'pixel'"),
+        ({"rate": 0.3}, r"pattern\.rate: a tile pattern takes None \(its tiles set the density\), got 0\.3"),
+        ({"unit": "element"}, r"pattern\.rate \(unit 'element'\) must be a probability in \[0, 1\), got None"),
+        ({"unit": "sample", "rate": 1.0}, r"pattern\.rate \(unit 'sample'\) must be a probability in \[0, 1\), got 1"),
     ],
 )
 def test_bad_pattern_fields_are_named(changes, message):
@@ -301,12 +306,12 @@ GEOMETRIES = [(size, stride, repeat) for size in DEFAULTS.size for stride in DEF
 @pytest.mark.parametrize("hw", [(2, 2), (3, 5), (4, 4), (7, 7), (8, 8), (14, 14), (16, 16)])
 def test_every_default_choice_is_exactly_unbiased_with_random_rotation_and_shear(hw):
     # Exact, not sampled: over all H * W offsets every pixel is dropped with probability exactly the
-    # pattern's density (0 < d < 1) and the multiplier averages exactly 1, for all 108
+    # pattern's density (0 < d < 1) and the multiplier averages exactly 1, for all 192
     # (size, stride, repeat) choices, each with a rotation and shear drawn from the default values.
     rng = random.Random(hw[0] * 100 + hw[1])
     for size, stride, repeat in GEOMETRIES:
-        pattern = ConvLayerPattern(size, stride, repeat, rng.choice(DEFAULTS.rotate), rng.choice(DEFAULTS.shear_x),
-                                   rng.choice(DEFAULTS.shear_y), False, False)
+        pattern = ConvLayerPattern("tile", None, size, stride, repeat, rng.choice(DEFAULTS.rotate),
+                                   rng.choice(DEFAULTS.shear_x), rng.choice(DEFAULTS.shear_y), False, False)
         density = float(pattern.density(*hw))
         assert 0 < density < 1
         masks = all_offset_masks(pattern, hw)

@@ -66,8 +66,8 @@ CASES = {
         "pattern 1: site 1: missing field 'stride'",
     ),
     "extra layer field": (
-        lambda d: d["patterns"][0]["layers"][0].update(rate=0.1),
-        "pattern 1: site 0: unknown field 'rate'",
+        lambda d: d["patterns"][0]["layers"][0].update(dropout=0.1),
+        "pattern 1: site 0: unknown field 'dropout'",
     ),
     "out of range": (
         lambda d: d["patterns"][0]["layers"][1].update(repeat=17),

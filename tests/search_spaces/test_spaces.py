@@ -20,12 +20,12 @@ from autodropout.search_spaces import (
 SPACES = [ConvSpace, TransformerSpace]
 
 
-def test_conv_decisions_follow_the_papers_order():
+def test_conv_decisions_are_unit_and_rate_then_the_papers_order():
     space = ConvSpace(num_sites=2)
     names = [d.name for d in space.decisions]
-    order = ["size", "stride", "repeat", "rotate", "shear_x", "shear_y", "share_c", "residual"]
+    order = ["unit", "rate", "size", "stride", "repeat", "rotate", "shear_x", "shear_y", "share_c", "residual"]
     assert names == order * 2
-    assert [d.site for d in space.decisions] == [0] * 8 + [1] * 8
+    assert [d.site for d in space.decisions] == [0] * 10 + [1] * 10
 
 
 def test_transformer_decisions():
@@ -36,13 +36,11 @@ def test_transformer_decisions():
     ]
 
 
-def test_conv_size_is_product_of_choices_per_site():
-    one = ConvSpace(1)
-    expected = 1
-    for d in one.decisions:
-        expected *= len(d.choices)
-    assert one.size == expected == 9 * 3 * 4 * 7 * 5 * 5 * 2 * 2
-    assert ConvSpace(3).size == expected**3
+def test_conv_size_counts_tiles_with_every_geometry_and_the_other_units_with_every_rate():
+    # Tiles: rate null and every geometry; element, channel, sample: 18 rates, geometry forced, residual free.
+    per_site = 16 * 3 * 4 * 7 * 5 * 5 * 2 * 2 + 3 * 18 * 2
+    assert ConvSpace(1).size == per_site
+    assert ConvSpace(3).size == per_site**3
 
 
 def test_transformer_size_leaves_out_the_all_off_layers():
@@ -66,7 +64,7 @@ def test_transformer_size_leaves_out_the_all_off_layers():
 
 
 def test_size_of_a_tiny_custom_space_by_enumeration():
-    values = ConvValues(size=((1, 1), (2, 2)), stride=(1,), repeat=(1, 2), rotate=(0,),
+    values = ConvValues(unit=("tile",), rate=(None,), size=((1, 1), (2, 2)), stride=(1,), repeat=(1, 2), rotate=(0,),
                         shear_x=(0.0,), shear_y=(0.0,), share_c=(True,), residual=(False, True))
     space = ConvSpace(2, values)
     seen = {tuple(space.sample(random.Random(i))) for i in range(2000)}
@@ -93,27 +91,34 @@ def test_sampling_is_seeded(cls):
 
 
 @pytest.mark.parametrize("cls", SPACES)
-def test_sample_is_roughly_uniform_per_decision(cls):
+def test_sample_is_roughly_uniform_per_decision_among_the_allowed_choices(cls):
     space = cls(1)
     rng = random.Random(0)
     counts = [[0] * len(d.choices) for d in space.decisions]
-    n = 4000
-    for _ in range(n):
-        for i, t in enumerate(space.sample(rng)):
+    # Per choice, the sum over samples of its probability (1 / allowed choices, 0 if forbidden) and of
+    # that probability's Bernoulli variance.
+    expected = [[0.0] * len(d.choices) for d in space.decisions]
+    variance = [[0.0] * len(d.choices) for d in space.decisions]
+    for _ in range(4000):
+        tokens = space.sample(rng)
+        for i, t in enumerate(tokens):
             counts[i][t] += 1
-    for d, c in zip(space.decisions, counts):
-        expected = n / len(d.choices)
-        # 5 standard deviations of a binomial count
-        tol = 5 * (expected * (1 - 1 / len(d.choices))) ** 0.5
-        assert all(abs(x - expected) < tol for x in c), (d.name, c)
+            allowed = space.choice_mask(tokens[:i]) or (True,) * len(space.decisions[i].choices)
+            for choice, ok in enumerate(allowed):
+                p = ok / sum(allowed)
+                expected[i][choice] += p
+                variance[i][choice] += p * (1 - p)
+    for d, c, e, v in zip(space.decisions, counts, expected, variance):
+        # 5 standard deviations of a sum of Bernoulli counts; a forbidden choice is never drawn.
+        assert all(abs(x - m) <= 5 * s**0.5 for x, m, s in zip(c, e, v)), (d.name, c, e)
 
 
 def test_decode_rejects_bad_tokens():
     space = ConvSpace(2)
-    with pytest.raises(PatternError, match="expects 16 tokens, got 3"):
+    with pytest.raises(PatternError, match="expects 20 tokens, got 3"):
         space.decode([0, 0, 0])
     tokens = space.sample(0)
-    tokens[9] = 99
+    tokens[13] = 99
     with pytest.raises(PatternError, match=r"site 1 field 'stride': token 99"):
         space.decode(tokens)
 
@@ -164,6 +169,8 @@ def test_config_round_trip_with_custom_values(cls):
         ({"stride": [0]}, "values.stride: 0 is not a valid choice"),
         ({"share_c": [1]}, "values.share_c: 1 is not a valid choice"),
         ({"size": [[2]]}, "values.size"),
+        ({"rate": ["0.3"]}, "values.rate: '0.3' is not a valid choice"),
+        ({"rate": [True]}, "values.rate: True is not a valid choice"),
     ],
 )
 def test_bad_value_sets_name_the_key(mapping, message):
@@ -194,7 +201,6 @@ def test_transformer_choice_mask_forbids_only_the_all_off_layer():
     assert all(space.choice_mask([on] * n) is None for n in range(5))
     assert space.choice_mask([on] * 11 + [off] * 5) == (False, True)
     assert space.choice_mask([off] * 6) is None  # size: free (the prefix is not checked, only read)
-    assert ConvSpace(2).choice_mask([0] * 5) is None
 
 
 def test_the_mask_moves_to_the_last_switch_that_can_be_on():

@@ -10,8 +10,8 @@ from autodropout.tasks.vision import VisionConfig
 
 #: Drops 9/16 of every site map and of the shortcut too (the residual token): heavy enough that
 #: running statistics collected on the masked, rescaled maps break eval-mode BatchNorm.
-HEAVY = ConvLayerPattern(size=(7, 7), stride=1, repeat=1, rotate=0, shear_x=0.0, shear_y=0.0, share_c=False,
-                         residual=True)
+HEAVY = ConvLayerPattern(unit="tile", rate=None, size=(7, 7), stride=1, repeat=1, rotate=0, shear_x=0.0, shear_y=0.0,
+                         share_c=False, residual=True)
 
 
 def test_heavy_pattern_no_longer_collapses_to_chance():

@@ -68,7 +68,8 @@ class TinyTransformerish(nn.Module):
 
 def conv_layer(**changes) -> ConvLayerPattern:
     # 8x8 map, 2x2 tiles with pitch 4, repeated 2x2: 16 of 64 pixels dropped wherever the offset is.
-    fields = dict(size=(2, 2), stride=2, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0, share_c=False, residual=False)
+    fields = dict(unit="tile", rate=None, size=(2, 2), stride=2, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0,
+                  share_c=False, residual=False)
     return ConvLayerPattern(**{**fields, **changes})
 
 

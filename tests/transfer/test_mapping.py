@@ -20,8 +20,8 @@ from autodropout.search_spaces import (
 
 def conv_layer(tag: int) -> ConvLayerPattern:
     """A valid conv site tagged by its rotation (``15 * tag`` degrees), so mapped layers can be told apart."""
-    return ConvLayerPattern(size=(3, 3), stride=1, repeat=2, rotate=15 * tag, shear_x=0.0, shear_y=0.0,
-                            share_c=False, residual=False)
+    return ConvLayerPattern(unit="tile", rate=None, size=(3, 3), stride=1, repeat=2, rotate=15 * tag, shear_x=0.0,
+                            shear_y=0.0, share_c=False, residual=False)
 
 
 def tags(pattern: Pattern) -> list[int]:

@@ -28,7 +28,8 @@ from tests.conftest import PYTHON
 
 def conv_layer(**changes) -> ConvLayerPattern:
     # On 8x8 maps: two runs of 2 rows and two of 2 columns: 16 dropped pixels, kept ones x 4/3.
-    fields = dict(size=(2, 2), stride=2, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0, share_c=False, residual=False)
+    fields = dict(unit="tile", rate=None, size=(2, 2), stride=2, repeat=2, rotate=0, shear_x=0.0, shear_y=0.0,
+                  share_c=False, residual=False)
     return ConvLayerPattern(**{**fields, **changes})
 
 
@@ -67,6 +68,21 @@ def test_conv_masks_are_the_regularizers_masks():
     assert masks[0].unique().tolist() == pytest.approx([0.0, 4 / 3])
     # share_c: one mask for every channel.
     assert all(torch.equal(masks[1][:, 0], masks[1][:, c]) for c in range(3))
+
+
+def test_conv_units_are_drawn_with_their_regularizers_masks_and_described():
+    units = Pattern("conv", tuple(conv_layer(unit=unit, rate=0.5, residual=unit == "sample")
+                                  for unit in ("element", "channel", "sample")))
+    element, channel, sample = viz.pattern_masks(units, size=(4, 4), channels=3, samples=8, seed=3)
+    generator = torch.Generator().manual_seed(3)
+    assert torch.equal(element, conv_pattern_mask((8, 3, 4, 4), units.layers[0], generator, dtype=torch.float32))
+    assert element.unique().tolist() == [0.0, 2.0] and channel.shape == sample.shape == (8, 3, 4, 4)
+    assert torch.equal(channel, channel[:, :, :1, :1].expand_as(channel))  # whole channels
+    assert torch.equal(sample, sample[:, :1, :1, :1].expand_as(sample))  # whole samples
+    assert [viz.describe_layer(layer) for layer in units.layers] == [
+        "drops single activations at p = 0.5", "drops whole channels at p = 0.5",
+        "drops whole samples at p = 0.5, +residual"]
+    assert viz.site_rate(units.layers[1], (4, 4), channel).expected == 0.5
 
 
 def test_masks_per_site_size():
