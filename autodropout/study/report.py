@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from autodropout.atomic import atomic_write
-from autodropout.study.baselines import describe_domain
-from autodropout.study.plan import MAIN, StudyDir
+from autodropout.study.baselines import describe_domain, tuning_domain
+from autodropout.study.plan import MAIN, StudyDir, Target
 from autodropout.study.provenance import write_pattern_files
 from autodropout.study.results import (
     NONE,
@@ -24,7 +24,10 @@ from autodropout.study.results import (
     summarize_study,
 )
 from autodropout.study.stats import Summary, summarize
+from autodropout.workers.lattice import TUNER
 
+#: The tuner of the results that name none (studies from before the lattice tuner).
+RANDOM_TUNER = "Ray Tune's random search (BasicVariantGenerator)"
 REPORT_FILES = ("report.md", "report.json", "search_curves.png", "test_metrics.png", "best_pattern.png")
 
 
@@ -122,14 +125,13 @@ def markdown(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRo
 
 def _plan_lines(study: StudyDir) -> list[str]:
     plan = study.plan
-    baselines = ", ".join(f"{b} ({describe_domain(b)})" if b != NONE else b for b in plan.main.baselines)
+    baselines = ", ".join(f"{b} ({_domain(study, plan.main, b)})" if b != NONE else b for b in plan.main.baselines)
     lines = [
         f"- budget: {plan.budget} trials per search and per tuned baseline on the searched task, "
         f"{plan.concurrency} at a time",
         f"- search arms: lstm (LSTM controller, REINFORCE) and random (random search in the same space), "
         f"{len(plan.search_seeds)} search seed(s) each: {', '.join(map(str, plan.search_seeds))}",
-        f"- tuned baselines (Ray Tune BasicVariantGenerator, random search over the domain, best on validation): "
-        f"{baselines}",
+        f"- tuned baselines (tuned by {_tuners(study)}; best on validation): {baselines}",
         f"- final evaluation: each arm's best retrained with training seeds {', '.join(map(str, plan.eval_seeds))} "
         "and scored on the held-out test split; mean ± standard error and 95% t-intervals over seeds; "
         "differences paired by training seed",
@@ -142,6 +144,19 @@ def _plan_lines(study: StudyDir) -> list[str]:
         lines.append(f"- transfer target `{target.experiment.name}` (baselines: {', '.join(target.baselines)}; "
                      f"{n} trial{'' if n == 1 else 's'} per tuned baseline)")
     return lines
+
+
+def _domain(study: StudyDir, target: Target, baseline: str) -> str:
+    """The domain ``baseline`` was tuned over on ``target``, as its result recorded it (a study keeps the
+    domain it ran with); before it has finished, the one it will run with."""
+    result = study.read_result(study.plan.unit("tune", target.key, baseline)) or {}
+    return describe_domain(result.get("domain") or tuning_domain(baseline, target.experiment.task.kind))
+
+
+def _tuners(study: StudyDir) -> str:
+    """How the finished tunings chose their trials (before any has finished, how they will)."""
+    results = [study.read_result(unit) for unit in study.plan.units() if unit.kind == "tune"]
+    return "; ".join(sorted({r.get("tuner", RANDOM_TUNER) for r in results if r is not None})) or TUNER
 
 
 def _target_section(study: StudyDir, t: TargetSummary) -> list[str]:
@@ -198,7 +213,7 @@ def _search_section(study: StudyDir) -> list[str]:
             failed = sum(t["status"] != "done" for t in result["trials"])
             best = result["best"]
             config = "-" if best is None else _params(best["config"]["regularizer"]["params"])
-            lines.append(f"| {target.key} | {baseline} | {describe_domain(baseline)} | {config} "
+            lines.append(f"| {target.key} | {baseline} | {_domain(study, target, baseline)} | {config} "
                          f"| {_fmt(best['reward'] if best else None)} | {len(result['trials'])} ({failed}) |")
     return lines + [""]
 

@@ -78,20 +78,22 @@ def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
 
 
 def _tune(study: StudyDir, unit: Unit) -> dict[str, Any]:
-    from autodropout.study.baselines import DOMAINS
+    from autodropout.study.baselines import tuning_domain
+    from autodropout.workers.lattice import TUNER
     from autodropout.workers.tuned import restorable, resume_tuned, tune_regularizer
 
     target = study.plan.target(unit.target)
     experiment, seed = target.experiment, target.experiment.task.train.seed
+    domain = tuning_domain(unit.name, experiment.task.kind)
     if restorable(experiment_dir(study, unit)):
         resume_tuned(experiment, experiment_dir(study, unit))
     else:
         _clear(study.unit_dir(unit))
-        tune_regularizer(experiment, unit.name, DOMAINS[unit.name], study.unit_dir(unit), trials=unit.trials,
-                         seed=seed, concurrency=study.plan.concurrency)
+        tune_regularizer(experiment, unit.name, domain, study.unit_dir(unit), trials=unit.trials, seed=seed,
+                         concurrency=study.plan.concurrency)
     check_ended(study, unit, unit.trials)
     records = read_trials(experiment_dir(study, unit), build_task_metric(experiment))
-    return _trials_result(unit, records, experiment, seed, baseline=unit.name, domain=DOMAINS[unit.name])
+    return _trials_result(unit, records, experiment, seed, baseline=unit.name, domain=domain, tuner=TUNER)
 
 
 def _evaluate(study: StudyDir, unit: Unit) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from pathlib import Path
 from autodropout.experiment import load_experiment
 from autodropout.runs import Trial
 from autodropout.search_spaces import ConvSpace
+from autodropout.study.baselines import tuning_domain
 from autodropout.study.plan import StudyDir
 from autodropout.study.request import make_plan
 from autodropout.tasks import Regularization, task_sites
+from autodropout.workers.lattice import TUNER
 from tests.tiny import write_experiment
 
 SEEDS = (1000, 1001, 1002)
@@ -58,7 +60,8 @@ def fake_study(folder: Path, finished: bool = True, imported: bool = False) -> S
         study.write_result(unit, result)
     tune = plan.unit("tune", "main", "dropout")
     dropout = Trial(task, Regularization(name="dropout", params={"p": 0.2}), 0, label="dropout")
-    study.write_result(tune, _trials_result(tune, dropout, [0.7, 0.8], baseline="dropout", domain={}))
+    study.write_result(tune, _trials_result(tune, dropout, [0.7, 0.8], baseline="dropout",
+                                            domain=tuning_domain("dropout", "vision"), tuner=TUNER))
     if finished:
         study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main"), imported))
     return study

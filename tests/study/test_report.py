@@ -92,6 +92,23 @@ def test_report_tables_and_files(study):
     assert rows["main", "none"]["trials"] == 0
 
 
+def test_the_report_names_the_tuner_and_domain_each_tuning_ran_with(study):
+    rebuild_report(study.path)
+    text = (study.path / "report.md").read_text()
+    assert ("- tuned baselines (tuned by a lattice over the domain, then a finer lattice around its best; best on "
+            "validation): none, dropout (p ~ U(0, 0.7))") in text
+    assert "| main | dropout | p ~ U(0, 0.7) | p=0.2 | 0.8000 | 2 (0) |" in text
+    # A study from before the lattice tuner: its results name no tuner and hold the old domain.
+    unit = study.plan.unit("tune", "main", "dropout")
+    old = {k: v for k, v in study.read_result(unit).items() if k != "tuner"}
+    study.write_result(unit, {**old, "domain": {"p": ["uniform", 0.0, 0.5]}})
+    rebuild_report(study.path)
+    text = (study.path / "report.md").read_text()
+    assert ("- tuned baselines (tuned by Ray Tune's random search (BasicVariantGenerator); best on validation): "
+            "none, dropout (p ~ U(0, 0.5))") in text
+    assert "| main | dropout | p ~ U(0, 0.5) | p=0.2 | 0.8000 | 2 (0) |" in text
+
+
 def test_the_report_rebuilt_from_a_copy_is_identical(study, tmp_path):
     rebuild_report(study.path)
     copy = tmp_path / "elsewhere" / "copy"

@@ -14,8 +14,10 @@ import pytest
 
 import autodropout as ad
 from autodropout.runs import RunDir
+from autodropout.study.baselines import tuning_domain
 from autodropout.tasks import build_task
 from autodropout.training import pattern_onto_task
+from autodropout.workers.lattice import TUNER, design
 from tests.conftest import PYTHON
 from tests.tiny import TINY_VISION, write_experiment
 
@@ -80,7 +82,8 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
         assert run.experiment.search.controller == arm and run.seed == 1 and run.experiment.search.trials == 2
     tuned = json.loads((study / "results" / "tune" / "main" / "dropout.json").read_text())
     rates = [t["params"]["p"] for t in tuned["trials"]]
-    assert len(set(rates)) == 2 and all(0 <= p <= 0.5 for p in rates)
+    assert rates == [s["p"] for s in design(tuning_domain("dropout", "vision"), 2)]  # budget 2: one lattice round
+    assert tuned["domain"] == tuning_domain("dropout", "vision") and tuned["tuner"] == TUNER
     assert tuned["best"]["config"]["regularizer"]["params"]["p"] in rates
     dropout = next(m for m in evaluation["methods"] if m["label"] == "dropout")
     assert dropout["params"] == tuned["best"]["config"]["regularizer"]["params"]
