@@ -25,7 +25,11 @@ Semantics:
   ``(B, T, C)`` sublayer: the layer pattern's geometry (``size``, ``stride``, ``span``, ``noise``)
   applies to it when the layer pattern switches on at least one sublayer; a layer pattern that
   switches every sublayer off leaves its module alone (the search chose no dropout there).
-  ``share_heads`` does not matter for 3-D outputs.
+  ``share_heads`` does not matter for 3-D outputs. Only the layer patterns are attached: a
+  pattern's embedding patterns (format version 3) need the embedding outputs, which ``where`` does
+  not tell apart from sublayers; put them there with
+  :class:`~autodropout.regularizers.pattern_embedding.EmbeddingPatternDropout` (or a hook of
+  :func:`~autodropout.regularizers.pattern_embedding.embedding_pattern`).
 
 An output of the wrong kind (not a tensor, or a shape that does not fit the pattern kind) raises an
 error naming the module and the shape at the first training forward pass.

@@ -11,10 +11,19 @@ depth onto the encoder (self-attention and FFN sites) and, separately, onto the 
 layer's pattern also drives its cross-attention sites (the query/key/value/attn_output switches of
 that layer apply to cross-attention too), since a language model has no cross-attention to learn
 from. A pattern that already has exactly ``n_enc + n_dec`` sites is used as is.
+
+Embedding sites (Transformer patterns, format version 3) are mapped by the same relative-depth rule,
+in forward order: the language model's one embedding pattern goes onto both the translation model's
+source and target embeddings; a translation pattern's two go onto a language model's one as the
+middle of two (the target's). A pattern without embedding patterns (a version-2 file) gets "off" at
+every embedding site of the target (``TransformerSpace.off_embedding``: what it did there before,
+nothing), so it validates and trains as it did; a target without embedding sites drops them.
 """
 from __future__ import annotations
 
-from autodropout.search_spaces import Pattern, PatternError, SearchSpace
+from typing import Any
+
+from autodropout.search_spaces import Pattern, PatternError, SearchSpace, TransformerSpace
 
 
 def depth_map(num_source: int, num_target: int) -> list[int]:
@@ -47,6 +56,16 @@ def map_pattern(pattern: Pattern, target: SearchSpace, stacks: tuple[int, ...] |
         if sum(stacks) != target.num_sites:
             raise ValueError(f"stacks {stacks} do not add up to the target's {target.num_sites} sites")
         layers = tuple(pattern.layers[i] for n in stacks for i in depth_map(len(pattern.layers), n))
-    mapped = Pattern(pattern.kind, tuple(layers))
+    mapped = Pattern(pattern.kind, tuple(layers), _embeddings(pattern.embeddings, target))
     target.validate(mapped)
     return mapped
+
+
+def _embeddings(embeddings: tuple[Any, ...], target: SearchSpace) -> tuple[Any, ...]:
+    """``embeddings`` laid onto ``target``'s embedding sites (module docstring)."""
+    if not target.num_embeddings:
+        return ()
+    if not embeddings:
+        assert isinstance(target, TransformerSpace)  # the only space with embedding sites
+        return (target.off_embedding(),) * target.num_embeddings
+    return tuple(embeddings[i] for i in depth_map(len(embeddings), target.num_embeddings))

@@ -52,9 +52,9 @@ def pattern_for_task(task: Task, pattern_file: str | Path, rank: int = 1) -> Pat
 def pattern_onto_task(task: Task, pattern: Pattern, space: SearchSpace) -> tuple[Pattern, SearchSpace]:
     """``pattern`` (from ``space``, learned on another task) mapped onto ``task``'s sites
     (:func:`autodropout.mapping.map_pattern`), and the space it now lives in: ``space``'s value sets at
-    the task's number of sites. A pattern of another space kind is checked against the task's own
-    space, which names the mismatch."""
-    target = task.space_type(task.num_sites, space.values) if pattern.kind == task.space_type.kind \
+    the task's numbers of sites and embedding sites. A pattern of another space kind is checked against
+    the task's own space, which names the mismatch."""
+    target = task.space_with(space.values, space.embedding_values) if pattern.kind == task.space_type.kind \
         else task.search_space()
     return map_pattern(pattern, target, task.site_layout.stacks), target
 

@@ -48,8 +48,6 @@ __all__ = [
 
 #: Label of the transferred pattern in reports (not a valid baseline name).
 PATTERN_METHOD = "pattern"
-#: Registry entries that are learned patterns themselves, not hand-designed baselines.
-PATTERN_ENTRIES = ("conv_pattern", "transformer_pattern")
 
 
 class TransferError(UserInputError, ValueError):
@@ -70,10 +68,11 @@ def parse_baseline(spec: str) -> tuple[str, str, dict]:
 
 
 def valid_baselines(task_kind: str) -> list[str]:
-    """``none`` and the registry names that fit the sites of ``task_kind``'s models."""
+    """``none`` and the registry names that fit the sites of ``task_kind``'s models (learned patterns,
+    the entries that take a ``pattern``, are not hand-designed baselines)."""
     site = task_class(task_kind).site_kind
     return ["none"] + [n for n in regularizers.available()
-                       if n not in PATTERN_ENTRIES and site in regularizers.info(n).input_kinds]
+                       if "pattern" not in regularizers.info(n).parameters and site in regularizers.info(n).input_kinds]
 
 
 def baseline_methods(specs: Iterable[str], task_kind: str) -> list[tuple[str, Regularization]]:
@@ -170,7 +169,7 @@ def _trials(task: Task, experiment: ExperimentConfig, patterns_file: str | os.Pa
         pattern = pattern_for_task(task, patterns_file, rank)
     except KeyError as exc:
         raise TransferError(f"rank: {exc}") from None
-    space = task.space_type(task.num_sites, patterns.space.values)
+    space = task.space_with(patterns.space.values, patterns.space.embedding_values)
     seed = experiment.task.train.seed
     return [Trial(experiment.task, Regularization(pattern=pattern), seed, space, PATTERN_METHOD)] + [
         Trial(experiment.task, regularization, seed, None, label) for label, regularization in methods]

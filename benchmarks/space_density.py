@@ -21,7 +21,8 @@ models (site resolutions below), over ``--samples`` uniform samples of the tile 
 
 Transformer space: per head width d, over every (size, stride) choice and every offset, the nominal
 rate range, the share of masks that zero the whole head and the largest share of a head one mask
-drops, v1 (sizes and strides {1, 2, 4, 8, 16}) against v2.
+drops, v1 (sizes and strides {1, 2, 4, 8, 16}) against v2 (sizes {1, 2, 4}, strides {4, 8, 16}) and v3
+(the default sets, sizes {1, 2, 4, 6}, strides {4, 6, 7, 8, 9, 16, 49}).
 
 Writes ``docs/images/space_density.png`` (violins of the conv tile densities per resolution, v2 and
 v3, with the v3 band) unless ``--no-plot``; prints Markdown.
@@ -163,12 +164,13 @@ def head_masks(size: int, stride: int, head: int, cut: bool) -> list[int]:
 
 
 def transformer_table() -> str:
-    lines = ["| head width d | v1 rates | v1 masks zeroing the head | v1 largest share of a head | v2 rates "
-             "| v2 masks zeroing the head | v2 largest share of a head |", "|---:|---|---:|---:|---|---:|---:|"]
-    v2 = TransformerValues()
+    spaces = (("v1", V1_TRANSFORMER, V1_TRANSFORMER, False), ("v2", (1, 2, 4), (4, 8, 16), True),
+              ("v3", TransformerValues().size, TransformerValues().stride, True))
+    header = " | ".join(f"{v} rates | {v} masks zeroing the head | {v} largest share of a head" for v, *_ in spaces)
+    lines = [f"| head width d | {header} |", "|---:|" + "---|---:|---:|" * len(spaces)]
     for head in HEADS:
         cells = []
-        for sizes, strides, cut in ((V1_TRANSFORMER, V1_TRANSFORMER, False), (v2.size, v2.stride, True)):
+        for _, sizes, strides, cut in spaces:
             rates, zeroed, total, largest = [], 0, 0, 0.0
             for size, stride in itertools.product(sizes, strides):
                 run = hidden_run(size, head) if cut else size

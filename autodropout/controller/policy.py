@@ -4,7 +4,8 @@ ENAS-style (Pham et al., ICML 2018, "Efficient Neural Architecture Search via Pa
 as used by AutoDropout (Pham & Le, AAAI 2021, arXiv 2101.01761, sec. 3.3): the LSTM emits one token
 per :class:`~autodropout.search_spaces.Decision`, from a softmax head of its own with an embedding
 table of its own (``share_heads=True``: one per decision *type*, ``size``, ``stride``, ..., shared by
-all sites as in ENAS, so the parameter count does not grow with the model depth). The input at step 0
+all sites of a group as in ENAS, so the parameter count does not grow with the model depth; the
+embedding sites' types are their own, ``("embedding", "size")`` is not ``("layer", "size")``). The input at step 0
 is a learned start vector; the input at step ``i`` is the embedding of the token chosen at step
 ``i - 1``, looked up in that step's table.
 
@@ -73,8 +74,8 @@ class LSTMPolicy(nn.Module):
     """Autoregressive LSTM controller over ``space.decisions``.
 
     Args:
-        space: the search space; its ``decision_types`` fix the embedding tables and heads and its
-            ``decisions`` fix the sequence length ``L``.
+        space: the search space; its ``decisions`` fix the sequence length ``L`` and, by their
+            ``type_key`` (or ``key``), the embedding tables and heads.
         hidden: LSTM hidden size.
         embedding: size of the token embeddings and of the learned start input.
         temperature: logits are divided by it (before the tanh clip); > 1 flattens the policy.
@@ -116,12 +117,10 @@ class LSTMPolicy(nn.Module):
         if not isinstance(share_heads, bool):
             raise ValueError(f"share_heads must be true or false, got {share_heads!r}")
         self.share_heads = share_heads
-        if share_heads:  # one table and head per decision type (ENAS)
-            type_names = [name for name, _ in space.decision_types]
-            num_choices = [len(choices) for _, choices in space.decision_types]
-        else:  # one per position: "types" are the positions themselves
-            type_names = [d.key for d in space.decisions]
-            num_choices = [len(d.choices) for d in space.decisions]
+        # One table and head per decision type (ENAS), keyed by (group, name) so that an embedding
+        # site's "size" never shares the layers'; or one per position (the key names the position).
+        choices_of = {(d.type_key if share_heads else d.key): len(d.choices) for d in space.decisions}
+        type_names, num_choices = list(choices_of), list(choices_of.values())
         # The default initialisers draw from the global RNG; fork it so building a policy never
         # shifts the random stream of the user's own training code. `seed` sets the real init below.
         with torch.random.fork_rng(devices=[]):
@@ -129,7 +128,7 @@ class LSTMPolicy(nn.Module):
             self.embeddings = nn.ModuleList(nn.Embedding(k, self.embedding_dim) for k in num_choices)
             self.heads = nn.ModuleList(nn.Linear(self.hidden, k) for k in num_choices)
             self.lstm = nn.LSTM(self.embedding_dim, self.hidden, num_layers=self.layers)
-        self._types = [type_names.index(d.name if share_heads else d.key) for d in space.decisions]
+        self._types = [type_names.index(d.type_key if share_heads else d.key) for d in space.decisions]
         self.register_buffer(
             "_choice_counts", torch.tensor([len(d.choices) for d in space.decisions]), persistent=False
         )

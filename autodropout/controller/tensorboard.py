@@ -9,7 +9,7 @@ import torch
 
 from autodropout.controller.reinforce import UpdateStats
 from autodropout.viz.grid import grid_of
-from autodropout.viz.masks import describe_layer, pattern_masks, site_rate, site_sizes, size_text
+from autodropout.viz.masks import describe_embedding, describe_layer, pattern_masks, site_rate, site_sizes, size_text
 
 
 class ControllerLogger:
@@ -70,7 +70,8 @@ class ControllerLogger:
             return
         with torch.no_grad():
             tokens, _, _ = policy.sample(64, generator=torch.Generator().manual_seed(step))
-        names = [d.name for d in searcher.space.decisions]
+        # Layer decisions keep their plain tags; an embedding site's are their own ("embedding_size").
+        names = [d.name if d.group == "layer" else f"{d.group}_{d.name}" for d in searcher.space.decisions]
         for name in dict.fromkeys(names):
             columns = [i for i, n in enumerate(names) if n == name]
             self.writer.add_histogram(f"choices/{name}", tokens[:, columns].flatten().float(), step)
@@ -83,7 +84,9 @@ class ControllerLogger:
         sizes = site_sizes(pattern.kind, len(pattern), self.site_shapes).sizes
         masks = pattern_masks(pattern, sizes)
         self.writer.add_image("best_pattern/masks", grid_of(masks, pattern), step)
-        lines = [f"site {i} ({size_text(size, pattern.kind)}): {site_rate(layer, size, mask).text()}; "
-                 f"{describe_layer(layer)}" for i, (layer, size, mask) in enumerate(zip(pattern.layers, sizes, masks))]
+        lines = [f"embedding {i}: {describe_embedding(embedding, sizes[0])}"
+                 for i, embedding in enumerate(pattern.embeddings)]
+        lines += [f"site {i} ({size_text(size, pattern.kind)}): {site_rate(layer, size, mask).text()}; "
+                  f"{describe_layer(layer)}" for i, (layer, size, mask) in enumerate(zip(pattern.layers, sizes, masks))]
         self.writer.add_text("best_pattern/trial", f"trial {best['trial_id']}, value {best['value']:.4f}\n\n"
                              + "\n\n".join(lines), step)

@@ -45,11 +45,15 @@ class LayerStack:
 
 @dataclass(frozen=True)
 class TransformerSites:
-    """Transformer layer stacks in pattern-site order (encoder before decoder), and the constructor
-    argument of the factory placed after every token embedding."""
+    """Transformer layer stacks in pattern-site order (encoder before decoder), the constructor
+    argument of what goes after the token embeddings (one factory for every embedding, or one
+    factory-or-None per embedding), and how many embedding outputs there are, in forward order (the
+    embedding sites of a Transformer pattern: the language model's one, the translation model's
+    source and target)."""
 
     layer_stacks: tuple[LayerStack, ...]
     embedding_argument: str = "embedding_dropout"
+    embeddings: int = 1
 
     @property
     def stacks(self) -> tuple[int, ...]:

@@ -70,10 +70,11 @@ class TransformerLM(nn.Module):
         max_len: longest sequence accepted (size of the position table).
         layer_sites: ``None`` or one mapping site name -> factory-or-None per layer
             (names: ``ENCODER_SITES``).
-        embedding_dropout: factory for the site after the embedding (token + position), or None.
+        embedding_dropout: factory for the site after the embedding (token + position), a list of
+            one factory-or-None (an embedding pattern's form), or None.
         tie_weights: share the output layer's weight with the token embedding.
 
-    One pattern site per layer: ``num_sites == n_layers``. :func:`classic_lm_dropout` builds the
+    One pattern site per layer: ``num_sites == n_layers``, and one embedding site. :func:`classic_lm_dropout` builds the
     classic dropout baseline's arguments.
     """
 
@@ -87,15 +88,16 @@ class TransformerLM(nn.Module):
         d_ff: int | None = None,
         max_len: int = 1024,
         layer_sites: Sequence[LayerSites | None] | None = None,
-        embedding_dropout: Factory | None = None,
+        embedding_dropout: Factory | Sequence[Factory | None] | None = None,
         tie_weights: bool = True,
     ) -> None:
         super().__init__()
         d_ff = _check_dims(d_model=d_model, n_heads=n_heads, d_ff=d_ff, max_len=max_len,
                            vocab_size=vocab_size, n_layers=n_layers)
         layer_sites = _per_layer(layer_sites, n_layers, "layer_sites")
+        (embedding_site,) = _per_embedding(embedding_dropout, ("token",))
         self.max_len = max_len
-        self.embed = TokenEmbedding(vocab_size, d_model, max_len, build_site(embedding_dropout, "embedding_dropout"))
+        self.embed = TokenEmbedding(vocab_size, d_model, max_len, embedding_site)
         self.layers = nn.ModuleList(
             TransformerLayer(d_model, n_heads, d_ff, sites, where=f"layer_sites[{i}]")
             for i, sites in enumerate(layer_sites)
@@ -111,8 +113,9 @@ class TransformerLM(nn.Module):
 
     @staticmethod
     def site_layout(n_layers: int) -> TransformerSites:
-        """Where the sites are: one stack of ``n_layers`` layers (``layer_sites``), plus ``embedding_dropout``."""
-        return TransformerSites((LayerStack("layer_sites", n_layers),))
+        """Where the sites are: one stack of ``n_layers`` layers (``layer_sites``), plus one embedding
+        site (``embedding_dropout``)."""
+        return TransformerSites((LayerStack("layer_sites", n_layers),), embeddings=1)
 
     @property
     def input_embedding(self) -> nn.Module:
@@ -149,13 +152,15 @@ class TransformerSeq2Seq(nn.Module):
         encoder_sites: ``None`` or per encoder layer a mapping over ``ENCODER_SITES``.
         decoder_sites: ``None`` or per decoder layer a mapping over ``DECODER_SITES``.
         embedding_dropout: factory for the sites after the source and the target embeddings
-            (called once for each), or None.
+            (called once for each), a list of two factories-or-None (source, target: the embedding
+            patterns' form), or None.
         tie_weights: share the output layer's weight with the target embedding.
         pad_id: padding id in both vocabularies. Source padding is masked out of encoder
             self-attention and cross-attention. The decoder is causal, so trailing target padding
             cannot reach earlier positions; leave its loss out with ``ignore_index=pad_id``.
 
-    Pattern sites: ``num_sites == n_enc_layers + n_dec_layers`` (encoder layers first). Generation:
+    Pattern sites: ``num_sites == n_enc_layers + n_dec_layers`` (encoder layers first), and two
+    embedding sites (source, target). Generation:
     :meth:`encode` once, then :meth:`decode` on growing prefixes (see ``models.decoding``).
     """
 
@@ -172,7 +177,7 @@ class TransformerSeq2Seq(nn.Module):
         max_len: int = 1024,
         encoder_sites: Sequence[LayerSites | None] | None = None,
         decoder_sites: Sequence[LayerSites | None] | None = None,
-        embedding_dropout: Factory | None = None,
+        embedding_dropout: Factory | Sequence[Factory | None] | None = None,
         tie_weights: bool = True,
         pad_id: int = 0,
     ) -> None:
@@ -183,11 +188,10 @@ class TransformerSeq2Seq(nn.Module):
             raise ValueError(f"pad_id: expected an int in [0, {min(src_vocab, tgt_vocab)}), got {pad_id!r}")
         encoder_sites = _per_layer(encoder_sites, n_enc_layers, "encoder_sites")
         decoder_sites = _per_layer(decoder_sites, n_dec_layers, "decoder_sites")
+        source_site, target_site = _per_embedding(embedding_dropout, ("source", "target"))
         self.max_len, self.pad_id = max_len, pad_id
-        self.src_embed = TokenEmbedding(src_vocab, d_model, max_len,
-                                        build_site(embedding_dropout, "embedding_dropout"))
-        self.tgt_embed = TokenEmbedding(tgt_vocab, d_model, max_len,
-                                        build_site(embedding_dropout, "embedding_dropout"))
+        self.src_embed = TokenEmbedding(src_vocab, d_model, max_len, source_site)
+        self.tgt_embed = TokenEmbedding(tgt_vocab, d_model, max_len, target_site)
         self.encoder = nn.ModuleList(
             TransformerLayer(d_model, n_heads, d_ff, sites, where=f"encoder_sites[{i}]")
             for i, sites in enumerate(encoder_sites)
@@ -209,9 +213,10 @@ class TransformerSeq2Seq(nn.Module):
 
     @staticmethod
     def site_layout(n_enc_layers: int, n_dec_layers: int) -> TransformerSites:
-        """Where the sites are: encoder layers, then decoder layers (with cross-attention sites)."""
+        """Where the sites are: encoder layers, then decoder layers (with cross-attention sites), and
+        the source and target embeddings."""
         return TransformerSites((LayerStack("encoder_sites", n_enc_layers),
-                                 LayerStack("decoder_sites", n_dec_layers, cross_attention=True)))
+                                 LayerStack("decoder_sites", n_dec_layers, cross_attention=True)), embeddings=2)
 
     @property
     def input_embedding(self) -> nn.Module:
@@ -288,6 +293,22 @@ def _per_layer(sites: Sequence[LayerSites | None] | None, n_layers: int, name: s
     if len(sites) != n_layers:
         raise ValueError(f"{name}: expected one entry per layer ({n_layers}), got {len(sites)}")
     return list(sites)
+
+
+def _per_embedding(factories: Factory | Sequence[Factory | None] | None,
+                   names: tuple[str, ...]) -> list[nn.Module | None]:
+    """The module after each embedding (``names`` in forward order): one factory called for each, or
+    a list of one factory-or-None per embedding."""
+    if factories is None or callable(factories):
+        return [build_site(factories, "embedding_dropout") for _ in names]
+    if isinstance(factories, (Mapping, str, bytes)) or not isinstance(factories, Sequence):
+        raise TypeError(f"embedding_dropout: expected a zero-argument factory, a list of {len(names)} "
+                        f"factories-or-None ({', '.join(names)}) or None, got {type(factories).__name__}")
+    if len(factories) != len(names):
+        raise ValueError(f"embedding_dropout: expected one entry per embedding ({', '.join(names)}), "
+                         f"got {len(factories)}")
+    return [build_site(factory, f"embedding_dropout[{i}] ({name})") for i, (factory, name) in
+            enumerate(zip(factories, names))]
 
 
 def _check_dims(*, d_model: int, n_heads: int, d_ff: int | None, **positive: int) -> int:

@@ -8,7 +8,7 @@ always per-head). Writing ``D`` for the last (hidden) axis and ``pitch = size + 
   ``pitch = n + stride`` units from a random offset ``o``, uniform in ``[0, pitch)``: unit ``c`` is
   dropped iff ``(c - o) mod pitch < n``. The run is at most ``D - 1`` units and any two runs have
   ``stride >= 1`` kept units between them, so no mask ever zeroes a whole head (or a whole hidden
-  state); with the default sizes (at most 4) the cut only touches heads of at most 4 units, and an
+  state); with the default sizes (at most 6) the cut only touches heads of at most 6 units, and an
   axis of one unit cannot be masked at all (an error). ``span`` consecutive tokens (``t // span`` is
   the group) share one offset; ``"all"`` (or a span of at least ``T``) shares it over the whole
   sequence, variational-dropout style, and the mask is then ``(B, 1, D)`` / ``(B, heads, 1, D)``,
@@ -44,9 +44,12 @@ from torch import Tensor
 from autodropout.checks import is_int
 from autodropout.regularizers._pattern_masks import PatternModule, fixed_offsets, mask_request, pattern_layers
 from autodropout.regularizers.registry import RegularizerInfo, register
-from autodropout.search_spaces import SUBLAYERS, Pattern, TransformerLayerPattern
+from autodropout.search_spaces import SUBLAYERS, EmbeddingPattern, Pattern, TransformerLayerPattern, hidden_run
 
 NOISES = ("bernoulli", "gaussian")
+#: What :func:`comb_mask` reads: ``size``, ``stride``, ``span``, ``noise`` (and ``share_heads`` on
+#: 4-D shapes, which only layer patterns reach).
+Comb = TransformerLayerPattern | EmbeddingPattern
 
 
 def check_transformer_pattern(pattern: object) -> TransformerLayerPattern:
@@ -56,6 +59,13 @@ def check_transformer_pattern(pattern: object) -> TransformerLayerPattern:
     for name in (*SUBLAYERS, "share_heads"):
         if not isinstance(getattr(pattern, name), bool):
             raise ValueError(f"pattern.{name}: expected a bool, got {getattr(pattern, name)!r}")
+    check_comb(pattern)
+    return pattern
+
+
+def check_comb(pattern: Comb) -> None:
+    """Check that ``pattern``'s comb (``size``, ``stride``, ``span``, ``noise``) is usable, else raise
+    naming the offending field."""
     for name in ("size", "stride"):
         if not is_int(getattr(pattern, name), 1):
             raise ValueError(f"pattern.{name}: expected an int >= 1, got {getattr(pattern, name)!r}")
@@ -63,13 +73,6 @@ def check_transformer_pattern(pattern: object) -> TransformerLayerPattern:
         raise ValueError(f"pattern.span: expected an int >= 1 or 'all', got {pattern.span!r}")
     if pattern.noise not in NOISES:
         raise ValueError(f"pattern.noise: expected one of {list(NOISES)}, got {pattern.noise!r}")
-    return pattern
-
-
-def hidden_run(size: int, hidden: int) -> int:
-    """Units dropped together along a hidden axis of ``hidden >= 2`` units: ``size``, cut to
-    ``hidden - 1`` so that a run never covers the whole axis (a whole head)."""
-    return min(size, hidden - 1)
 
 
 def transformer_pattern_mask(
@@ -99,15 +102,20 @@ def transformer_pattern_mask(
     """
     check_transformer_pattern(pattern)
     dims, device, dtype = mask_request(shape, (3, 4), "(B, T, C) or (B, heads, T, d)", device, dtype)
-    if offsets is not None:
-        _, run, offsets_shape = _geometry(dims, pattern)
-        pitch = run + pattern.stride
-        offsets = fixed_offsets(offsets, offsets_shape, pitch, f"values must lie in [0, {pitch}) (run + stride)",
-                                device)
-    return _mask(dims, pattern, generator, device, dtype, offsets)
+    return comb_mask(dims, pattern, generator, device, dtype, checked_offsets(dims, pattern, offsets, device))
 
 
-def _geometry(shape: Sequence[int], pattern: TransformerLayerPattern) -> tuple[int, int, tuple[int, ...]]:
+def checked_offsets(shape: Sequence[int], pattern: Comb, offsets: Tensor | None, device: torch.device) -> Tensor | None:
+    """Caller-fixed ``offsets`` of a mask of ``shape`` (see :func:`transformer_pattern_mask`) as int64 on
+    ``device``, or ``None`` when none are given."""
+    if offsets is None:
+        return None
+    _, run, offsets_shape = _geometry(shape, pattern)
+    pitch = run + pattern.stride
+    return fixed_offsets(offsets, offsets_shape, pitch, f"values must lie in [0, {pitch}) (run + stride)", device)
+
+
+def _geometry(shape: Sequence[int], pattern: Comb) -> tuple[int, int, tuple[int, ...]]:
     """``(span, run, offsets_shape)`` of a mask of ``shape``: tokens per offset (at most ``T``), units
     per dropped run (:func:`hidden_run`), and ``(*lead, G)``: one offset per sample (and per head
     unless shared) and token group."""
@@ -121,11 +129,12 @@ def _geometry(shape: Sequence[int], pattern: TransformerLayerPattern) -> tuple[i
 
 
 @torch.no_grad()
-def _mask(
-    shape: Sequence[int], pattern: TransformerLayerPattern, generator: torch.Generator | None,
+def comb_mask(
+    shape: Sequence[int], pattern: Comb, generator: torch.Generator | None,
     device: torch.device, dtype: torch.dtype, offsets: Tensor | None = None,
 ) -> Tensor:
-    """:func:`transformer_pattern_mask` for an already validated ``pattern`` (modules validate it once)."""
+    """:func:`transformer_pattern_mask` for an already validated ``pattern`` (modules validate it once);
+    an embedding pattern's comb is the same (``regularizers.pattern_embedding``)."""
     tokens, hidden = shape[-2], shape[-1]
     span, run, offsets_shape = _geometry(shape, pattern)
     pitch = run + pattern.stride
@@ -174,7 +183,7 @@ def _apply(x: Tensor, pattern: TransformerLayerPattern, generator: torch.Generat
         raise ValueError(
             f"x: transformer_pattern expects (B, T, C) or (B, heads, T, d), got shape {tuple(x.shape)}"
         )
-    return x * _mask(x.shape, pattern, generator, x.device, x.dtype)
+    return x * comb_mask(x.shape, pattern, generator, x.device, x.dtype)
 
 
 class TransformerPatternDropout(PatternModule):

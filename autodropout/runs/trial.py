@@ -10,6 +10,8 @@ validates it once::
     {"task": {...}, "seed": 0,
      "space": {"kind": "conv", "num_sites": 3, "values": {...}}, "pattern": [...], "tokens": [...],
      "label": "pattern"}                                    # a pattern trial (label optional)
+    {..., "space": {"kind": "transformer", "num_sites": 2, "values": {...}, "num_embeddings": 1, ...},
+     "embeddings": [...], "pattern": [...], ...}            # with embedding sites (pattern format 3)
     {"task": {...}, "seed": 0, "regularizer": {"name": "dropout", "params": {"p": 0.1}}}
     {"task": {...}, "seed": 0, "regularizer": {"name": "none", "params": {}}}
 """
@@ -24,7 +26,7 @@ from autodropout.errors import ConfigError
 from autodropout.search_spaces import Pattern, SearchSpace, space_from_config
 from autodropout.tasks import Regularization, task_config_from_dict
 
-_KEYS = {"task", "seed", "space", "pattern", "tokens", "regularizer", "label"}
+_KEYS = {"task", "seed", "space", "pattern", "embeddings", "tokens", "regularizer", "label"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Trial:
         if r.pattern is not None:
             config.update(space={"kind": self.space.kind, **self.space.config()}, pattern=r.pattern.to_json(),
                           tokens=self.tokens)
+            if self.space.num_embeddings:
+                config["embeddings"] = r.pattern.embeddings_to_json()
         else:
             config["regularizer"] = {"name": r.name or "none", "params": dict(r.params)}
         if self.label is not None:
@@ -92,7 +96,9 @@ class Trial:
             kind_and_config = dict(config["space"])
             space = space_from_config(kind_and_config.pop("kind"), kind_and_config)
             layers = tuple(space.layer_from_json(layer, where=f"site {i}: ") for i, layer in enumerate(config["pattern"]))
-            pattern = Pattern(space.kind, layers)
+            embeddings = tuple(space.embedding_from_json(embedding, where=f"embedding {i}: ")
+                               for i, embedding in enumerate(config.get("embeddings", [])))
+            pattern = Pattern(space.kind, layers, embeddings)
             space.validate(pattern)
             return cls(task, Regularization(pattern=pattern), config["seed"], space, label)
         spec = config.get("regularizer")

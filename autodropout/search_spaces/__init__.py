@@ -19,12 +19,20 @@ from autodropout.search_spaces.pattern_json import (
     space_from_config,
 )
 from autodropout.search_spaces.space import Decision, Pattern, SearchSpace
-from autodropout.search_spaces.transformer import SUBLAYERS, TransformerLayerPattern, TransformerSpace
-from autodropout.search_spaces.values import ConvValues, TransformerValues
+from autodropout.search_spaces.transformer import (
+    EMBEDDING_UNITS,
+    SUBLAYERS,
+    EmbeddingPattern,
+    TransformerLayerPattern,
+    TransformerSpace,
+    hidden_run,
+    nominal_rate,
+)
+from autodropout.search_spaces.values import ConvValues, EmbeddingValues, TransformerValues
 
 __all__ = [
-    "SPACES", "SUBLAYERS", "ConvLayerPattern", "ConvSpace", "ConvValues", "Decision", "Pattern",
-    "PatternError", "PatternFormatError", "PatternSet", "RankedPattern", "SearchSpace",
-    "TransformerLayerPattern", "TransformerSpace", "TransformerValues",
-    "load_patterns", "parse_patterns", "save_patterns", "space_from_config",
+    "EMBEDDING_UNITS", "SPACES", "SUBLAYERS", "ConvLayerPattern", "ConvSpace", "ConvValues", "Decision",
+    "EmbeddingPattern", "EmbeddingValues", "Pattern", "PatternError", "PatternFormatError", "PatternSet",
+    "RankedPattern", "SearchSpace", "TransformerLayerPattern", "TransformerSpace", "TransformerValues",
+    "hidden_run", "load_patterns", "nominal_rate", "parse_patterns", "save_patterns", "space_from_config",
 ]

@@ -1,18 +1,23 @@
 """Pattern JSON: the versioned, user-facing file format of learned patterns.
 
 ```
-{"format": "autodropout.patterns", "version": 2, "space": "conv" | "transformer",
- "space_config": {"num_sites": L, "values": {...}},
+{"format": "autodropout.patterns", "version": 3, "space": "conv" | "transformer",
+ "space_config": {"num_sites": L, "values": {...}, "num_embeddings": E, "embedding_values": {...}},
  "source": {"experiment": ..., "trial_id": ..., "metric": ..., "value": ..., "reward": ..., "created": ...,
             "site_shapes": [[C, H, W], ...] | [[T, C, heads], ...], "study": {...}},
- "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "layers": [{...}, ...]}, ...]}
+ "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "embeddings": [{...}, ...],
+               "layers": [{...}, ...]}, ...]}
 ```
+
+``num_embeddings`` and ``embedding_values`` (the embedding sites of a Transformer space: its
+embedding outputs) and each pattern's ``embeddings`` (one object per embedding site, in forward
+order) are there exactly when the space has embedding sites.
 
 ``source.site_shapes`` (optional) records what each site of the searched model sees, so that a file
 alone says how large each site's masks are: ``[C, H, W]`` per conv site (channels and feature-map
 size), ``[T, C, heads]`` per Transformer layer (longest training sequence, hidden width, attention
-heads). A conv pattern's drop density depends on the map size, so pictures need it; files written
-without it stay valid.
+heads; the embedding outputs are ``(T, C)`` too). A conv pattern's drop density depends on the map
+size, so pictures need it; files written without it stay valid.
 
 ``source.study`` (optional) is the provenance of a pattern chosen and scored by ``autodropout study``
 (the patterns that ship with the package carry it): ``arm`` (``lstm`` or ``random``), ``budget``
@@ -22,10 +27,17 @@ without it stay valid.
 ``transfer`` (the same on other tasks, with ``tuning_budget``: the trials per tuned baseline there),
 and ``name`` once published (see ``docs/study.md``).
 
-Version 2 (this one) lays conv tiles relative to the map and bounds the Transformer runs (see
-:mod:`autodropout.search_spaces.conv` and ``docs/search_spaces.md``). Version 1 measured conv tiles in
-pixels, so its patterns mean something else at every resolution and have no faithful translation: a
-version-1 file is rejected with one message that says how to make a version-2 file.
+Version 3 (this one) adds the conv ``unit`` and ``rate`` (dropout, spatial dropout and DropPath-like
+units beside the tiles) and the Transformer embedding sites, and widens the default Transformer
+``size`` and ``stride`` sets (``docs/search_spaces.md``), so that a search space contains the
+regularizers a study compares with. Version 2 files still load, faithfully: the fields they lack take
+the values that mean what version 2 did (:attr:`SearchSpace.v2_upgrade`: conv layers become
+``unit`` "tile" with a null ``rate``, and their space a one-choice value set of each), their value
+sets are the file's own, and a version-2 Transformer file has no embedding sites, so its patterns
+put nothing at the embeddings and draw the same masks. Version 2 laid conv tiles relative to the map
+and bounded the Transformer runs (see :mod:`autodropout.search_spaces.conv`). Version 1 measured conv
+tiles in pixels, so its patterns mean something else at every resolution and have no faithful
+translation: a version-1 file is rejected with one message that says how to make a new file.
 
 Reading is strict and never executes anything (plain ``json``): any deviation raises one
 :class:`PatternFormatError` naming the file, the pattern, the site and the field. Writing is atomic
@@ -39,7 +51,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from autodropout.atomic import atomic_write
 from autodropout.errors import PatternError, UnknownNameError
@@ -48,7 +60,9 @@ from autodropout.search_spaces.space import Pattern, SearchSpace
 from autodropout.search_spaces.transformer import TransformerSpace
 
 FORMAT = "autodropout.patterns"
-VERSION = 2
+VERSION = 3
+#: Versions this reader accepts (version 2 is upgraded on reading, see the module docstring).
+READABLE = (2, 3)
 SPACES: dict[str, type[SearchSpace]] = {"conv": ConvSpace, "transformer": TransformerSpace}
 
 _TOP_KEYS = {"format", "version", "space", "space_config", "source", "patterns"}
@@ -59,6 +73,7 @@ STUDY_OPTIONAL = {"name", "experiment", "search_seed", "search_seeds", "val", "v
 #: The dimensions of one ``source.site_shapes`` entry, per space kind.
 SITE_SHAPE_DIMS = {"conv": ("C", "H", "W"), "transformer": ("T", "C", "heads")}
 _PATTERN_KEYS = {"rank", "reward", "layers"}
+_V2_SPACE_KEYS = {"num_sites", "values"}
 _PATTERN_OPTIONAL = {"trial_id"}
 
 
@@ -137,7 +152,10 @@ def save_patterns(
             space.validate(pattern)
         except PatternError as exc:
             raise PatternError(f"pattern {rank}: {exc}") from None
-        entry: dict[str, Any] = {"rank": rank, "reward": _finite_or_none(reward), "layers": pattern.to_json()}
+        entry: dict[str, Any] = {"rank": rank, "reward": _finite_or_none(reward)}
+        if space.num_embeddings:
+            entry["embeddings"] = pattern.embeddings_to_json()
+        entry["layers"] = pattern.to_json()
         if trial_id is not None:
             entry["trial_id"] = str(trial_id)
         entries.append(entry)
@@ -207,16 +225,15 @@ def parse_patterns(document: Any) -> PatternSet:
             "the map, and the old patterns cannot be translated faithfully. Make a new file with this "
             "version of autodropout: run the search again (`autodropout search`), then `autodropout export`"
         )
-    if type(version) is not int or version != VERSION:
-        raise PatternError(f"field 'version': unsupported version {version!r} (this reader knows {VERSION})")
+    if type(version) is not int or version not in READABLE:
+        raise PatternError(f"field 'version': unsupported version {version!r} (this reader knows "
+                           f"{' and '.join(map(str, READABLE))})")
     _check_keys(document, _TOP_KEYS, set(), "")
     kind = document["space"]
     if kind not in SPACES:
         raise PatternError(f"field 'space': {kind!r} is not one of {sorted(SPACES)}")
-    config = document["space_config"]
-    if not isinstance(config, dict):
-        raise PatternError("field 'space_config': expected an object")
-    space = space_from_config(kind, config)
+    upgrade = SPACES[kind].v2_upgrade if version == 2 else {}
+    space = _read_space(kind, document["space_config"], version)
     source = document["source"]
     if not isinstance(source, dict):
         raise PatternError("field 'source': expected an object")
@@ -228,19 +245,44 @@ def parse_patterns(document: Any) -> PatternSet:
     entries = document["patterns"]
     if not isinstance(entries, list) or not entries:
         raise PatternError("field 'patterns': expected a non-empty list")
-    ranked = [_parse_entry(entry, f"pattern {index}: ", space) for index, entry in enumerate(entries, start=1)]
+    ranked = [_parse_entry(entry, f"pattern {index}: ", space, upgrade) for index, entry in enumerate(entries, start=1)]
     ranks = [r.rank for r in ranked]
     if len(set(ranks)) != len(ranks):
         raise PatternError(f"field 'rank': duplicate ranks {ranks}")
     return PatternSet(space, tuple(sorted(ranked, key=lambda r: r.rank)), dict(source))
 
 
-def _parse_entry(entry: Any, where: str, space: SearchSpace) -> RankedPattern:
-    """One element of ``patterns``: its rank, reward, trial id and per-site layers."""
+def _read_space(kind: str, config: Any, version: int) -> SearchSpace:
+    """The space of ``space_config``; a version-2 one has no embedding sites and gets a one-choice
+    value set of each field of ``v2_upgrade`` (the value those layers take)."""
+    if not isinstance(config, dict):
+        raise PatternError("field 'space_config': expected an object")
+    if version == 2:
+        unknown = sorted(set(config) - _V2_SPACE_KEYS)
+        if unknown:
+            raise PatternError(f"space_config: unknown key {unknown[0]!r} in a version-2 file "
+                               f"(expected {', '.join(sorted(_V2_SPACE_KEYS))})")
+        values = config.get("values", {})
+        upgrade = SPACES[kind].v2_upgrade
+        if isinstance(values, dict) and upgrade:
+            _check_not_v2(values, upgrade, "space_config: values: ")
+            config = {**config, "values": {**values, **{name: [value] for name, value in upgrade.items()}}}
+    return space_from_config(kind, config)
+
+
+def _check_not_v2(fields: Mapping[str, Any], upgrade: Mapping[str, Any], where: str) -> None:
+    present = sorted(set(fields) & set(upgrade))
+    if present:
+        raise PatternError(f"{where}unknown field {present[0]!r} (version-2 files have none; it came with version 3)")
+
+
+def _parse_entry(entry: Any, where: str, space: SearchSpace, upgrade: Mapping[str, Any]) -> RankedPattern:
+    """One element of ``patterns``: its rank, reward, trial id, per-site embeddings and layers
+    (version-2 layers get the fields of ``upgrade``)."""
     if not isinstance(entry, dict):
         raise PatternError(f"{where}expected an object, got {type(entry).__name__}")
-    _check_keys(entry, _PATTERN_KEYS, _PATTERN_OPTIONAL, where)
-    rank, reward, layers = entry["rank"], entry["reward"], entry["layers"]
+    _check_keys(entry, _PATTERN_KEYS | ({"embeddings"} if space.num_embeddings else set()), _PATTERN_OPTIONAL, where)
+    rank, reward = entry["rank"], entry["reward"]
     if type(rank) is not int or rank < 1:
         raise PatternError(f"{where}field 'rank': expected a positive integer, got {rank!r}")
     if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))):
@@ -248,16 +290,36 @@ def _parse_entry(entry: Any, where: str, space: SearchSpace) -> RankedPattern:
     trial_id = entry.get("trial_id")
     if trial_id is not None and not isinstance(trial_id, str):
         raise PatternError(f"{where}field 'trial_id': expected a string, got {trial_id!r}")
-    if not isinstance(layers, list):
-        raise PatternError(f"{where}field 'layers': expected a list, got {type(layers).__name__}")
-    if len(layers) != space.num_sites:
-        raise PatternError(f"{where}has {len(layers)} sites but space_config.num_sites is {space.num_sites}")
+    embeddings = _parse_sites(entry.get("embeddings", []), "embeddings", space.num_embeddings, where,
+                              lambda fields, at: space.embedding_from_json(fields, where=f"{where}embedding {at}: "))
+    layers = _parse_sites(entry["layers"], "layers", space.num_sites, where,
+                          lambda fields, at: space.layer_from_json(_upgraded(fields, upgrade, f"{where}site {at}: "),
+                                                                   where=f"{where}site {at}: "))
+    return RankedPattern(rank, Pattern(space.kind, layers, embeddings), reward, trial_id)
+
+
+def _parse_sites(sites: Any, field_name: str, count: int, where: str,
+                 parse: Callable[[Mapping[str, Any], int], Any]) -> tuple[Any, ...]:
+    """A list of ``count`` site objects (``field_name`` of a pattern entry), each parsed by ``parse``."""
+    label = "site" if field_name == "layers" else "embedding"
+    if not isinstance(sites, list):
+        raise PatternError(f"{where}field {field_name!r}: expected a list, got {type(sites).__name__}")
+    if len(sites) != count:
+        counted = "space_config.num_sites" if field_name == "layers" else "space_config.num_embeddings"
+        raise PatternError(f"{where}has {len(sites)} {label}s but {counted} is {count}")
     parsed = []
-    for site, layer in enumerate(layers):
-        if not isinstance(layer, dict):
-            raise PatternError(f"{where}site {site}: expected an object, got {type(layer).__name__}")
-        parsed.append(space.layer_from_json(layer, where=f"{where}site {site}: "))
-    return RankedPattern(rank, Pattern(space.kind, tuple(parsed)), reward, trial_id)
+    for at, fields in enumerate(sites):
+        if not isinstance(fields, dict):
+            raise PatternError(f"{where}{label} {at}: expected an object, got {type(fields).__name__}")
+        parsed.append(parse(fields, at))
+    return tuple(parsed)
+
+
+def _upgraded(fields: Mapping[str, Any], upgrade: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    if not upgrade:
+        return fields
+    _check_not_v2(fields, upgrade, where)
+    return {**upgrade, **fields}
 
 
 def check_site_shapes(shapes: Any, space: SearchSpace) -> tuple[tuple[int, int, int], ...]:

@@ -49,16 +49,39 @@ Transformer pattern (one per layer; hidden states (B, T, C), per-head tensors (B
   pattern is applied at that sublayer (the paper lets one pattern act at several sublayers). At least
   one must be on: a layer with all six off would be the identity, so the space forbids it
   (``TransformerSpace.choice_mask``).
-* ``size`` in {1, 2, 4} hidden units dropped together and ``stride`` in {4, 8, 16} kept units between
-  them: the nominal drop rate ``size / (size + stride)`` runs from 1/17 (0.06) to 1/2, around what
-  people use by hand (0.1-0.3). The dropped run is at most 4 units, so it never covers a head of 5 or
-  more units; on smaller axes it is cut to ``d - 1`` units (``regularizers.pattern_transformer``), so
-  no mask ever zeroes a whole head.
+* ``size`` in {1, 2, 4, 6} hidden units dropped together and ``stride`` in {4, 6, 7, 8, 9, 16, 49}
+  kept units between them. The nominal drop rates ``size / (size + stride)`` are 1/50, 2/51, 1/17,
+  4/53, 1/10, 6/55, 1/9, 1/8, 1/7, 2/11, 1/5, 2/9, 1/4, 3/11, 4/13, 1/3, 4/11, 2/5, 3/7, 6/13, 1/2
+  (and 3/5): every rate in [0, 0.5], the tuning domain of the baselines a study compares with
+  (``study.baselines``), is within 0.02 of one, so a search can match a tuned residual or embedding
+  dropout's rate at the same sites (issue 20; version 2's {1, 2, 4} x {4, 8, 16} gave only 0.06, 0.11,
+  0.2, 0.33 and 0.5). These are the smallest such sets that keep version 2's as a subset (so its
+  patterns stay in the space): 28 (size, stride) pairs and 11 choices, the fewest of either over
+  every size set with up to four more sizes of 3..16 and strides of 1..256
+  (``python benchmarks/transformer_value_sets.py``). Stride 49 gives the rates near 0 (1/50, 2/51,
+  4/53, 6/55); a comb whose pitch exceeds the axis still drops each unit with exactly its rate (the
+  offset is uniform over the pitch). The run is at most 6 units, so it never covers a head of 7 or
+  more units; on smaller axes it is cut to ``d - 1`` units (:func:`~autodropout.search_spaces.hidden_run`),
+  so no mask ever zeroes a whole head, and :func:`~autodropout.search_spaces.nominal_rate` gives the
+  exact rate after the cut.
 * ``span`` in {1, 2, 4, 8, 16, "all"} consecutive tokens share one mask; "all" is variational
   dropout's mask shared over the whole sequence (Gal & Ghahramani 2016).
 * ``share_heads``: heads share the mask of a per-head tensor, or draw their own.
 * ``noise``: "bernoulli" zeros, or "gaussian" multiplicative N(1, size/stride) noise shared by the
   same blocks (same variance as the Bernoulli mask of equal rate; Srivastava et al. 2014, sec. 10).
+
+Transformer embedding pattern (format version 3; one per embedding output (B, T, C): the language
+model's token + position embedding, the translation model's source and target embeddings), where
+every Transformer baseline acts and which carries most of their gain (``docs/search_spaces.md``):
+
+* ``unit`` in {"off", "feature", "token"}: no regularization there; runs of hidden units (the layer
+  comb above, with its ``size``, ``stride``, ``span`` and ``noise``); or runs of whole token vectors
+  (word-level dropout, like the word embedding dropout of Gal & Ghahramani 2016: ``size`` tokens
+  every ``size + stride`` tokens, one random offset per sample). ``TransformerSpace.choice_mask``
+  forces the decisions a unit does not read to their first choice ("off": ``size``, ``stride``,
+  ``span``, ``noise``; "token": ``span``), so every pattern has one encoding.
+* ``size``, ``stride``, ``span``, ``noise``: the same value sets as the layers' and for the same
+  reasons (along tokens, the rates of the grid above are as close to a word dropout's).
 """
 from __future__ import annotations
 
@@ -72,12 +95,13 @@ from autodropout.errors import PatternError
 
 class _Values:
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> Any:
-        """Build from JSON/YAML lists; unknown keys and empty or duplicate lists name the key."""
+    def from_mapping(cls, mapping: Mapping[str, Any], where: str = "values") -> Any:
+        """Build from JSON/YAML lists; unknown keys and empty or duplicate lists name ``where`` and
+        the key."""
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(mapping) - set(names))
         if unknown:
-            raise PatternError(f"values: unknown key {unknown[0]!r} (expected one of {names})")
+            raise PatternError(f"{where}: unknown key {unknown[0]!r} (expected one of {names})")
         defaults = cls()
         out = {}
         for name in names:
@@ -85,18 +109,18 @@ class _Values:
                 continue
             raw = mapping[name]
             if not isinstance(raw, (list, tuple)) or not raw:
-                raise PatternError(f"values.{name}: expected a non-empty list, got {raw!r}")
+                raise PatternError(f"{where}.{name}: expected a non-empty list, got {raw!r}")
             template = getattr(defaults, name)[0]
             choices = tuple(tuple(v) if isinstance(v, list) else v for v in raw)
             for v in choices:
-                _check_like(name, v, template)
+                _check_like(name, v, template, where)
             if len(set(choices)) != len(choices):
-                raise PatternError(f"values.{name}: duplicate choices in {list(raw)}")
+                raise PatternError(f"{where}.{name}: duplicate choices in {list(raw)}")
             out[name] = choices
         return cls(**out)
 
 
-def _check_like(name: str, value: Any, template: Any) -> None:
+def _check_like(name: str, value: Any, template: Any, where: str) -> None:
     ok: bool
     if isinstance(template, bool):
         ok = isinstance(value, bool)
@@ -113,7 +137,7 @@ def _check_like(name: str, value: Any, template: Any) -> None:
     else:
         ok = isinstance(value, type(template))
     if not ok:
-        raise PatternError(f"values.{name}: {value!r} is not a valid choice (defaults look like {template!r})")
+        raise PatternError(f"{where}.{name}: {value!r} is not a valid choice (defaults look like {template!r})")
 
 
 def _pairs(sides: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
@@ -136,6 +160,13 @@ class ConvValues(_Values):
     residual: tuple[bool, ...] = (False, True)
 
 
+# The comb of a Transformer pattern, shared by layers and embeddings (module docstring).
+_COMB_SIZES = (1, 2, 4, 6)
+_COMB_STRIDES = (4, 6, 7, 8, 9, 16, 49)
+_SPANS: tuple[int | str, ...] = (1, 2, 4, 8, 16, "all")
+_NOISES = ("bernoulli", "gaussian")
+
+
 @dataclass(frozen=True)
 class TransformerValues(_Values):
     """Value sets of the Transformer space, one pattern per layer."""
@@ -146,8 +177,19 @@ class TransformerValues(_Values):
     attn_output: tuple[bool, ...] = (False, True)
     ffn_hidden: tuple[bool, ...] = (False, True)
     ffn_output: tuple[bool, ...] = (False, True)
-    size: tuple[int, ...] = (1, 2, 4)
-    stride: tuple[int, ...] = (4, 8, 16)
-    span: tuple[int | str, ...] = (1, 2, 4, 8, 16, "all")
+    size: tuple[int, ...] = _COMB_SIZES
+    stride: tuple[int, ...] = _COMB_STRIDES
+    span: tuple[int | str, ...] = _SPANS
     share_heads: tuple[bool, ...] = (False, True)
-    noise: tuple[str, ...] = ("bernoulli", "gaussian")
+    noise: tuple[str, ...] = _NOISES
+
+
+@dataclass(frozen=True)
+class EmbeddingValues(_Values):
+    """Value sets of the Transformer space's embedding sites, one pattern per embedding output."""
+
+    unit: tuple[str, ...] = ("off", "feature", "token")
+    size: tuple[int, ...] = _COMB_SIZES
+    stride: tuple[int, ...] = _COMB_STRIDES
+    span: tuple[int | str, ...] = _SPANS
+    noise: tuple[str, ...] = _NOISES

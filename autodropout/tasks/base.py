@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from autodropout.checks import is_int
-from autodropout.models import SiteLayout
-from autodropout.search_spaces import SearchSpace
+from autodropout.models import SiteLayout, TransformerSites
+from autodropout.search_spaces import SPACES, SearchSpace
 from autodropout.tasks import loop
 from autodropout.tasks.loop import EpochCallback, FitResult
 from autodropout.tasks.regularization import Regularization
@@ -36,12 +36,20 @@ class TaskSites:
             ``(T, C, heads)`` of a Transformer layer (the longest sequence it trains on, the hidden width
             and the attention heads: query, key and value masks act on per-head slices of ``C / heads``).
         data_root: the folder of data files the task reads, or ``None`` for embedded data.
+        layout: where the model's regularizer sites are (``Model.site_layout``).
     """
 
     model: str
     space: str
     shapes: tuple[tuple[int, int, int], ...]
     data_root: str | None = None
+    layout: SiteLayout | None = None
+
+    def search_space(self) -> SearchSpace:
+        """The default pattern space of these sites (layers, and a Transformer's embedding outputs)."""
+        embeddings = self.layout.embeddings if isinstance(self.layout, TransformerSites) else 0
+        space_type = SPACES[self.space]
+        return space_type(len(self.shapes), num_embeddings=embeddings) if embeddings else space_type(len(self.shapes))
 
 
 class Task(abc.ABC):
@@ -86,6 +94,12 @@ class Task(abc.ABC):
         """Pattern sites of the model (all its layer stacks)."""
         return sum(self.site_layout.stacks)
 
+    @property
+    def num_embeddings(self) -> int:
+        """Embedding sites of the model (a Transformer's embedding outputs; a ConvNet has none)."""
+        layout = self.site_layout
+        return layout.embeddings if isinstance(layout, TransformerSites) else 0
+
     @abc.abstractmethod
     def build_model(self, regularization: Regularization) -> nn.Module: ...
 
@@ -119,9 +133,17 @@ class Task(abc.ABC):
         return reward(self.metric, value, constant=getattr(self.config, "reward_constant", None))
 
     def search_space(self, values: Mapping[str, Any] | None = None) -> SearchSpace:
-        """The pattern space for this task's model (site count from the model)."""
-        parsed = self.space_type.values_type.from_mapping(values or {})
-        return self.space_type(self.num_sites, parsed)
+        """The pattern space for this task's model (site counts from the model; the embedding sites
+        take the default value sets)."""
+        return self.space_with(self.space_type.values_type.from_mapping(values or {}))
+
+    def space_with(self, values: Any, embedding_values: Any = None) -> SearchSpace:
+        """The space of this task's sites (layers and embeddings) with the given value sets, e.g. those
+        of a pattern learned on another task (``None``: the defaults)."""
+        if not self.num_embeddings:
+            return self.space_type(self.num_sites, values)
+        return self.space_type(self.num_sites, values, num_embeddings=self.num_embeddings,
+                               embedding_values=embedding_values)
 
     @property
     def device(self) -> torch.device:

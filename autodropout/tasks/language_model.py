@@ -80,10 +80,10 @@ class LanguageModelTask(Task):
 
     @classmethod
     def describe_sites(cls, config: LanguageModelConfig) -> TaskSites:
-        sites = sum(TransformerLM.site_layout(config.n_layers).stacks)
+        layout = TransformerLM.site_layout(config.n_layers)
         return TaskSites(f"Transformer LM {config.n_layers}L d{config.d_model} h{config.n_heads}", cls.space_type.kind,
-                         ((config.bptt, config.d_model, config.n_heads),) * sites,
-                         None if config.dataset == "embedded" else config.root)
+                         ((config.bptt, config.d_model, config.n_heads),) * sum(layout.stacks),
+                         None if config.dataset == "embedded" else config.root, layout)
 
     @property
     def site_layout(self) -> TransformerSites:

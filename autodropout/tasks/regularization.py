@@ -73,7 +73,9 @@ class Regularization:
 
     def describe(self) -> str:
         if self.pattern is not None:
-            return f"learned {self.pattern.kind} pattern ({len(self.pattern.layers)} sites)"
+            embeddings = len(self.pattern.embeddings)
+            more = f" and {embeddings} embedding site{'s' * (embeddings != 1)}" if embeddings else ""
+            return f"learned {self.pattern.kind} pattern ({len(self.pattern.layers)} sites{more})"
         if self.name is not None:
             args = ", ".join(f"{k}={v}" for k, v in self.params.items())
             return f"{self.name}({args})"
@@ -84,14 +86,19 @@ class Regularization:
 
         A learned pattern acts where its site patterns say (a conv pattern at each ConvNet site; a
         Transformer layer pattern at the sublayers it switches on, decoder layers also at the
-        cross-attention sites of the same switches, see :mod:`autodropout.mapping`). A registry
-        regularizer goes at every ConvNet site, or where the residual dropout of Vaswani et al.
-        (2017, sec. 5.4) goes in a Transformer (each sublayer output before the residual add, and
-        after the embeddings).
+        cross-attention sites of the same switches, see :mod:`autodropout.mapping`; its embedding
+        patterns after the embeddings, in forward order, and nothing there when it has none, as a
+        version-2 pattern). A registry regularizer goes at every ConvNet site, or where the residual
+        dropout of Vaswani et al. (2017, sec. 5.4) goes in a Transformer (each sublayer output before
+        the residual add, and after every embedding).
         """
         sites = layout.stacks
         if self.pattern is not None and len(self.pattern.layers) != sum(sites):
             raise ValueError(f"pattern has {len(self.pattern.layers)} sites, the model has {sum(sites)}")
+        embeddings = len(self.pattern.embeddings) if self.pattern is not None else 0
+        if embeddings and (not isinstance(layout, TransformerSites) or embeddings != layout.embeddings):
+            have = layout.embeddings if isinstance(layout, TransformerSites) else 0
+            raise ValueError(f"pattern has {embeddings} embedding sites, the model has {have}")
         if isinstance(layout, ConvSites):
             return {layout.argument: self._conv_factories(layout)}
         return self._transformer_sites(layout)
@@ -106,8 +113,10 @@ class Regularization:
     def _transformer_sites(self, layout: TransformerSites) -> dict[str, Any]:
         kwargs: dict[str, Any] = {layout.embedding_argument: None}
         if self.pattern is not None:
+            from autodropout.regularizers.pattern_embedding import embedding_site_factories
             from autodropout.regularizers.pattern_transformer import transformer_site_factories
 
+            kwargs[layout.embedding_argument] = embedding_site_factories(self.pattern) or None
             per_layer = iter(transformer_site_factories(self.pattern))
             for stack in layout.layer_stacks:
                 layers = [next(per_layer) for _ in range(stack.layers)]

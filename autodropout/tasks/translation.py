@@ -101,11 +101,11 @@ class TranslationTask(Task):
 
     @classmethod
     def describe_sites(cls, config: TranslationConfig) -> TaskSites:
-        sites = sum(TransformerSeq2Seq.site_layout(config.n_enc_layers, config.n_dec_layers).stacks)
+        layout = TransformerSeq2Seq.site_layout(config.n_enc_layers, config.n_dec_layers)
         # Sources and decoder inputs are clipped to max_len + 1 tokens (_clip).
         return TaskSites(f"Transformer {config.n_enc_layers}+{config.n_dec_layers}L d{config.d_model} h{config.n_heads}",
-                         cls.space_type.kind, ((config.max_len + 1, config.d_model, config.n_heads),) * sites,
-                         None if config.dataset == "numbers" else config.root)
+                         cls.space_type.kind, ((config.max_len + 1, config.d_model, config.n_heads),) * sum(layout.stacks),
+                         None if config.dataset == "numbers" else config.root, layout)
 
     @property
     def site_layout(self) -> TransformerSites:

@@ -85,9 +85,9 @@ class VisionTask(Task):
     @classmethod
     def describe_sites(cls, config: VisionConfig) -> TaskSites:
         side = config.image_size if config.dataset == "digits" else CIFAR_SIDE
-        shapes = WideResNet.site_layout(config.depth, config.width, side).shapes
-        return TaskSites(f"WRN-{config.depth}-{config.width}", cls.space_type.kind, shapes,
-                         None if config.dataset == "digits" else config.root)
+        layout = WideResNet.site_layout(config.depth, config.width, side)
+        return TaskSites(f"WRN-{config.depth}-{config.width}", cls.space_type.kind, layout.shapes,
+                         None if config.dataset == "digits" else config.root, layout)
 
     @property
     def site_layout(self) -> ConvSites:

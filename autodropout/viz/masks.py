@@ -21,7 +21,7 @@ from autodropout.checks import is_int
 from autodropout.errors import UserInputError
 from autodropout.regularizers.pattern_conv import conv_pattern_mask
 from autodropout.regularizers.pattern_transformer import hidden_run, transformer_pattern_mask
-from autodropout.search_spaces import ConvLayerPattern, Pattern
+from autodropout.search_spaces import ConvLayerPattern, EmbeddingPattern, Pattern
 
 #: What one keep bit of each non-tile conv unit covers, in words.
 UNIT_TEXT = {"element": "single activations", "channel": "whole channels", "sample": "whole samples"}
@@ -208,6 +208,20 @@ def layer_parts(layer: Any) -> list[str]:
              else f"N(1, {layer.size / layer.stride:g}) noise per {pitch}-unit window")
     where = ",".join(layer.sublayers) or "off"
     return [f"{where}: {noise}", f"span {layer.span}"] + (["shared heads"] if layer.share_heads else [])
+
+
+def describe_embedding(embedding: EmbeddingPattern, size: Size) -> str:
+    """One-line summary of an embedding site's pattern, with its exact drop rate on a ``(T, C)``
+    embedding output for zeros, e.g. ``tokens: drop 2 every 6 tokens (d = 33.3%)``."""
+    if embedding.unit == "off":
+        return "off (nothing dropped)"
+    tokens = embedding.unit == "token"
+    unit, pitch = "token" if tokens else "unit", embedding.size + embedding.stride
+    noise = (f"N(1, {embedding.size / embedding.stride:g}) noise per {pitch}-{unit} window"
+             if embedding.noise == "gaussian"
+             else f"drop {embedding.size} every {pitch} {unit}s (d = {float(embedding.rate(*size)):.1%})")
+    span = "" if tokens else f", span {embedding.span}"
+    return f"{'tokens' if tokens else 'features'}: {noise}{span}"
 
 
 def size_text(size: Size, kind: str) -> str:

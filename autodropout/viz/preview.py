@@ -8,6 +8,7 @@ import torch
 from autodropout.search_spaces import Pattern
 from autodropout.viz.masks import (
     SiteSizes,
+    describe_embedding,
     describe_layer,
     is_gaussian,
     pattern_masks,
@@ -40,7 +41,7 @@ def preview(pattern: Pattern, size: Sequence[int] | SiteSizes | None = None, tit
     sizes = size if isinstance(size, SiteSizes) else site_sizes(pattern.kind, len(pattern), size=size)
     masks = [m[0, 0] for m in pattern_masks(pattern, sizes.sizes, channels=1, samples=1, seed=seed)]
     noun = "site" if pattern.kind == "conv" else "layer"
-    lines = [_header(pattern, sizes, title, noun)]
+    lines = [_header(pattern, sizes, title, noun), *embedding_lines(pattern, sizes)]
     for i, (layer, mask, shape) in enumerate(zip(pattern.layers, masks, sizes.sizes)):
         extra = ""
         if sizes.extra:
@@ -50,6 +51,13 @@ def preview(pattern: Pattern, size: Sequence[int] | SiteSizes | None = None, tit
     blocks = [_block(f"{noun} {i} {size_text(tuple(m.shape), pattern.kind)}", m) for i, m in enumerate(masks)]
     lines += _side_by_side(blocks)
     return "\n".join(lines)
+
+
+def embedding_lines(pattern: Pattern, sizes: SiteSizes) -> list[str]:
+    """One line per embedding site of a Transformer pattern (none for patterns without), its rate
+    at the first layer's ``(T, C)``: an embedding output has the width and length of the layers'."""
+    return [f"  embedding {i}: {describe_embedding(embedding, sizes.sizes[0])}"
+            for i, embedding in enumerate(pattern.embeddings)]
 
 
 def _header(pattern: Pattern, sizes: SiteSizes, title: str | None, noun: str) -> str:
@@ -62,7 +70,10 @@ def _header(pattern: Pattern, sizes: SiteSizes, title: str | None, noun: str) ->
     crop = ""
     if width > PREVIEW_CROP[0] or height > PREVIEW_CROP[1]:
         crop = f"; showing at most {PREVIEW_CROP[0]} columns and {PREVIEW_CROP[1]} rows of each {noun}"
-    return (f"{title + ': ' if title else ''}{pattern.kind} pattern, {len(pattern)} {noun}s, {sizes.note()}; "
+    count = len(pattern.embeddings)
+    embeddings = f", {count} embedding site{'s' * (count != 1)}" if count else ""
+    return (f"{title + ': ' if title else ''}{pattern.kind} pattern, {len(pattern)} {noun}s{embeddings}, "
+            f"{sizes.note()}; "
             f"{legend}{crop}")
 
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from autodropout.patterns import load_patterns
 from autodropout.viz.masks import ViewError, site_sizes
-from autodropout.viz.preview import preview
+from autodropout.viz.preview import embedding_lines, preview
 
 
 def show(
@@ -38,12 +38,14 @@ def show(
     sizes = site_sizes(pattern.kind, len(pattern), patterns.site_shapes, size)
     name = Path(patterns_file).name
     what = f"{pattern.kind} pattern, {len(pattern)} {'sites' if pattern.kind == 'conv' else 'layers'}"
+    if pattern.embeddings:
+        what += f", {len(pattern.embeddings)} embedding site{'s' * (len(pattern.embeddings) != 1)}"
     if output is None:
         return preview(pattern, size=sizes, title=f"rank {rank} of {name}")
     from autodropout.viz.figures import pattern_figure, save_figure  # matplotlib only when drawing
 
     save_figure(pattern_figure(pattern, title=f"{name}, rank {rank}: {what}", size=sizes), output)
-    return f"wrote {output} ({what}, rank {rank}; {sizes.note()})"
+    return "\n".join([f"wrote {output} ({what}, rank {rank}; {sizes.note()})", *embedding_lines(pattern, sizes)])
 
 
 def _check_output(path: Path) -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from autodropout.controller import LSTMPolicy, Policy
-from autodropout.search_spaces import ConvSpace, ConvValues, TransformerSpace
+from autodropout.search_spaces import ConvSpace, ConvValues, EmbeddingValues, TransformerSpace
 
-SPACES = [ConvSpace(num_sites=3), TransformerSpace(num_sites=2)]
+SPACES = [ConvSpace(num_sites=3), TransformerSpace(num_sites=2), TransformerSpace(num_sites=2, num_embeddings=2)]
 #: The paper's tile-only conv space: no decision is forced, so every greedy path sees every choice.
 TILES = ConvValues(unit=("tile",), rate=(None,))
 
@@ -253,7 +253,9 @@ def test_log_prob_of_a_forbidden_token_is_an_error():
 def test_heads_per_position_or_shared_by_decision_type(space):
     own, shared = LSTMPolicy(space, seed=1), LSTMPolicy(space, seed=1, share_heads=True)
     assert len(own.heads) == len(own.embeddings) == len(space.decisions)
-    assert len(shared.heads) == len(shared.embeddings) == len(space.decision_types)
+    # Shared: one per (group, name), so the embedding sites' "size" is not the layers'.
+    assert len(shared.heads) == len(shared.embeddings) == len(space.decision_types) + len(
+        space.embedding_types if space.num_embeddings else ())
     assert [h.out_features for h in own.heads] == [len(d.choices) for d in space.decisions]
     assert "share_heads=True" in repr(shared) and "share_heads=False" in repr(own)
     for policy in (own, shared):
@@ -274,3 +276,15 @@ def test_heads_per_position_or_shared_by_decision_type(space):
 def test_share_heads_must_be_a_bool():
     with pytest.raises(ValueError, match="share_heads must be true or false"):
         LSTMPolicy(ConvSpace(num_sites=1), share_heads=1)
+
+
+def test_shared_heads_of_embedding_and_layer_decisions_are_separate():
+    # Keyed by (group, name): both embedding sites share one "size" head, both layers another.
+    space = TransformerSpace(num_sites=2, num_embeddings=2,
+                             embedding_values=EmbeddingValues(size=(1, 2)))
+    policy = LSTMPolicy(space, seed=0, share_heads=True)
+    head_of = {d.key: policy._types[i] for i, d in enumerate(space.decisions)}
+    assert head_of["embedding 0.size"] == head_of["embedding 1.size"]
+    assert head_of["site 0.size"] == head_of["site 1.size"] != head_of["embedding 0.size"]
+    assert policy.heads[head_of["embedding 0.size"]].out_features == 2
+    assert policy.heads[head_of["site 0.size"]].out_features == len(space.values.size)

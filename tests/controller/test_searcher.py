@@ -34,6 +34,14 @@ def test_suggestion_holds_pattern_tokens_and_seed():
     assert searcher.live == {"t1": config["tokens"]}
 
 
+def test_a_space_with_embedding_sites_suggests_them_too():
+    space = TransformerSpace(2, num_embeddings=1)
+    config = RandomSearcher(space, seed=0).suggest("t1")
+    pattern = space.decode(config["tokens"])
+    assert (config["pattern"], config["embeddings"]) == (pattern.to_json(), pattern.embeddings_to_json())
+    assert len(config["embeddings"]) == 1
+
+
 def test_metric_and_mode_come_from_the_constructor():
     searcher = make()
     assert searcher.set_search_properties("other", "min", {}) is True

@@ -265,3 +265,21 @@ def test_layer_with_cross_attention_needs_a_context():
     layer = TransformerLayer(C, H, FF, cross_attention=True)
     with pytest.raises(ValueError, match="context: a layer with cross-attention needs the encoder output"):
         layer(torch.randn(1, 3, C))
+
+
+def test_each_embedding_can_have_its_own_site():
+    # A list of one factory-or-None per embedding (source, target), as embedding patterns give it.
+    log: list = []
+    model = seq2seq(embedding_dropout=[None, functools.partial(Recorder, log, "target")])
+    assert model.src_embed.site is None and isinstance(model.tgt_embed.site, Recorder)
+    model(ids(2, 5), ids(2, 3, vocab=V + 4))
+    assert log == [("target", (2, 3, C))]
+    single = lm(embedding_dropout=[functools.partial(Recorder, log, "lm")])
+    assert isinstance(single.embed.site, Recorder)
+    shared = seq2seq(embedding_dropout=functools.partial(nn.Dropout, 0.1))  # one factory: called for each
+    assert shared.src_embed.site is not shared.tgt_embed.site
+    assert TransformerLM.site_layout(2).embeddings == 1 and TransformerSeq2Seq.site_layout(2, 1).embeddings == 2
+    with pytest.raises(ValueError, match=r"expected one entry per embedding \(source, target\), got 1"):
+        seq2seq(embedding_dropout=[None])
+    with pytest.raises(TypeError, match=r"embedding_dropout\[1\] \(target\): expected a zero-argument factory"):
+        seq2seq(embedding_dropout=[None, 0.1])

@@ -1,5 +1,6 @@
 """Learned Transformer patterns: exact hidden-axis masks, token spans, heads, noise, site factories."""
 import dataclasses
+from fractions import Fraction
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from autodropout.regularizers.pattern_transformer import (
     transformer_pattern_mask,
     transformer_site_factories,
 )
-from autodropout.search_spaces import SUBLAYERS, ConvSpace, TransformerLayerPattern, TransformerSpace
+from autodropout.search_spaces import SUBLAYERS, ConvSpace, TransformerLayerPattern, TransformerSpace, nominal_rate
 
 OFF = dict.fromkeys(SUBLAYERS, False)
 # size 2, stride 1: pitch 3, keep rate 1/3, kept units scaled by 3.
@@ -223,7 +224,8 @@ DEFAULTS = TransformerSpace(1).values
 def test_no_default_choice_ever_drops_a_whole_head_and_all_are_exactly_unbiased(hidden):
     # Exact, over every offset: each (size, stride) of the default space keeps at least one unit of
     # every head of `hidden` units, drops each unit with probability exactly run / pitch (the nominal
-    # size / (size + stride) unless the run is cut to hidden - 1), and averages to a multiplier of 1.
+    # size / (size + stride) unless the run is cut to hidden - 1: nominal_rate), and averages to a
+    # multiplier of 1. The default rates lie in [1/50, 3/5] (size 1 / stride 49 to size 6 / stride 4).
     for size in DEFAULTS.size:
         for stride in DEFAULTS.stride:
             pattern = dataclasses.replace(BASE, size=size, stride=stride)
@@ -233,7 +235,8 @@ def test_no_default_choice_ever_drops_a_whole_head_and_all_are_exactly_unbiased(
             assert (got != 0).any(-1).all(), (size, stride, hidden)
             assert torch.allclose((got == 0).double().mean(0), torch.full((hidden,), run / pitch, dtype=torch.float64))
             assert torch.allclose(got.mean(0), torch.ones(hidden, dtype=torch.float64), atol=1e-12)
-            assert 1 / 17 <= run / pitch <= 1 / 2
+            assert Fraction(run, pitch) == nominal_rate(size, stride, hidden) == pattern.rate(hidden)
+            assert Fraction(1, 50) <= nominal_rate(size, stride, hidden) <= Fraction(3, 5)
 
 
 def test_the_run_is_cut_below_a_tiny_head():

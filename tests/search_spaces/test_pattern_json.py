@@ -1,14 +1,30 @@
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import autodropout as ad
+import autodropout.patterns
 from autodropout.errors import PatternError
-from autodropout.search_spaces import ConvSpace, PatternFormatError, TransformerSpace
+from autodropout.models import TransformerLM
+from autodropout.regularizers.pattern_conv import conv_pattern_mask
+from autodropout.regularizers.pattern_transformer import transformer_pattern_mask
+from autodropout.search_spaces import (
+    SUBLAYERS,
+    ConvLayerPattern,
+    ConvSpace,
+    PatternFormatError,
+    TransformerLayerPattern,
+    TransformerSpace,
+    TransformerValues,
+)
+from autodropout.search_spaces.conv import axis_density
+from autodropout.tasks import Regularization
 
 
 @pytest.mark.parametrize("cls", [ConvSpace, TransformerSpace])
@@ -33,7 +49,7 @@ def _valid_document(space=None):
     pattern = space.decode(space.sample(0))
     return {
         "format": "autodropout.patterns",
-        "version": 2,
+        "version": 3,
         "space": space.kind,
         "space_config": space.config(),
         "source": {"experiment": "x"},
@@ -54,8 +70,9 @@ def _mutate(doc, fn):
 
 CASES = {
     "wrong format tag": (lambda d: d.update(format="other"), "field 'format': expected 'autodropout.patterns'"),
-    "unknown version": (lambda d: d.update(version=3), "field 'version': unsupported version 3"),
-    "version as string": (lambda d: d.update(version="2"), "unsupported version '2'"),
+    "unknown version": (lambda d: d.update(version=4),
+                        "field 'version': unsupported version 4 (this reader knows 2 and 3)"),
+    "version as string": (lambda d: d.update(version="3"), "unsupported version '3'"),
     "version as bool": (lambda d: d.update(version=True), "unsupported version True"),
     "unknown space": (lambda d: d.update(space="rnn"), "field 'space': 'rnn'"),
     "extra top field": (lambda d: d.update(comment="hi"), "unknown field 'comment'"),
@@ -189,10 +206,10 @@ def test_a_file_with_an_all_off_transformer_layer_is_rejected(tmp_path):
         ad.load_patterns(_write(tmp_path, document))
 
 
-def test_files_are_written_as_version_2(tmp_path):
+def test_files_are_written_as_version_3(tmp_path):
     space = ConvSpace(1)
     path = ad.save_patterns(tmp_path / "p.json", [space.decode(space.sample(0))], space)
-    assert json.loads(path.read_text())["version"] == 2
+    assert json.loads(path.read_text())["version"] == 3
 
 
 # -- source.site_shapes -------------------------------------------------------------------------------
@@ -241,3 +258,143 @@ def test_transformer_site_shapes_are_tokens_width_and_heads(tmp_path):
     doc["source"]["site_shapes"] = [[32, 64, 5], [32, 64, 4]]
     with pytest.raises(PatternFormatError, match="site 0: hidden width 64 must be >= 2 and divisible by heads=5"):
         ad.load_patterns(_write(tmp_path, doc))
+
+
+# -- version 2 files and version 3's embedding sites ---------------------------------------------------
+
+def _pairs(sides):
+    return [[h, w] for h in sides for w in sides]
+
+
+# The value sets and layers as version 2 (autodropout before format version 3) wrote them.
+V2_CONV_VALUES = {"size": _pairs((1, 2, 3)), "stride": [1, 2, 3], "repeat": [1, 2, 4, 8],
+                  "rotate": [0, 15, 30, 45, 60, 75, 90], "shear_x": [-0.3, -0.15, 0.0, 0.15, 0.3],
+                  "shear_y": [-0.3, -0.15, 0.0, 0.15, 0.3], "share_c": [False, True], "residual": [False, True]}
+V2_CONV_LAYERS = [
+    {"size": [1, 3], "stride": 2, "repeat": 4, "rotate": 30, "shear_x": 0.3, "shear_y": 0.0, "share_c": False,
+     "residual": True},
+    {"size": [3, 3], "stride": 1, "repeat": 2, "rotate": 0, "shear_x": 0.0, "shear_y": -0.15, "share_c": True,
+     "residual": False},
+]
+V2_TRANSFORMER_VALUES = {**{name: [False, True] for name in SUBLAYERS}, "size": [1, 2, 4], "stride": [4, 8, 16],
+                         "span": [1, 2, 4, 8, 16, "all"], "share_heads": [False, True],
+                         "noise": ["bernoulli", "gaussian"]}
+V2_TRANSFORMER_LAYERS = [
+    {"query": True, "key": True, "value": True, "attn_output": False, "ffn_hidden": False, "ffn_output": True,
+     "size": 4, "stride": 8, "span": 8, "share_heads": True, "noise": "gaussian"},
+    {"query": False, "key": False, "value": False, "attn_output": True, "ffn_hidden": True, "ffn_output": False,
+     "size": 1, "stride": 16, "span": "all", "share_heads": False, "noise": "bernoulli"},
+]
+
+
+def _v2_document(kind, values, layers):
+    return {"format": "autodropout.patterns", "version": 2, "space": kind,
+            "space_config": {"num_sites": len(layers), "values": values},
+            "source": {"experiment": "old", "created": "2026-11-30T12:00:00+00:00"},
+            "patterns": [{"rank": 1, "reward": 0.9, "layers": layers}]}
+
+
+def test_a_version_2_conv_file_loads_as_tiles_in_its_own_space_with_the_same_masks(tmp_path):
+    loaded = ad.load_patterns(_write(tmp_path, _v2_document("conv", V2_CONV_VALUES, V2_CONV_LAYERS)))
+    # The space is version 2's: its value sets, one unit (tile) and one rate (null): 9 * 3 * 4 * 7 * 5 * 5 * 2 * 2.
+    assert loaded.space.values.unit == ("tile",) and loaded.space.values.rate == (None,)
+    assert loaded.space.values.size == tuple(map(tuple, V2_CONV_VALUES["size"]))
+    assert loaded.space.size == (9 * 3 * 4 * 7 * 5 * 5 * 2 * 2) ** 2
+    generator = torch.Generator()
+    for layer, fields in zip(loaded.best.layers, V2_CONV_LAYERS):
+        assert (layer.unit, layer.rate) == ("tile", None)
+        same = ConvLayerPattern(unit="tile", rate=None, **{**fields, "size": tuple(fields["size"])})
+        assert layer == same
+        got = conv_pattern_mask((64, 4, 16, 16), layer, generator.manual_seed(3))
+        assert torch.equal(got, conv_pattern_mask((64, 4, 16, 16), same, generator.manual_seed(3)))
+        # Version 2's geometry: the exact density of the tiles (axis_density is unchanged since then).
+        density = axis_density(16, layer.size[0], layer.stride, layer.repeat) * axis_density(
+            16, layer.size[1], layer.stride, layer.repeat)
+        assert float((got == 0).double().mean()) == pytest.approx(float(density), abs=0.02)
+    # And it can be saved again, as version 3, and read back to the same patterns.
+    again = ad.load_patterns(ad.save_patterns(tmp_path / "v3.json", [loaded.best], loaded.space))
+    assert again.space == loaded.space and again.best == loaded.best
+
+
+def test_a_version_2_transformer_file_has_no_embedding_sites_and_the_same_masks(tmp_path):
+    loaded = ad.load_patterns(_write(tmp_path, _v2_document("transformer", V2_TRANSFORMER_VALUES,
+                                                           V2_TRANSFORMER_LAYERS)))
+    assert loaded.space == TransformerSpace(2, TransformerValues(size=(1, 2, 4), stride=(4, 8, 16)))
+    assert loaded.space.num_embeddings == 0 and loaded.best.embeddings == ()
+    generator = torch.Generator()
+    for layer, fields in zip(loaded.best.layers, V2_TRANSFORMER_LAYERS):
+        assert layer == TransformerLayerPattern(**fields)
+        got = transformer_pattern_mask((4, 2, 8, 16), layer, generator.manual_seed(5))
+        assert torch.equal(got, transformer_pattern_mask((4, 2, 8, 16), TransformerLayerPattern(**fields),
+                                                         generator.manual_seed(5)))
+    # It puts nothing after the embeddings, as before.
+    sites = Regularization(pattern=loaded.best).model_sites(TransformerLM.site_layout(2))
+    assert sites["embedding_dropout"] is None
+
+
+def test_the_shipped_version_2_files_still_load():
+    for name in ("digits-wrn-lstm", "lm-transformer-lstm", "translation-numbers-lstm"):
+        loaded = ad.load_patterns(name)
+        assert json.loads(Path(autodropout.patterns.__file__).with_name(f"{name}.json").read_text())["version"] == 2
+        assert loaded.space.num_embeddings == 0 and loaded.best.embeddings == ()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["patterns"][0]["layers"][0].update(unit="tile"),
+         "pattern 1: site 0: unknown field 'unit' (version-2 files have none"),
+        (lambda d: d["space_config"]["values"].update(rate=[None]), "space_config: values: unknown field 'rate'"),
+        (lambda d: d["space_config"].update(num_embeddings=1), "space_config: unknown key 'num_embeddings' in a "
+                                                                "version-2 file"),
+    ],
+)
+def test_version_2_files_with_version_3_fields_are_rejected(tmp_path, mutate, message):
+    document = _mutate(_v2_document("conv", V2_CONV_VALUES, V2_CONV_LAYERS), mutate)
+    with pytest.raises(PatternFormatError, match=re.escape(message)):
+        ad.load_patterns(_write(tmp_path, document))
+
+
+def test_version_3_round_trip_with_embedding_sites(tmp_path):
+    space = TransformerSpace(2, num_embeddings=2)
+    patterns = [space.decode(space.sample(seed)) for seed in range(5)]
+    path = ad.save_patterns(tmp_path / "p.json", patterns, space)
+    document = json.loads(path.read_text())
+    assert document["space_config"]["num_embeddings"] == 2 and "embedding_values" in document["space_config"]
+    entry = document["patterns"][0]
+    assert list(entry) == ["rank", "reward", "embeddings", "layers"]
+    assert entry["embeddings"] == patterns[0].embeddings_to_json()
+    loaded = ad.load_patterns(path)
+    assert loaded.space == space and [p.pattern for p in loaded.patterns] == patterns
+
+
+EMBEDDING_CASES = {
+    "missing embeddings": (lambda e: e.pop("embeddings"), "pattern 1: missing field 'embeddings'"),
+    "wrong count": (lambda e: e["embeddings"].pop(),
+                    "pattern 1: has 0 embeddings but space_config.num_embeddings is 1"),
+    "not a list": (lambda e: e.update(embeddings={}), "pattern 1: field 'embeddings': expected a list"),
+    "bad unit": (lambda e: e["embeddings"][0].update(unit="word"), "pattern 1: embedding 0: field 'unit': 'word'"),
+    "missing field": (lambda e: e["embeddings"][0].pop("noise"), "pattern 1: embedding 0: missing field 'noise'"),
+    "synonym": (lambda e: e["embeddings"][0].update(unit="off", size=2),
+                "pattern 1: embedding 0: unit 'off' does not use field 'size'"),
+    "not an object": (lambda e: e["embeddings"].__setitem__(0, 3), "pattern 1: embedding 0: expected an object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EMBEDDING_CASES))
+def test_bad_embedding_sites_are_named(tmp_path, case):
+    mutate, message = EMBEDDING_CASES[case]
+    document = _valid_document(TransformerSpace(1, num_embeddings=1))
+    document["patterns"][0]["embeddings"] = [{"unit": "feature", "size": 2, "stride": 4, "span": 1,
+                                              "noise": "bernoulli"}]
+    ad.load_patterns(_write(tmp_path, document))  # valid before the change
+    mutate(document["patterns"][0])
+    with pytest.raises(PatternFormatError, match=re.escape(message)):
+        ad.load_patterns(_write(tmp_path, document))
+
+
+def test_embeddings_in_a_space_without_embedding_sites_are_rejected(tmp_path):
+    document = _valid_document(TransformerSpace(1))
+    document["patterns"][0]["embeddings"] = []
+    with pytest.raises(PatternFormatError, match="pattern 1: unknown field 'embeddings'"):
+        ad.load_patterns(_write(tmp_path, document))

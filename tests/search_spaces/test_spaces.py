@@ -45,7 +45,7 @@ def test_conv_size_counts_tiles_with_every_geometry_and_the_other_units_with_eve
 
 def test_transformer_size_leaves_out_the_all_off_layers():
     # 2**6 - 1 switch combinations (all off is forbidden) times size, stride, span, share_heads, noise.
-    per_site = (2**6 - 1) * 3 * 3 * 6 * 2 * 2
+    per_site = (2**6 - 1) * 4 * 7 * 6 * 2 * 2
     assert TransformerSpace(1).size == per_site
     assert TransformerSpace(3).size == per_site**3
     # A tiny space, counted by enumerating every token sequence and keeping the decodable ones.

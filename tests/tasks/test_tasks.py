@@ -66,6 +66,8 @@ def test_site_count_matches_the_search_space(kind):
     space = task.search_space()
     assert isinstance(space, ConvSpace if kind == "vision" else TransformerSpace)
     assert space.num_sites == task.num_sites
+    # Embedding sites: the LM's one (token + position), translation's source and target, none in a ConvNet.
+    assert space.num_embeddings == task.num_embeddings == {"vision": 0, "language_model": 1, "translation": 2}[kind]
     pattern = space.decode(space.sample(0))
     model = task.build_model(Regularization(pattern=pattern))
     kinds = {type(m).__name__ for m in model.modules()}
@@ -204,3 +206,27 @@ def test_train_reports_the_epochs_trained_not_the_validations(tmp_path, capsys):
     assert main(["train", str(path), "--output", str(tmp_path / "report.json")]) == 0
     assert "(seed 0, 4 epochs," in capsys.readouterr().out  # 2 validations, 4 epochs
     assert json.loads((tmp_path / "report.json").read_text())["epochs"] == 4
+
+
+def test_embedding_patterns_go_after_the_embeddings_and_nothing_without_them():
+    from autodropout.models import TransformerLM, TransformerSeq2Seq
+    from autodropout.regularizers.pattern_embedding import EmbeddingPatternDropout
+    from autodropout.search_spaces import EmbeddingPattern, Pattern
+
+    space = TransformerSpace(2, num_embeddings=2)
+    layers = space.decode(space.sample(0)).layers
+    token, off = EmbeddingPattern("token", 1, 8, 1, "bernoulli"), space.off_embedding()
+    layout = TransformerSeq2Seq.site_layout(1, 1)
+    sites = Regularization(pattern=Pattern("transformer", layers, (token, off))).model_sites(layout)
+    source, target = sites["embedding_dropout"]
+    assert isinstance(source(), EmbeddingPatternDropout) and source().pattern == token and target is None
+    model = TransformerSeq2Seq(20, 20, 16, 1, 1, 2, embedding_dropout=sites["embedding_dropout"])
+    assert isinstance(model.src_embed.site, EmbeddingPatternDropout) and model.tgt_embed.site is None
+    # A pattern without embedding patterns (a version-2 file) puts nothing there, as before.
+    assert Regularization(pattern=Pattern("transformer", layers)).model_sites(layout)["embedding_dropout"] is None
+    # A registry regularizer still goes after every embedding.
+    assert Regularization(name="dropout", params={"p": 0.1}).model_sites(layout)["embedding_dropout"]().p == 0.1
+    with pytest.raises(ValueError, match="pattern has 2 embedding sites, the model has 1"):
+        Regularization(pattern=Pattern("transformer", layers, (token, off))).model_sites(TransformerLM.site_layout(2))
+    described = Regularization(pattern=Pattern("transformer", layers, (token, off))).describe()
+    assert described == "learned transformer pattern (2 sites and 2 embedding sites)"

@@ -10,6 +10,8 @@ from autodropout.mapping import depth_map, map_pattern
 from autodropout.search_spaces import (
     ConvLayerPattern,
     ConvSpace,
+    EmbeddingPattern,
+    EmbeddingValues,
     Pattern,
     PatternError,
     TransformerLayerPattern,
@@ -130,3 +132,31 @@ def test_mapped_pattern_is_validated_against_the_target_values():
     narrow = TransformerSpace(2, dataclasses.replace(TransformerValues(), span=(1, 2, 4)))
     with pytest.raises(PatternError, match="site 1 field 'span': 8"):
         map_pattern(tf_pattern(1, 2, 4, 8), narrow)
+
+
+FEATURE = EmbeddingPattern("feature", 2, 4, "all", "bernoulli")
+TOKEN = EmbeddingPattern("token", 1, 8, 1, "gaussian")
+
+
+def test_the_lm_embedding_pattern_goes_onto_both_translation_embeddings():
+    lm = Pattern("transformer", tf_pattern(1, 2).layers, (FEATURE,))
+    mapped = map_pattern(lm, TransformerSpace(4, num_embeddings=2), stacks=(2, 2))
+    assert mapped.embeddings == (FEATURE, FEATURE)
+    # Back onto a language model: the middle of two by relative depth, the target embedding's.
+    translation = Pattern("transformer", mapped.layers, (FEATURE, TOKEN))
+    assert map_pattern(translation, TransformerSpace(2, num_embeddings=1)).embeddings == (TOKEN,)
+
+
+def test_a_pattern_without_embeddings_gets_off_at_each_and_a_target_without_drops_them():
+    space = TransformerSpace(2, num_embeddings=2)
+    mapped = map_pattern(tf_pattern(1, 2), space)  # a version-2 pattern: layers only
+    assert mapped.embeddings == (space.off_embedding(),) * 2 and mapped.embeddings[0].unit == "off"
+    space.validate(mapped)
+    with_embeddings = Pattern("transformer", tf_pattern(1, 2).layers, (TOKEN,))
+    assert map_pattern(with_embeddings, TransformerSpace(2)).embeddings == ()
+
+
+def test_mapped_embeddings_are_validated_against_the_target_values():
+    narrow = TransformerSpace(2, num_embeddings=1, embedding_values=EmbeddingValues(unit=("off", "feature")))
+    with pytest.raises(PatternError, match="embedding 0 field 'unit': 'token' is not one of"):
+        map_pattern(Pattern("transformer", tf_pattern(1, 2).layers, (TOKEN,)), narrow)

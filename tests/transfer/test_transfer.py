@@ -148,7 +148,9 @@ def test_transfer_lm_pattern_to_translation_end_to_end(lm_file, translation_yaml
 
     markdown = (out / "report.md").read_text()
     assert "| method | val bleu (mean ± std) | test bleu (mean ± std) |" in markdown
-    assert "| dropout(p=0.2) |" in markdown and "learned transformer pattern (5 sites)" in markdown
+    # The LM pattern has no embedding patterns: "off" at both embeddings.
+    assert "| dropout(p=0.2) |" in markdown
+    assert "learned transformer pattern (5 sites and 2 embedding sites)" in markdown
     assert report.text().startswith(markdown.rstrip("\n"))
     pixels = matplotlib.image.imread(out / "report.png")
     assert pixels.min() < pixels.max() and len(numpy.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 2

@@ -17,6 +17,7 @@ from autodropout.regularizers.pattern_conv import conv_pattern_mask
 from autodropout.search_spaces import (
     ConvLayerPattern,
     ConvSpace,
+    EmbeddingPattern,
     Pattern,
     TransformerLayerPattern,
     TransformerSpace,
@@ -276,6 +277,20 @@ def test_terminal_preview_wraps_and_labels_transformer_layers():
     assert "layer 0 T 4 x C 40" + " " * 25 + "layer 1 T 4 x C 40" in text
     assert "\nlayer 2 T 4 x C 40\n" in text
     assert "." * 40 in text  # layer 2 is off: nothing dropped
+
+
+def test_show_prints_the_embedding_sites_of_a_version_3_pattern(tmp_path):
+    space = TransformerSpace(len(TRANSFORMER_IN_SPACE.layers), num_embeddings=2)
+    embeddings = (EmbeddingPattern("token", 1, 9, 1, "bernoulli"), space.off_embedding())
+    path = save_patterns(tmp_path / "p.json", [Pattern("transformer", TRANSFORMER_IN_SPACE.layers, embeddings)], space)
+    lines = viz.show(path, size=(4, 40)).splitlines()
+    assert ", 2 embedding sites," in lines[0]
+    assert lines[1:3] == ["  embedding 0: tokens: drop 1 every 10 tokens (d = 10.0%)",
+                          "  embedding 1: off (nothing dropped)"]
+    assert lines[3].startswith("  layer 0 (T 4 x C 40)")
+    written = viz.show(path, size=(4, 40), output=tmp_path / "p.png").splitlines()
+    assert "2 embedding sites" in written[0] and written[1:] == lines[1:3]
+    assert viz.preview(Pattern("transformer", TRANSFORMER.layers), size=(4, 40)).count("embedding") == 0
 
 
 def test_preview_crops_wide_hidden_states():
