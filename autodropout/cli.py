@@ -22,6 +22,8 @@ EPILOGS = {
   autodropout search my_experiment.yaml --concurrency 4 --address auto   # on a running Ray cluster
   autodropout search --resume runs/digits_wrn_quick-20261123-101500      # after an interruption (Ctrl-C)
   autodropout search --resume runs/digits_wrn_quick-20261123-101500 --trials 48   # extend to 48 trials
+  autodropout search digits_wrn_quick --start-from dropout:p=0.135   # start at (and refine) a tuned baseline
+  autodropout search lm_transformer_quick --start-from lm-transformer-lstm   # or at a learned pattern
 
 Ctrl-C (or SIGTERM) stops a search cleanly and exits with status 130; a second Ctrl-C stops at once.""",
     "train": """examples:
@@ -91,6 +93,17 @@ def count(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+def start_from(text: str) -> str:
+    """An argparse type: a start point spec (``autodropout.experiment.parse_start_from``), checked as given."""
+    from autodropout.experiment import parse_start_from
+
+    try:
+        parse_start_from(text)
+    except UserInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +194,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=count(0), help="controller and training seed (default: task.train.seed)")
     p.add_argument("--epochs", type=count(1), help="epochs per trial (overrides task.train.epochs)")
     p.add_argument("--threads", type=count(1), help=THREADS_HELP)
+    p.add_argument("--start-from", type=start_from, metavar="SPEC",
+                   help="start at SPEC and search around it (overrides search.start_from): a regularizer with its "
+                        "parameters, NAME:KEY=VALUE,... (dropout:p=0.135), or a pattern file or shipped pattern name")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue an interrupted search (or extend a finished one with --trials)")
 
@@ -245,7 +261,8 @@ def _new_file(path: Path | None, flag: str) -> Path | None:
 
 #: Options a resumed search cannot change (it continues as configured in its run folder).
 _FIXED_ON_RESUME = (("experiment", "an experiment"), ("concurrency", "--concurrency"), ("controller", "--controller"),
-                    ("output", "--output"), ("epochs", "--epochs"), ("seed", "--seed"), ("threads", "--threads"))
+                    ("output", "--output"), ("epochs", "--epochs"), ("seed", "--seed"), ("threads", "--threads"),
+                    ("start_from", "--start-from"))
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -259,7 +276,7 @@ def _search(args: argparse.Namespace) -> int:
         summary = resume_search(args.resume, trials=args.trials, address=args.address)
     else:
         experiment = _experiment(args.experiment, args.epochs, threads=args.threads).with_search(
-            trials=args.trials, concurrency=args.concurrency, controller=args.controller)
+            trials=args.trials, concurrency=args.concurrency, controller=args.controller, start_from=args.start_from)
         summary = run_search(experiment, output=args.output, address=args.address, seed=args.seed)
     return 130 if summary.interrupted else 0
 

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import yaml
 
-from autodropout.config import check_non_negative, check_positive, from_dict, replace, to_dict
-from autodropout.controller.config import ControllerConfig, ControllerSettingError
+from autodropout import regularizers
+from autodropout.config import check_non_negative, check_positive, from_dict, parse_assignments, replace, to_dict
+from autodropout.controller.config import (START_PROBABILITY, ControllerConfig, ControllerSettingError,
+                                           check_start_probability)
 from autodropout.errors import ConfigError
-from autodropout.tasks import task_config_from_dict
+from autodropout.tasks import Regularization, task_config_from_dict
 
 DEFAULT_EXPERIMENT = "lm_transformer_quick"
 
@@ -43,7 +46,53 @@ CONTROLLER_KEYS = {
     "temperature": "temperature",
     "tanh_constant": "tanh_constant",
     "share_heads": "share_heads",
+    "start_half_life": "start_half_life",
 }
+
+
+#: ``NAME:...`` that reads as a regularizer spec (so an unknown NAME is a typo, not a file name).
+_REGULARIZER_SPEC = re.compile(r"[A-Za-z_][A-Za-z0-9_]*:.*=.*")
+
+
+@dataclass(frozen=True)
+class StartFrom:
+    """Where a search starts (``search.start_from``, ``autodropout search --start-from SPEC``): either
+    ``regularizer`` with ``params`` (the pattern of the space nearest to that regularizer placed where
+    the baseline goes) or ``pattern``, a pattern file or a shipped pattern's name (its best pattern,
+    mapped onto the task's sites by relative depth). ``spec`` is the text as given."""
+
+    spec: str
+    regularizer: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pattern: str | None = None
+
+    def regularization(self) -> Regularization:
+        """The regularizer as the task places it (only for a regularizer start point)."""
+        return Regularization(name=self.regularizer, params=dict(self.params))
+
+
+def parse_start_from(spec: str) -> StartFrom:
+    """``"dropout:p=0.135"`` (a registered regularizer, its parameters after ``:`` as ``KEY=VALUE``
+    separated by commas, values read as JSON numbers or booleans, else strings), a bare regularizer
+    name (its defaults), or else a pattern file path or shipped pattern name (whose existence is
+    checked when the search starts, where the task is known). Regularizer parameters are checked
+    here by building the regularizer once. Raises :class:`ConfigError` (without a key prefix: the
+    caller names where the spec came from)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"expected NAME:KEY=VALUE,... (a regularizer) or a pattern file or shipped pattern name, "
+                          f"got {spec!r}")
+    spec = spec.strip()
+    name, _, rest = spec.partition(":")
+    if name == "none":
+        raise ConfigError("'none' is no start point; leave start_from out to search from scratch")
+    if name not in regularizers.available():
+        if _REGULARIZER_SPEC.fullmatch(spec):
+            raise ConfigError(f"{spec!r}: unknown regularizer {name!r}; registered: {', '.join(regularizers.available())}")
+        return StartFrom(spec, pattern=spec)
+    items = [item.strip() for item in rest.split(",") if item.strip()]
+    start = StartFrom(spec, regularizer=name, params=parse_assignments(items, repr(spec), "NAME:KEY=VALUE,KEY=VALUE"))
+    start.regularization()  # unknown parameters and bad values fail here, naming the regularizer
+    return start
 
 
 @dataclass(frozen=True)
@@ -51,7 +100,9 @@ class SearchConfig:
     """How the controller searches and how Ray runs the trials.
 
     The learned controller's settings (:data:`CONTROLLER_KEYS`) are :class:`ControllerConfig`'s, with
-    its defaults; :meth:`controller_config` hands them over in one piece.
+    its defaults; :meth:`controller_config` hands them over in one piece. ``start_from`` (a
+    :func:`parse_start_from` spec) makes both searchers start at that point and search around it,
+    keeping each of its decisions with ``start_probability`` at first (docs/search.md).
     """
 
     trials: int = 16
@@ -69,6 +120,7 @@ class SearchConfig:
     temperature: float = ControllerConfig.temperature
     tanh_constant: float | None = ControllerConfig.tanh_constant
     share_heads: bool = ControllerConfig.share_heads
+    start_half_life: float = ControllerConfig.start_half_life
     top_k: int = 5
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -78,6 +130,8 @@ class SearchConfig:
     #: Trial checkpoints (the full training state) kept once a trial has ended: ``best`` keeps those
     #: of the ``top_k`` best completed trials, ``none`` keeps none, ``all`` keeps every one.
     keep_checkpoints: Literal["none", "best", "all"] = "best"
+    start_from: str | None = None
+    start_probability: float = START_PROBABILITY
 
     def __post_init__(self) -> None:
         check_positive(self, "trials", "concurrency", "top_k")
@@ -89,6 +143,20 @@ class SearchConfig:
         except ControllerSettingError as exc:  # named as the user wrote it: controller_lr, not lr
             key = {field: key for key, field in CONTROLLER_KEYS.items()}[exc.setting]
             raise ConfigError(f"{key}: {exc.problem}") from None
+        try:
+            check_start_probability(self.start_probability)
+        except ControllerSettingError as exc:
+            raise ConfigError(f"start_probability: {exc.problem}") from None
+        self.start_point()
+
+    def start_point(self) -> StartFrom | None:
+        """``start_from`` parsed (``None``: a search from scratch); a bad spec is a ConfigError naming the key."""
+        if self.start_from is None:
+            return None
+        try:
+            return parse_start_from(self.start_from)
+        except ConfigError as exc:
+            raise ConfigError(f"start_from: {exc}") from None
 
     def controller_config(self) -> ControllerConfig:
         """The learned controller's settings (the keys of :data:`CONTROLLER_KEYS`)."""

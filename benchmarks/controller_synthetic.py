@@ -1,7 +1,7 @@
 """Controller vs random search on a synthetic target-matching reward (no training).
 
     PYTHONPATH=. python benchmarks/controller_synthetic.py [--seeds 10] [--space conv transformer]
-        [--reference main] [--jobs 1] [--sweep]
+        [--reference main] [--jobs 1] [--sweep | --warm-start START ...]
 
 The searchers are driven directly through the Ray Tune ``Searcher`` API (``suggest`` /
 ``on_trial_complete``), as Ray Tune's own searcher tests do, with ``--concurrency`` live trials that
@@ -23,6 +23,8 @@ of the maximum) after ``--noise-samples`` noise-only rewards.
 ``--reference REV`` also runs the controller of git revision REV (default ``main``; ``none`` to skip)
 in a child process on the package extracted with ``git archive``, for the before/after comparison.
 ``--sweep`` measures the candidate update rules that chose the defaults (docs/search.md).
+``--warm-start d=3 d=8 far`` measures searches that start from a known point at those distances from the
+target instead (benchmarks/warm_start_candidates.py; docs/search.md, "Starting from a known point").
 Run it from the repository root with ``PYTHONPATH=.`` so the checkout's package is the one measured.
 """
 from __future__ import annotations
@@ -55,17 +57,26 @@ def make_space(name: str) -> Any:
     return {"conv": lambda: ConvSpace(num_sites=3), "transformer": lambda: TransformerSpace(num_sites=2)}[name]()
 
 
-def make_searcher(kind: str, space: Any, seed: int, settings: dict[str, Any] | None) -> Any:
+def make_searcher(kind: str, space: Any, seed: int, settings: dict[str, Any] | None,
+                  start: dict[str, Any] | None = None) -> Any:
+    """``start``: ``{"tokens": [...], "warm": "prior" | "fit" | "mutate"}`` (warm-start mode only, so that
+    the reference revision, which has no start points, is never given one)."""
     from autodropout.controller import searcher as module
 
+    options: dict[str, Any] = {"metric": "reward", "mode": "max", "seed": seed}
+    if start is not None:
+        options["start_tokens"] = start["tokens"]
     if kind == "random":
-        return module.RandomSearcher(space, metric="reward", mode="max", seed=seed)
+        return module.RandomSearcher(space, **options)
+    if start is not None and start["warm"] == "fit":
+        from warm_start_candidates import FitSearcher
+
+        return FitSearcher(space, **options)
     if not settings:  # the defaults of whichever version is imported (also the reference revision's)
-        return module.ControllerSearcher(space, metric="reward", mode="max", seed=seed)
+        return module.ControllerSearcher(space, **options)
     from autodropout.controller.config import ControllerConfig
 
-    return module.ControllerSearcher(space, metric="reward", mode="max", seed=seed,
-                                     config=ControllerConfig(**settings))
+    return module.ControllerSearcher(space, config=ControllerConfig(**settings), **options)
 
 
 def target_for(space: Any, seed: int) -> list[int]:
@@ -127,7 +138,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             return 0.97 + 0.02 * m
         return noise.gauss(0.5, NOISE_SD)  # "noise": no signal
 
-    searcher = make_searcher(job["kind"], space, seed, job.get("settings"))
+    start = None
+    if job.get("warm"):
+        from warm_start_candidates import start_for
+
+        start = {"tokens": start_for(space, target, job["start"], seed), "warm": job["warm"]}
+    searcher = make_searcher(job["kind"], space, seed, job.get("settings"), start)
     entropy: dict[str, float] = {}
 
     def snapshot(completed: int) -> None:
@@ -137,7 +153,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     began = time.perf_counter()
     sequence = drive(searcher, reward, job["n"], job["concurrency"], random.Random(30_000 + seed), snapshot)
     seconds = time.perf_counter() - began
-    return {**job, "match": [match(t) for t in sequence], "entropy": entropy, "seconds": seconds}
+    return {**job, "match": [match(t) for t in sequence], "entropy": entropy, "seconds": seconds,
+            "tokens": sequence, "target": target}
 
 
 def run_jobs(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
@@ -315,6 +332,15 @@ def sweep(space: str, seeds: list[int], noise_at: list[int], concurrency: int, w
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
+def warm_start(space: str, seeds: list[int], budgets: list[int], starts: list[str], concurrency: int,
+               workers: int, variant: str) -> None:
+    """Every arm of ``WARM_ARMS`` from each start point (benchmarks/warm_start_candidates.py)."""
+    from warm_start_candidates import print_warm_start, warm_start_jobs
+
+    jobs = warm_start_jobs(space, seeds, max(budgets), starts, concurrency, variant)
+    print_warm_start(make_space(space), run_jobs(jobs, workers), budgets, starts)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -326,6 +352,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", default="main", help="git revision to compare with ('none' to skip)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (one core each)")
     parser.add_argument("--sweep", action="store_true", help="measure the candidate update rules instead")
+    parser.add_argument("--warm-start", nargs="+", metavar="START",
+                        help="measure searches that start from a known point instead: each START is 'd=N' "
+                             "(N tokens away from the hidden target) or 'far' (every decision that can differ does)")
+    parser.add_argument("--variant", default="noisy", choices=VARIANTS, help="the reward of --warm-start")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -342,6 +372,9 @@ def main(argv: list[str] | None = None) -> None:
     for space in args.space:
         if args.sweep:
             sweep(space, seeds, args.noise_samples, args.concurrency, args.jobs)
+            continue
+        if args.warm_start:
+            warm_start(space, seeds, args.budgets, args.warm_start, args.concurrency, args.jobs, args.variant)
             continue
         jobs = search_jobs("controller", space, seeds, max(args.budgets), args.noise_samples, args.concurrency, None)
         rnd = run_jobs(search_jobs("random", space, seeds, max(args.budgets), [], args.concurrency, None), args.jobs)

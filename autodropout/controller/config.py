@@ -18,9 +18,13 @@ from typing import Any, Literal, Mapping
 from autodropout.checks import is_int, is_real
 from autodropout.errors import ConfigError
 
-__all__ = ["ControllerConfig", "ControllerSettingError"]
+__all__ = ["START_PROBABILITY", "ControllerConfig", "ControllerSettingError", "check_start_probability"]
 
 OPTIMIZERS = ("adam", "sgd")
+#: With a start point (``search.start_from``), the probability that a first sample of either searcher
+#: keeps each free decision of the start point (:mod:`autodropout.controller.warm_start`; measured in
+#: docs/search.md, "Starting from a known point").
+START_PROBABILITY = 0.8
 
 
 class ControllerSettingError(ConfigError):
@@ -57,6 +61,8 @@ class ControllerConfig:
         tanh_constant: the policy's logits are clipped to (-c, c) by ``c * tanh(.)``; ``None`` disables it.
         share_heads: one softmax head and embedding table per decision type, shared by all sites (ENAS),
             instead of one per position (see :class:`~autodropout.controller.policy.LSTMPolicy`).
+        start_half_life: with a start point, the suggestions after which the logit prior towards it
+            has halved (:mod:`autodropout.controller.warm_start`).
     """
 
     samples_per_update: int = 2
@@ -72,6 +78,7 @@ class ControllerConfig:
     temperature: float = 1.0
     tanh_constant: float | None = 2.5
     share_heads: bool = False
+    start_half_life: float = 8.0
 
     def __post_init__(self) -> None:
         if not is_int(self.samples_per_update, minimum=1):
@@ -98,6 +105,7 @@ class ControllerConfig:
                                          f"must be a positive finite number, got {self.tanh_constant!r}")
         if not isinstance(self.share_heads, bool):
             raise ControllerSettingError("share_heads", f"must be true or false, got {self.share_heads!r}")
+        _check_real("start_half_life", self.start_half_life, low=0.0, low_open=True)
 
     def replace(self, **changes: Any) -> "ControllerConfig":
         """A copy with some settings changed (validated again); an unknown name raises ``TypeError``."""
@@ -115,6 +123,12 @@ class ControllerConfig:
         if unknown:
             raise KeyError(f"ControllerConfig: unknown setting {unknown[0]!r} (valid: {', '.join(names)})")
         return cls(**values)
+
+
+def check_start_probability(value: Any) -> float:
+    """``value`` as a float if it is a probability strictly between 0 and 1, else ``ControllerSettingError``."""
+    _check_real("start_probability", value, low=0.0, high=1.0, low_open=True)
+    return float(value)
 
 
 def _check_real(name: str, value: Any, low: float, high: float | None = None, low_open: bool = False) -> None:

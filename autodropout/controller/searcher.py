@@ -1,6 +1,7 @@
 """The controller as a Ray Tune ``Searcher`` (the only controller file that imports Ray).
 
-Each suggestion is ``{"pattern": <pattern JSON layers>, "tokens": [...], "seed": int}``. Completed
+Each suggestion is ``{"pattern": <pattern JSON layers>, "tokens": [...], "seed": int}``, with
+``"embeddings": <pattern JSON embedding sites>`` when the space has embedding sites. Completed
 trials feed REINFORCE every ``samples_per_update`` valid results, as they arrive, so workers never
 wait for a batch (asynchronous REINFORCE, as in ENAS).
 
@@ -15,6 +16,10 @@ constructor and live in the saved state; the whole state (policy + Adam + baseli
 counters, live trial map, reward buffer) is saved atomically and restored exactly; concurrency is
 limited *inside* the searcher (``set_max_concurrency`` returns True) so that the live trial map is
 part of the saved state rather than of ``ConcurrencyLimiter``'s, which is not saved.
+
+With ``start_tokens`` (``autodropout search --start-from SPEC``) both searchers suggest the start point
+first and then search around it (:mod:`autodropout.controller.warm_start`); the start point is part of
+the saved state, and a resumed search never starts again.
 """
 from __future__ import annotations
 
@@ -22,15 +27,15 @@ import logging
 import math
 import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from ray.tune.search import Searcher
 
 from autodropout.atomic import atomic_write
-from autodropout.controller.config import ControllerConfig
-from autodropout.controller.policy import LSTMPolicy
+from autodropout.controller.config import START_PROBABILITY, ControllerConfig, check_start_probability
 from autodropout.controller.reinforce import Reinforce, UpdateStats
+from autodropout.controller.warm_start import PriorPolicy, mutate, start_prior
 from autodropout.search_spaces import SearchSpace, space_from_config
 
 logger = logging.getLogger(__name__)
@@ -49,6 +54,10 @@ class BaseSearcher(Searcher):
         max_concurrent: live trials at most (``None``: no limit).
         on_update: called after each processed completion (for logging); must be picklable
             (the Tuner pickles the searcher), e.g. :class:`~autodropout.controller.tensorboard.ControllerLogger`.
+        start_tokens: a start point, tokens of ``space`` (checked: ``PatternError`` naming the site and
+            field), suggested first and searched around; ``None``: a search from scratch.
+        start_probability: with a start point, how likely the first samples keep each of its free
+            decisions (``warm_start``'s ``q``).
     """
 
     def __init__(
@@ -59,11 +68,16 @@ class BaseSearcher(Searcher):
         seed: int = 0,
         max_concurrent: int | None = None,
         on_update: UpdateListener | None = None,
+        start_tokens: Sequence[int] | None = None,
+        start_probability: float = START_PROBABILITY,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         super().__init__(metric=metric, mode=mode)
         self.space = space
+        # decode validates (length, indices, choice_mask); encode gives plain ints back.
+        self.start_tokens = None if start_tokens is None else space.encode(space.decode(list(start_tokens)))
+        self.start_probability = check_start_probability(start_probability)
         self.seed = seed
         self.max_concurrent = max_concurrent
         self.on_update = on_update
@@ -85,10 +99,15 @@ class BaseSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.max_concurrent is not None and len(self.live) >= self.max_concurrent:
             return None
-        tokens = self._next_tokens(trial_id)
+        starting = self.start_tokens is not None and self.num_suggested == 0
+        tokens = self._start(trial_id) if starting else self._next_tokens(trial_id)
         self.live[trial_id] = tokens
         self.num_suggested += 1
-        return {"pattern": self.space.decode(tokens).to_json(), "tokens": tokens, "seed": self.seed}
+        pattern = self.space.decode(tokens)
+        config = {"pattern": pattern.to_json(), "tokens": tokens, "seed": self.seed}
+        if self.space.num_embeddings:  # the trial config's layout (autodropout.runs.trial)
+            config["embeddings"] = pattern.embeddings_to_json()
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
@@ -128,6 +147,8 @@ class BaseSearcher(Searcher):
             "history": list(self.history),
             "num_suggested": self.num_suggested,
             "num_failed": self.num_failed,
+            "start_tokens": None if self.start_tokens is None else list(self.start_tokens),
+            "start_probability": self.start_probability,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -140,6 +161,10 @@ class BaseSearcher(Searcher):
         self.history = list(state["history"])
         self.num_suggested = state["num_suggested"]
         self.num_failed = state["num_failed"]
+        # States saved before start points existed searched from scratch.
+        start = state.get("start_tokens")
+        self.start_tokens = None if start is None else [int(t) for t in start]
+        self.start_probability = float(state.get("start_probability", START_PROBABILITY))
 
     def save(self, checkpoint_path: str) -> None:
         """Write the full state with ``torch.save``, atomically."""
@@ -151,6 +176,10 @@ class BaseSearcher(Searcher):
         self.set_state(torch.load(checkpoint_path, weights_only=True))
 
     # -- to implement ----------------------------------------------------------------------------
+    def _start(self, trial_id: str) -> list[int]:
+        """The first suggestion of a search with a start point: the start point itself."""
+        return list(self.start_tokens or ())
+
     def _next_tokens(self, trial_id: str) -> list[int]:
         """The tokens of the next suggestion (for ``trial_id``)."""
         raise NotImplementedError
@@ -161,15 +190,17 @@ class BaseSearcher(Searcher):
 
 
 class ControllerSearcher(BaseSearcher):
-    """AutoDropout's learned controller: an :class:`LSTMPolicy` trained with REINFORCE
+    """AutoDropout's learned controller: an LSTM policy trained with REINFORCE
     (:class:`~autodropout.controller.reinforce.Reinforce`: unit-free advantages, entropy bonus, PPO-clipped
-    ratios for samples drawn by an older policy).
+    ratios for samples drawn by an older policy). The policy is a
+    :class:`~autodropout.controller.warm_start.PriorPolicy`, the plain LSTM unless the search has a start
+    point.
 
     Args:
         space: the pattern search space.
         config: the controller's settings (:class:`ControllerConfig`, default ``ControllerConfig()``).
         **options: :class:`BaseSearcher`'s keywords (``metric``, ``mode``, ``seed``, ``max_concurrent``,
-            ``on_update``).
+            ``on_update``, ``start_tokens``, ``start_probability``).
 
     The log-probability each suggestion had under the policy that drew it is kept with the live trial,
     so an update that arrives after the policy has moved on can weight the sample by its importance ratio.
@@ -187,14 +218,33 @@ class ControllerSearcher(BaseSearcher):
 
     def _build(self, config: ControllerConfig) -> None:
         self.config = config
-        self.policy = LSTMPolicy(self.space, hidden=config.hidden, temperature=config.temperature,
-                                 tanh_constant=config.tanh_constant, seed=self.seed, share_heads=config.share_heads)
+        self.policy = PriorPolicy(self.space, hidden=config.hidden, temperature=config.temperature,
+                                  tanh_constant=config.tanh_constant, seed=self.seed, share_heads=config.share_heads)
+        if self.start_tokens is not None:
+            self.policy.set_prior(start_prior(self.space, self.start_tokens, self.start_probability))
+        self._fade_prior(self.num_suggested)
         self.trainer = Reinforce(self.policy, config, seed=self.seed)
+
+    def _fade_prior(self, suggested: int) -> None:
+        """The prior's scale once ``suggested`` suggestions were made (so suggestion ``n``, counted
+        from 0, is drawn at ``0.5 ** (n / start_half_life)``); a function of the saved count, so a
+        restored searcher has the scale the saved one had."""
+        self.policy.prior_scale = 0.5 ** (suggested / self.config.start_half_life)
+
+    def _start(self, trial_id: str) -> list[int]:
+        """The start point itself, recorded with its log-probability under the policy with the full
+        prior, as if the policy had drawn it."""
+        tokens = super()._start(trial_id)
+        with torch.no_grad():
+            self.behaviour[trial_id] = float(self.policy.log_prob([tokens])[0][0])
+        self._fade_prior(self.num_suggested + 1)
+        return tokens
 
     def _next_tokens(self, trial_id: str) -> list[int]:
         with torch.no_grad():
             tokens, log_probs, _ = self.policy.sample(1, generator=self.generator)
         self.behaviour[trial_id] = float(log_probs[0])
+        self._fade_prior(self.num_suggested + 1)
         return [int(t) for t in tokens[0]]
 
     def _complete(self, trial_id: str, tokens: list[int], reward: float | None) -> UpdateStats | None:
@@ -233,14 +283,17 @@ class ControllerSearcher(BaseSearcher):
 
 class RandomSearcher(BaseSearcher):
     """Uniform random search over the same space, with the same interface (the paper's critics ask
-    how much the controller adds over it)."""
+    how much the controller adds over it). With a start point, every draw after the first (the start
+    point itself) mutates the start point (:func:`~autodropout.controller.warm_start.mutate`)."""
 
     def __init__(self, space: SearchSpace, **options: Any) -> None:
         super().__init__(space, **options)
         self.rng = random.Random(self.seed)
 
     def _next_tokens(self, trial_id: str) -> list[int]:
-        return self.space.sample(self.rng)
+        if self.start_tokens is None:
+            return self.space.sample(self.rng)
+        return mutate(self.space, self.start_tokens, self.start_probability, self.rng)
 
     def get_state(self) -> dict[str, Any]:
         version, internal, gauss = self.rng.getstate()

@@ -3,7 +3,8 @@
 ::
 
     config.yaml           the resolved experiment (after command-line overrides)
-    run.json              the run's record: seed, metric, search space, where the Tune experiment lives
+    run.json              the run's record: seed, metric, search space, where the Tune experiment lives,
+                          the start point (``search.start_from`` and its tokens, resolved once)
     controller/state.pt   the controller's latest state (torch.load(..., weights_only=True))
     tensorboard/          controller curves, choice histograms, best-pattern images
     trials/               the Tune experiment (unless search.storage_path points elsewhere): one folder
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -55,6 +56,8 @@ class RunDir:
     metric: str
     seed: int
     experiment_dir: Path
+    #: The tokens the search starts from (``search.start_from`` resolved when the run was created), or None.
+    start_tokens: tuple[int, ...] | None = None
 
     # -- the files -------------------------------------------------------------------------------
     @property
@@ -110,12 +113,13 @@ class RunDir:
     # -- creating and opening --------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, experiment: ExperimentConfig, space: SearchSpace, metric: str,
-               seed: int) -> "RunDir":
+               seed: int, start_tokens: Sequence[int] | None = None) -> "RunDir":
         """Make a new run folder (it must not exist, or be empty) and record the run in it."""
         path = cls.check_new(path)
         storage = experiment.search.storage_path
         storage_dir = Path(storage).expanduser().resolve() if storage else path.resolve()
-        run = cls(path, experiment, space, metric, seed, storage_dir / EXPERIMENT_NAME)
+        start = None if start_tokens is None else tuple(space.encode(space.decode(list(start_tokens))))
+        run = cls(path, experiment, space, metric, seed, storage_dir / EXPERIMENT_NAME, start)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write(run.config_file, experiment.to_yaml())
         atomic_write(run.info_file, json.dumps(run._info(), indent=1) + "\n")
@@ -152,13 +156,17 @@ class RunDir:
                               f"autodropout (this one reads version {VERSION}); start a new search")
         try:
             space = space_from_config(info["space"], info["space_config"])
-            return cls(path, experiment, space, info["metric"], int(info["seed"]), Path(info["experiment_dir"]))
+            start = info.get("start_tokens")  # absent in runs from before start points: from scratch
+            start = None if start is None else tuple(space.encode(space.decode(start)))
+            return cls(path, experiment, space, info["metric"], int(info["seed"]), Path(info["experiment_dir"]), start)
         except (KeyError, TypeError, ValueError, PatternError) as exc:
             raise RunDirError(f"{path}: damaged run.json: {exc}") from None
 
     def _info(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "experiment_dir": str(self.experiment_dir), "seed": self.seed,
-                "metric": self.metric, "space": self.space.kind, "space_config": self.space.config()}
+                "metric": self.metric, "space": self.space.kind, "space_config": self.space.config(),
+                "start_from": self.experiment.search.start_from,
+                "start_tokens": None if self.start_tokens is None else list(self.start_tokens)}
 
 
 def _file_size(path: Path) -> int:

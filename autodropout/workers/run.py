@@ -16,6 +16,7 @@ from ray import tune
 
 from autodropout.controller.listeners import Broadcast, SearcherCheckpoint
 from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
+from autodropout.controller.start_point import start_tokens
 from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.experiment import ExperimentConfig
 from autodropout.runs import RunDir, RunDirError, SearchSummary, TrialRecord, export_run, read_trials
@@ -54,15 +55,18 @@ def run_search(experiment: ExperimentConfig, output: Path | None = None, address
         task = build_task(experiment.task)
         space = task.search_space(search.values)
         seed = experiment.task.train.seed if seed is None else seed
-        run = RunDir.create(path, experiment, space, task.metric, seed)
+        start = search.start_point()
+        start = None if start is None else start_tokens(start, task, space)
+        run = RunDir.create(path, experiment, space, task.metric, seed, start_tokens=start)
         try:
             tuner = new_tuner(run, task, _make_searcher(run), quiet)
         except BaseException:
             shutil.rmtree(run.path, ignore_errors=True)  # nothing ran: leave nothing half-made behind
             raise
         if not quiet:
+            origin = "" if start is None else f" from {search.start_from}"
             print(f"search space: {space.kind}, {space.num_sites} sites ({float(space.size):.2g} patterns); "
-                  "starting the trials", flush=True)
+                  f"starting the trials{origin}", flush=True)
         stop.armed = True
         return _fit_and_finish(tuner, run, quiet)
 
@@ -113,10 +117,11 @@ def _make_searcher(run: RunDir) -> BaseSearcher:
     sites = task_sites(run.experiment.task)
     listener = Broadcast([ControllerLogger(run.tensorboard_dir, site_shapes=sites.shapes if sites else None),
                           SearcherCheckpoint(run.controller_state)])
+    options = {"metric": "reward", "mode": "max", "seed": run.seed, "on_update": listener,
+               "start_tokens": run.start_tokens, "start_probability": s.start_probability}
     if s.controller == "random":
-        return RandomSearcher(run.space, metric="reward", mode="max", seed=run.seed, on_update=listener)
-    return ControllerSearcher(run.space, metric="reward", mode="max", seed=run.seed, config=s.controller_config(),
-                              on_update=listener)
+        return RandomSearcher(run.space, **options)
+    return ControllerSearcher(run.space, config=s.controller_config(), **options)
 
 
 def _fit_and_finish(tuner: tune.Tuner, run: RunDir, quiet: bool) -> SearchSummary:

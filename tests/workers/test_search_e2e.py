@@ -13,6 +13,9 @@ import pytest
 import torch
 
 import autodropout as ad
+from autodropout.controller.start_point import start_tokens
+from autodropout.experiment import load_experiment, parse_start_from
+from autodropout.tasks import build_task
 from tests.conftest import PYTHON
 from tests.tiny import TINY_LM, TINY_VISION, write_experiment
 
@@ -32,10 +35,20 @@ def read_table(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def sampled_tokens(table: list[dict]) -> list[list[int]]:
+    return [[int(t) for t in row["tokens"].split()] for row in table]
+
+
+def expected_start(experiment: Path, spec: str) -> list[int]:
+    task = build_task(load_experiment(experiment).task)
+    return start_tokens(parse_start_from(spec), task, task.search_space())
+
+
 def test_search_end_to_end(tmp_path, cli_env):
     experiment = write_experiment(tmp_path)
     run_dir = tmp_path / "run"
-    proc = autodropout("search", experiment, "--output", run_dir, "--seed", 1, env=cli_env)
+    proc = autodropout("search", experiment, "--output", run_dir, "--seed", 1, "--start-from", "dropout:p=0.135",
+                       env=cli_env)
     assert "search finished: 4 trials (0 failed)" in proc.stdout
     assert "tensorboard --logdir" in proc.stdout
     assert "Traceback" not in proc.stderr and "Tuner.restore" not in proc.stderr
@@ -44,6 +57,14 @@ def test_search_end_to_end(tmp_path, cli_env):
     assert len(table) == 4 and len({r["trial_id"] for r in table}) == 4
     indices = [int(r["index"]) for r in table]  # creation (sampling) order
     assert indices == [1, 2, 3, 4]
+    # Started from the pattern nearest to dropout p=0.135 (docs/search.md, "Starting from a known point"):
+    # the first trial is that pattern, the next ones are near it (a cold controller's are ~15 tokens away).
+    start = expected_start(experiment, "dropout:p=0.135")
+    assert "starting the trials from dropout:p=0.135" in proc.stdout
+    assert json.loads((run_dir / "run.json").read_text())["start_tokens"] == start
+    sampled = sampled_tokens(table)
+    assert sampled[0] == start
+    assert sum(sum(a != b for a, b in zip(t, start)) for t in sampled[1:]) / 3 < 8, sampled
     assert all(r["status"] == "done" and 0 <= float(r["reward"]) <= 1 for r in table)
     assert all(r["accuracy"] == r["reward"] for r in table)
     # Progress: a line when each trial starts and when it ends, numbered like the table.
@@ -187,9 +208,16 @@ def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
 def test_language_model_search_uses_the_transformer_space(tmp_path, cli_env):
     experiment = write_experiment(tmp_path, base=TINY_LM)
     run_dir = tmp_path / "run"
-    autodropout("search", experiment, "--output", run_dir, env=cli_env)
+    # Random search from a pattern file learned on a model twice as deep (mapped by relative depth).
+    space = build_task(load_experiment(experiment).task).search_space()
+    deeper = type(space).from_config({**space.config(), "num_sites": 2 * space.num_sites})
+    ad.save_patterns(tmp_path / "deep.json", [deeper.decode(deeper.sample(0))], deeper)
+    autodropout("search", experiment, "--output", run_dir, "--controller", "random", "--start-from",
+                tmp_path / "deep.json", env=cli_env)
     table = read_table(run_dir)
     assert len(table) == 2 and all(r["status"] == "done" for r in table)
+    start = expected_start(experiment, str(tmp_path / "deep.json"))
+    assert sampled_tokens(table)[0] == start and sampled_tokens(table)[1] != start
     assert all(float(r["reward"]) == pytest.approx(80.0 / float(r["perplexity"])) for r in table)
     patterns = ad.load_patterns(run_dir / "best_patterns.json")
     assert patterns.space.kind == "transformer" and patterns.space.num_sites == 2
