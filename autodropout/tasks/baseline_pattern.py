@@ -133,15 +133,17 @@ def pattern_like(regularization: Regularization, space: SearchSpace, layout: Sit
     return _transformer_like(space, granularity["span"], rate, shapes[0])
 
 
-def _nearest(choices: Sequence[Any], distance: Callable[[Any], float]) -> Any:
-    return min(choices, key=distance)
+def _nearest_comb(values: dict[str, tuple[Any, ...]], rate: float, hidden: int) -> tuple[int, int]:
+    """The (size, stride) of ``values`` whose comb rate on ``hidden`` units is nearest ``rate`` (ties: smaller size)."""
+    return min(((s, t) for s in values["size"] for t in values["stride"]),
+               key=lambda st: (abs(float(nominal_rate(st[0], st[1], hidden)) - rate), st[0]))
 
 
 def _conv_like(space: SearchSpace, unit: str, rate: float) -> Pattern:
     values = dict(space.decision_types)
     rates = [r for r in values["rate"] if r is not None]
     first = {name: choices[0] for name, choices in space.decision_types}
-    layer = ConvLayerPattern(**{**first, "unit": unit, "rate": _nearest(rates, lambda r: abs(r - rate)),
+    layer = ConvLayerPattern(**{**first, "unit": unit, "rate": min(rates, key=lambda r: abs(r - rate)),
                                 "residual": False})
     pattern = Pattern(space.kind, (layer,) * space.num_sites)
     space.validate(pattern)
@@ -151,17 +153,14 @@ def _conv_like(space: SearchSpace, unit: str, rate: float) -> Pattern:
 def _transformer_like(space: SearchSpace, span: int | str, rate: float, shape: tuple[int, int, int]) -> Pattern:
     channels = shape[1]
     values = dict(space.decision_types)
-    size, stride = _nearest([(s, t) for s in values["size"] for t in values["stride"]],
-                            lambda st: (abs(float(nominal_rate(st[0], st[1], channels)) - rate), st[0]))
+    size, stride = _nearest_comb(values, rate, channels)
     switches = {name: name in ("attn_output", "ffn_output") for name in
                 ("query", "key", "value", "attn_output", "ffn_hidden", "ffn_output")}
     layer = TransformerLayerPattern(**switches, size=size, stride=stride, span=span,
                                     share_heads=values["share_heads"][0], noise="bernoulli")
     embeddings = ()
     if space.num_embeddings:
-        embedding_values = dict(space.embedding_types)
-        e_size, e_stride = _nearest([(s, t) for s in embedding_values["size"] for t in embedding_values["stride"]],
-                                    lambda st: (abs(float(nominal_rate(st[0], st[1], channels)) - rate), st[0]))
+        e_size, e_stride = _nearest_comb(dict(space.embedding_types), rate, channels)
         embeddings = (EmbeddingPattern(unit="feature", size=e_size, stride=e_stride, span=span,
                                        noise="bernoulli"),) * space.num_embeddings
     pattern = dataclasses.replace(Pattern(space.kind, (layer,) * space.num_sites), embeddings=embeddings)
