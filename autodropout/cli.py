@@ -172,6 +172,9 @@ def _add_study(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--transfer-from", action="append", default=[], metavar="PATTERN",
                    help="also score this pattern (a file or a shipped name, learned on another task) on this "
                         "task against its tuned baselines (repeatable)")
+    p.add_argument("--arms", help="comma-separated search arms among lstm, random, lstm-warm, random-warm (the "
+                                  "-warm arms start from the best tuned mask baseline; default: all four when a "
+                                  "mask baseline is tuned, else lstm,random)")
     p.add_argument("--concurrency", type=int, help="trials at once (default: search.concurrency)")
     p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
     p.add_argument("--output", type=Path, help="study folder (default: studies/NAME-TIMESTAMP)")
@@ -344,7 +347,7 @@ def _study(args: argparse.Namespace) -> int:
     from autodropout import study
 
     new = [args.experiment, args.budget, args.search_seeds, args.eval_seeds, args.baselines, args.concurrency,
-           args.output, args.transfer_budget] + args.transfer_to + args.transfer_from
+           args.output, args.transfer_budget, args.arms] + args.transfer_to + args.transfer_from
     if args.resume or args.report or args.publish:
         option = "--resume" if args.resume else "--report" if args.report else "--publish"
         if any(v is not None for v in new) or (args.address and not args.resume):
@@ -357,13 +360,14 @@ def _study(args: argparse.Namespace) -> int:
         else:
             study.resume_study(args.resume, address=args.address)
         return 0
-    baselines = None if args.baselines is None else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    baselines, arms = (None if text is None else [b.strip() for b in text.split(",") if b.strip()]
+                       for text in (args.baselines, args.arms))
     study.run_study(args.experiment or DEFAULT_EXPERIMENT, budget=args.budget,
                     search_seeds=2 if args.search_seeds is None else args.search_seeds,
                     eval_seeds=5 if args.eval_seeds is None else args.eval_seeds, baselines=baselines,
                     transfer_to=args.transfer_to, output=args.output, address=args.address,
                     concurrency=args.concurrency, transfer_from=args.transfer_from,
-                    transfer_budget=args.transfer_budget)
+                    transfer_budget=args.transfer_budget, arms=arms)
     return 0
 
 

@@ -34,6 +34,7 @@ def run_study(
     concurrency: int | None = None,
     transfer_from: Sequence[str | Path] = (),
     transfer_budget: int | None = None,
+    arms: Sequence[str] | None = None,
 ) -> StudyDir:
     """Run a new study (see ``docs/study.md``); every input is checked before anything is written.
 
@@ -50,11 +51,13 @@ def run_study(
         output: the study folder (default ``studies/NAME-TIMESTAMP``); it must be new or empty.
         address: a Ray cluster (``auto`` or ``HOST:PORT``); default: a local instance.
         concurrency: trials at once in searches and tunings (default: the experiment's ``search.concurrency``).
+        arms: search arms among ``lstm``, ``random``, ``lstm-warm``, ``random-warm`` (default: all four
+            when a mask baseline is tuned, else the cold two).
     """
     from autodropout.workers.cluster import connect
 
     plan = make_plan(experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency, transfer_from,
-                     transfer_budget)
+                     transfer_budget, arms)
     folder = StudyDir.check_new(Path(output) if output else default_output(plan.main.experiment.name))
     _check_cluster(plan, connect(address))
     return _run(StudyDir.create(folder, plan))

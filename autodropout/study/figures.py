@@ -5,7 +5,8 @@
   each tuned baseline's best so far (dashed) at the same budget;
 * ``test_metrics.png``: per target, each arm's test metric per training seed (dots), its mean and
   95% interval (bar);
-* ``best_pattern.png``: the LSTM arm's selected pattern, each site at its size in the searched model.
+* ``best_pattern.png``: the published LSTM arm's selected pattern (cold or warm, :func:`published_arm`), each
+  site at its size in the searched model.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from autodropout.search_spaces import load_patterns
 from autodropout.study.plan import StudyDir
-from autodropout.study.provenance import PUBLISHED_ARM, pattern_file
+from autodropout.study.provenance import pattern_file, published_arm
 from autodropout.study.results import TargetSummary, search_curves, tuning_curves
 from autodropout.viz import pattern_figure, save_figure, site_sizes
 
@@ -102,11 +103,12 @@ def write_figures(study: StudyDir, summaries: list[TargetSummary]) -> list[Path]
     for name, figure in (("search_curves.png", search_figure(study)), ("test_metrics.png", metric_figure(summaries))):
         if figure is not None:
             written.append(save_figure(figure, study.path / name))
-    if pattern_file(study, PUBLISHED_ARM).is_file():
-        patterns = load_patterns(pattern_file(study, PUBLISHED_ARM))
+    arm = published_arm(study)
+    if arm is not None:
+        patterns = load_patterns(pattern_file(study, arm))
         pattern = patterns.best
         sizes = site_sizes(pattern.kind, len(pattern), patterns.site_shapes)
-        title = (f"{study.plan.main.experiment.name}: the {PUBLISHED_ARM} arm's best pattern "
+        title = (f"{study.plan.main.experiment.name}: the {arm} arm's best pattern "
                  f"(search seed {patterns.source['study']['search_seed']})")
         written.append(save_figure(pattern_figure(pattern, title=title, size=sizes), study.path / "best_pattern.png"))
     return written

@@ -5,7 +5,8 @@
     study.json              the plan: budget, seeds, arms, baselines, targets (format autodropout.study)
     experiments/KEY.yaml    the resolved experiment of each target (main = the searched task)
     imported/LABEL.json     a copy of each pattern file given with --transfer-from (scored on the searched task)
-    arms/ARM-sK/            one search run folder per search arm and search seed (autodropout search)
+    arms/ARM-sK/            one search run folder per search arm and search seed (autodropout search;
+                            lstm-warm-s0 for a warm-started arm)
     tuned/KEY/BASELINE/     one Ray Tune run per tuned baseline and target (trials/ inside)
     eval/KEY/               the final evaluation of a target: a Tune grid of (method, seed) (grid/ inside)
     results/UNIT.json       one small result per finished unit (written atomically when it ends)
@@ -14,7 +15,9 @@
     patterns/lstm.json, patterns/random.json            the report (rebuilt from results/ alone)
 
 A unit is one search (``search/lstm-s0``), one tuned baseline (``tune/main/dropout``) or one final
-evaluation (``eval/main``). The report reads only ``study.json``, ``experiments/``, ``imported/`` and ``results/``,
+evaluation (``eval/main``). Units run in this order: the cold searches, the searched task's tunings, the
+warm-started searches (they start from the best of those tunings, :mod:`autodropout.study.warm_start`),
+the searched task's evaluation, then each transfer target's tunings and evaluation. The report reads only ``study.json``, ``experiments/``, ``imported/`` and ``results/``,
 so a copy of those is a complete record.
 """
 from __future__ import annotations
@@ -36,11 +39,16 @@ from autodropout.search_spaces import PatternSet, load_patterns
 
 FORMAT = "autodropout.study"
 #: Version 2 added ``imports`` (``--transfer-from``) and ``transfer_budget``; version 1 files read as
-#: having neither.
-VERSION = 2
-READABLE = (1, 2)
-#: The search arms: the learned controller and random search in the same space.
+#: having neither. Version 3 added the warm-started arms (an older reader would not know them).
+VERSION = 3
+READABLE = (1, 2, 3)
+#: The cold search arms: the learned controller and random search in the same space, from scratch.
 ARMS = ("lstm", "random")
+#: The warm-started arms: the same two searchers started from the best tuned mask baseline of the
+#: study (``autodropout search --start-from``), run after the tunings.
+WARM = "-warm"
+WARM_ARMS = tuple(arm + WARM for arm in ARMS)
+ALL_ARMS = ARMS + WARM_ARMS
 #: The key of the searched task among the targets.
 MAIN = "main"
 #: Training seeds of the final evaluation: EVAL_SEED_BASE + i, the same for every arm (paired).
@@ -111,6 +119,7 @@ class StudyPlan:
         return self.budget if key == MAIN or self.transfer_budget is None else self.transfer_budget
 
     def search_units(self) -> list[Unit]:
+        """Every search unit, arm by arm in table order."""
         return [Unit("search", MAIN, arm_label(arm, k), self.budget)
                 for arm in self.arms for k in range(len(self.search_seeds))]
 
@@ -132,10 +141,13 @@ class StudyPlan:
 
     def units(self) -> list[Unit]:
         """Every unit, in the order they run: searches, then per target its tuned baselines and its evaluation."""
-        units = self.search_units()
+        searches = self.search_units()
+        units = [u for u in searches if not is_warm(arm_of(u.name))]
         for target in self.targets:
             units += [Unit("tune", target.key, b, self.tuning_budget(target.key))
                       for b in target.baselines if b != "none"]
+            if target.key == MAIN:  # warm starts need the searched task's tunings
+                units += [u for u in searches if is_warm(arm_of(u.name))]
             units.append(Unit("eval", target.key, "eval", len(self.eval_labels(target)) * len(self.eval_seeds)))
         return units
 
@@ -156,6 +168,20 @@ class StudyPlan:
 def arm_label(arm: str, k: int) -> str:
     """``lstm-s0``: search arm ``arm`` with its ``k``-th search seed."""
     return f"{arm}-s{k}"
+
+
+def arm_of(label: str) -> str:
+    """The arm of a search label: ``lstm-warm-s1`` -> ``lstm-warm``."""
+    return label.rsplit("-s", 1)[0]
+
+
+def is_warm(arm: str) -> bool:
+    return arm.endswith(WARM)
+
+
+def searcher_of(arm: str) -> str:
+    """The searcher (``search.controller``) an arm runs: ``lstm-warm`` -> ``lstm``."""
+    return arm.removesuffix(WARM)
 
 
 def target_key(name: str, taken: set[str]) -> str:
@@ -253,9 +279,12 @@ class StudyDir:
                             for i in raw.get("imports", []))
             for imported in imports:  # damaged: say so now, not hours later at the final evaluation
                 load_patterns(path / "imported" / f"{imported.label}.json")
+            arms = tuple(raw["arms"])
+            if not arms or any(arm not in ALL_ARMS for arm in arms):
+                raise StudyError(f"{path}: study.json arms {list(arms)} (expected some of {', '.join(ALL_ARMS)})")
             transfer_budget = raw.get("transfer_budget")
             plan = StudyPlan(int(raw["budget"]), tuple(raw["search_seeds"]), tuple(raw["eval_seeds"]), targets,
-                             int(raw["concurrency"]), tuple(raw["arms"]), imports,
+                             int(raw["concurrency"]), arms, imports,
                              None if transfer_budget is None else int(transfer_budget), raw.get("created", ""))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # a PatternError is one
             if isinstance(exc, StudyError):

@@ -4,7 +4,8 @@
 by mean validation metric over the evaluation seeds; rank 1 is the arm's selected pattern and its
 ``source.study`` records how it was found and how it scored on test (alone, paired against ``none``
 and the best tuned baseline, and on each transfer target). ``autodropout study --publish STUDY_DIR
-NAME`` copies the LSTM arm's rank 1 into the shipped patterns (:mod:`autodropout.patterns`).
+NAME`` copies the rank 1 of the LSTM arm (cold or warm-started, whichever validates better) into the
+shipped patterns (:mod:`autodropout.patterns`).
 """
 from __future__ import annotations
 
@@ -19,12 +20,24 @@ from autodropout.study.plan import MAIN, StudyDir, StudyError
 from autodropout.study.results import MethodScores, TargetSummary
 from autodropout.study.stats import paired, summarize
 
-#: The arm whose pattern is published.
-PUBLISHED_ARM = "lstm"
+#: The arms whose pattern can be published: the LSTM controller's, cold or warm-started.
+PUBLISHED_ARMS = ("lstm", "lstm-warm")
 
 
 def pattern_file(study: StudyDir, arm: str) -> Path:
     return study.path / "patterns" / f"{arm}.json"
+
+
+def published_arm(study: StudyDir) -> str | None:
+    """The LSTM arm (cold or warm) whose selected pattern has the best mean validation metric over the
+    evaluation seeds (``None`` before a pattern file exists): the pattern ``--publish`` ships."""
+    best: tuple[float, str] | None = None
+    for arm in (a for a in PUBLISHED_ARMS if pattern_file(study, a).is_file()):
+        chosen = load_patterns(pattern_file(study, arm)).source["study"]
+        key = chosen["val"]["mean"] * (1 if chosen["mode"] == "max" else -1)
+        if best is None or key > best[0]:
+            best = (key, arm)
+    return None if best is None else best[1]
 
 
 def write_pattern_files(study: StudyDir, summaries: list[TargetSummary]) -> list[Path]:
@@ -78,13 +91,15 @@ def study_provenance(study: StudyDir, summaries: list[TargetSummary], arm: str, 
 
 
 def publish(study_dir: str | Path, name: str) -> Path:
-    """Copy the study's best LSTM pattern, with its provenance, into the shipped patterns as ``NAME``."""
+    """Copy the study's best LSTM pattern (:func:`published_arm`), with its provenance, into the shipped
+    patterns as ``NAME``."""
     check_name(name)
     study = StudyDir.open(study_dir)
-    source_file = pattern_file(study, PUBLISHED_ARM)
-    if not source_file.is_file():
-        raise StudyError(f"{study.path}: nothing to publish yet (no {source_file.relative_to(study.path)}: the "
-                         "final evaluation on the searched task has not finished)")
+    arm = published_arm(study)
+    if arm is None:
+        raise StudyError(f"{study.path}: nothing to publish yet (no patterns/lstm.json or patterns/lstm-warm.json: "
+                         "the final evaluation on the searched task has not finished)")
+    source_file = pattern_file(study, arm)
     target = patterns_dir() / f"{name}.json"
     if name in shipped() or target.exists():
         raise StudyError(f"pattern {name!r} is already published ({target}); choose another name or remove that file")

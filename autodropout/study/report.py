@@ -129,8 +129,9 @@ def _plan_lines(study: StudyDir) -> list[str]:
     lines = [
         f"- budget: {plan.budget} trials per search and per tuned baseline on the searched task, "
         f"{plan.concurrency} at a time",
-        f"- search arms: lstm (LSTM controller, REINFORCE) and random (random search in the same space), "
+        f"- search arms: {', '.join(f'{arm} ({ARM_TEXT[arm]})' for arm in plan.arms)}; "
         f"{len(plan.search_seeds)} search seed(s) each: {', '.join(map(str, plan.search_seeds))}",
+        *_warm_lines(study),
         f"- tuned baselines (tuned by {_tuners(study)}; best on validation): {baselines}",
         f"- final evaluation: each arm's best retrained with training seeds {', '.join(map(str, plan.eval_seeds))} "
         "and scored on the held-out test split; mean ± standard error and 95% t-intervals over seeds; "
@@ -144,6 +145,23 @@ def _plan_lines(study: StudyDir) -> list[str]:
         lines.append(f"- transfer target `{target.experiment.name}` (baselines: {', '.join(target.baselines)}; "
                      f"{n} trial{'' if n == 1 else 's'} per tuned baseline)")
     return lines
+
+
+#: What each search arm is, for the report.
+ARM_TEXT = {"lstm": "LSTM controller, REINFORCE, from scratch", "random": "random search in the same space",
+            "lstm-warm": "the LSTM controller started from the best tuned mask baseline",
+            "random-warm": "random search around the best tuned mask baseline"}
+
+
+def _warm_lines(study: StudyDir) -> list[str]:
+    """Where the warm-started arms started, as their first finished search recorded it."""
+    for unit in study.plan.search_units():
+        start = (study.read_result(unit) or {}).get("start")
+        if start is not None:
+            return [f"- warm start: `--start-from {start['spec']}` (the best of the tuned mask baselines "
+                    f"{', '.join(t.rsplit('/', 1)[1] for t in start['tunings'])} by tuning reward, "
+                    f"{_fmt(start['reward'])}); those tunings count in the warm arms' cost"]
+    return []
 
 
 def _domain(study: StudyDir, target: Target, baseline: str) -> str:

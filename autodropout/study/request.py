@@ -13,6 +13,7 @@ from autodropout.experiment import ExperimentConfig, find_experiment
 from autodropout.patterns import is_path, load_patterns, resolve
 from autodropout.study.baselines import check_baselines, default_baselines, tunable_baselines
 from autodropout.study.plan import (
+    ALL_ARMS,
     ARMS,
     EVAL_SEED_BASE,
     MAIN,
@@ -24,6 +25,7 @@ from autodropout.study.plan import (
     target_key,
 )
 from autodropout.study.results import NONE
+from autodropout.study.warm_start import check_warm, mask_baselines
 from autodropout.tasks import task_class
 
 
@@ -37,6 +39,7 @@ def make_plan(
     concurrency: int | None = None,
     transfer_from: Sequence[str | Path] = (),
     transfer_budget: int | None = None,
+    arms: Sequence[str] | None = None,
 ) -> StudyPlan:
     """The plan of a study of ``experiment`` (see :func:`autodropout.study.run_study` for the arguments)."""
     main = _study_experiment(find_experiment(experiment))
@@ -66,12 +69,24 @@ def make_plan(
         _check_count("--transfer-budget", transfer_budget, 1, "trials per tuned baseline on a transfer target")
     # Every label a method of the evaluation has or could be mistaken for: arms, search seeds'
     # patterns, none and every regularizer's name.
-    taken = set(ARMS) | {arm_label(arm, k) for arm in ARMS for k in range(search_seeds)} | {NONE}
+    taken = set(ALL_ARMS) | {arm_label(arm, k) for arm in ALL_ARMS for k in range(search_seeds)} | {NONE}
     imports = _imports(transfer_from, kind, taken | set(regularizers.available()))
     seed = main.task.train.seed
-    return StudyPlan(budget=budget, search_seeds=tuple(seed + k for k in range(search_seeds)),
+    plan = StudyPlan(budget=budget, search_seeds=tuple(seed + k for k in range(search_seeds)),
                      eval_seeds=tuple(EVAL_SEED_BASE + i for i in range(eval_seeds)), targets=tuple(targets),
                      concurrency=concurrency, imports=imports, transfer_budget=transfer_budget)
+    if arms is None:  # warm arms whenever there is a tuned mask baseline to start from
+        return dataclasses.replace(plan, arms=ALL_ARMS if mask_baselines(plan) else ARMS)
+    plan = dataclasses.replace(plan, arms=_arms(arms))
+    check_warm(plan)
+    return plan
+
+
+def _arms(names: Sequence[str]) -> tuple[str, ...]:
+    unknown = [n for n in names if n not in ALL_ARMS]
+    if unknown or not names or len(set(names)) < len(names):
+        raise StudyError(f"--arms: expected some of {', '.join(ALL_ARMS)}, each once, got {','.join(names) or 'none'}")
+    return tuple(n for n in ALL_ARMS if n in names)  # table order
 
 
 def _imports(specs: Sequence[str | Path], kind: str, taken: set[str]) -> tuple[Imported, ...]:
@@ -102,8 +117,10 @@ def _imports(specs: Sequence[str | Path], kind: str, taken: set[str]) -> tuple[I
 
 def _study_experiment(experiment: ExperimentConfig) -> ExperimentConfig:
     """The experiment as the study runs it: every unit keeps its Tune experiment in its own folder of
-    the study (a shared ``search.storage_path`` would put every search in the same place)."""
-    return dataclasses.replace(experiment, search=dataclasses.replace(experiment.search, storage_path=None))
+    the study (a shared ``search.storage_path`` would put every search in the same place), and the
+    arms decide where a search starts (cold arms from scratch, warm arms at the best tuned mask baseline)."""
+    return dataclasses.replace(experiment, search=dataclasses.replace(experiment.search, storage_path=None,
+                                                                      start_from=None))
 
 
 def _check_count(option: str, value: object, minimum: int, what: str) -> None:

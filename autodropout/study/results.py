@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from autodropout.study.plan import MAIN, StudyDir, StudyPlan, Target
+from autodropout.study.plan import MAIN, StudyDir, StudyPlan, Target, Unit, arm_of, is_warm, searcher_of
 from autodropout.study.stats import Summary, paired, per_seed_mean, summarize
 
 NONE = "none"
@@ -131,13 +131,14 @@ def summarize_target(plan: StudyPlan, target: Target, evaluation: dict[str, Any]
 
 def _comparisons(plan: StudyPlan, arms: list[ArmSummary], best: ArmSummary | None) -> list[Comparison]:
     """Every arm against ``none``; each search arm and imported pattern against the best tuned
-    baseline; the first search arm against the second (the controller against random search)."""
+    baseline; each LSTM arm against the random-search arm started the same way (cold or warm)."""
     by_name = {a.name: a for a in arms}
     pairs = [(a.name, NONE) for a in arms if a.name != NONE]
     if best is not None:
         pairs += [(a.name, best.name) for a in arms if a.kind != "baseline"]
-    if len(plan.arms) == 2:
-        pairs.append(tuple(plan.arms))
+    for arm in plan.arms:  # each controller against random search started the same way
+        if searcher_of(arm) == "lstm" and arm.replace("lstm", "random", 1) in plan.arms:
+            pairs.append((arm, arm.replace("lstm", "random", 1)))
     out = []
     for arm, reference in pairs:
         a, b = by_name.get(arm), by_name.get(reference)
@@ -197,8 +198,9 @@ class CostRow:
 
 
 def cost_rows(study: StudyDir) -> list[CostRow]:
-    """One row per search arm (its K searches together), imported pattern (no search: its final
-    evaluation only) and tuned baseline, per target."""
+    """One row per search arm (its K searches together; a warm-started arm's also counts the mask
+    tunings its start point was chosen from), imported pattern (no search: its final evaluation only)
+    and tuned baseline, per target."""
     rows = []
     for target in study.plan.targets:
         evaluation = study.read_result(study.plan.unit("eval", target.key))
@@ -206,7 +208,9 @@ def cost_rows(study: StudyDir) -> list[CostRow]:
         names = study.plan.arm_names(target) if target.key == MAIN else list(target.baselines)
         for name in names:
             if name in study.plan.arms:
-                units = [u for u in study.plan.search_units() if u.name.rsplit("-s", 1)[0] == name]
+                units = [u for u in study.plan.search_units() if arm_of(u.name) == name]
+                if is_warm(name):  # choosing the start point took every mask tuning: counted once
+                    units += [u for u in study.plan.units() if u.id in _start_tunings(study, units)]
             else:
                 units = [] if name == NONE or name in imported else [study.plan.unit("tune", target.key, name)]
             results = [r for r in map(study.read_result, units) if r is not None]
@@ -216,6 +220,11 @@ def cost_rows(study: StudyDir) -> list[CostRow]:
             rows.append(CostRow(target.key, name, int(total["trials"]), total["cpu_s"], total["gpu_s"],
                                 total["wall_s"], _eval_cpu(evaluation, name)))
     return rows
+
+
+def _start_tunings(study: StudyDir, searches: list[Unit]) -> set[str]:
+    """The ids of the tunings a warm arm's searches chose their start point from."""
+    return {unit for r in map(study.read_result, searches) if r is not None for unit in r["start"]["tunings"]}
 
 
 def _eval_cpu(evaluation: dict[str, Any] | None, arm: str) -> float | None:

@@ -19,8 +19,9 @@ from typing import Any
 from autodropout.experiment import ExperimentConfig
 from autodropout.runs import RunDir, RunDirError, TrialRecord, read_trials
 from autodropout.study.methods import eval_methods
-from autodropout.study.plan import StudyDir, Unit
+from autodropout.study.plan import StudyDir, Unit, arm_of, is_warm, searcher_of
 from autodropout.study.progress import ended_trials
+from autodropout.study.warm_start import warm_start
 from autodropout.tasks import build_task, task_sites
 from autodropout.tasks.reward import METRICS
 
@@ -61,10 +62,13 @@ def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
     from autodropout.workers.tuned import restorable
 
     plan = study.plan
-    arm, k = unit.name.rsplit("-s", 1)
-    seed = plan.search_seeds[int(k)]
+    arm, k = arm_of(unit.name), int(unit.name.rsplit("-s", 1)[1])
+    seed = plan.search_seeds[k]
     folder = study.unit_dir(unit)
-    experiment = plan.main.experiment.with_search(trials=plan.budget, controller=arm, concurrency=plan.concurrency)
+    start = warm_start(study) if is_warm(arm) else None
+    experiment = plan.main.experiment.with_search(trials=plan.budget, controller=searcher_of(arm),
+                                                  concurrency=plan.concurrency,
+                                                  start_from=None if start is None else start["spec"])
     if _run_dir(folder) is not None and restorable(experiment_dir(study, unit)):
         resume_search(folder, quiet=True)
     else:
@@ -73,7 +77,7 @@ def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
     check_ended(study, unit, plan.budget)
     records = read_trials(experiment_dir(study, unit), RunDir.open(folder).metric)
     sites = task_sites(experiment.task)
-    return _trials_result(unit, records, experiment, seed, arm=arm, search_seed=seed,
+    return _trials_result(unit, records, experiment, seed, arm=arm, search_seed=seed, start=start,
                           site_shapes=[list(s) for s in sites.shapes] if sites else None)
 
 

@@ -6,7 +6,7 @@ from autodropout.experiment import load_experiment
 from autodropout.runs import Trial
 from autodropout.search_spaces import ConvSpace
 from autodropout.study.baselines import tuning_domain
-from autodropout.study.plan import StudyDir
+from autodropout.study.plan import ALL_ARMS, ARMS, StudyDir, arm_of, is_warm
 from autodropout.study.request import make_plan
 from autodropout.tasks import Regularization, task_sites
 from autodropout.workers.lattice import TUNER
@@ -24,6 +24,15 @@ SCORES = {
 }
 #: The same for a pattern imported with ``--transfer-from digits-wrn-lstm``.
 IMPORTED = {"digits-wrn-lstm": ([0.85] * 3, [0.86, 0.86, 0.89])}
+#: The same for the warm-started arms (``warm=True``).
+WARM = {
+    "lstm-warm-s0": ([0.96] * 3, [0.91, 0.93, 0.92]),  # validates better than every cold lstm: published
+    "lstm-warm-s1": ([0.90] * 3, [0.88, 0.88, 0.88]),
+    "random-warm-s0": ([0.92] * 3, [0.86, 0.87, 0.85]),
+    "random-warm-s1": ([0.91] * 3, [0.85, 0.85, 0.86]),
+}
+#: Where the fake warm arms started.
+START = {"spec": "dropout:p=0.2", "baseline": "dropout", "reward": 0.8, "tunings": ["tune/main/dropout"]}
 
 
 def _cost(trials: int, seconds: float) -> dict:
@@ -42,35 +51,38 @@ def _trials_result(unit, best_trial: Trial, rewards: list[float], **extra) -> di
             "cost": _cost(len(rewards), 10.0 * len(rewards))}
 
 
-def fake_study(folder: Path, finished: bool = True, imported: bool = False) -> StudyDir:
+def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm: bool = False) -> StudyDir:
     """A study of tests.tiny's vision experiment, budget 2, 2 search seeds, 3 evaluation seeds,
     baselines none and dropout; with ``finished`` its final evaluation has the :data:`SCORES`; with
-    ``imported`` it also scores the shipped ``digits-wrn-lstm`` (:data:`IMPORTED`)."""
+    ``imported`` it also scores the shipped ``digits-wrn-lstm`` (:data:`IMPORTED`); with ``warm`` it
+    has the warm-started arms too (:data:`WARM`, started at :data:`START`)."""
     experiment_file = write_experiment(folder)
     plan = make_plan(experiment_file, budget=2, search_seeds=2, eval_seeds=3, baselines=["none", "dropout"],
-                     transfer_from=list(IMPORTED) if imported else [])
+                     transfer_from=list(IMPORTED) if imported else [], arms=ALL_ARMS if warm else ARMS)
     study = StudyDir.create(folder / "study", plan)
     task = load_experiment(experiment_file).task
     space = ConvSpace(num_sites=3)
     shapes = [list(s) for s in task_sites(task).shapes]
     for n, unit in enumerate(plan.search_units()):
         trial = Trial.for_tokens(task, space, space.sample(n), seed=plan.search_seeds[int(unit.name[-1])])
-        result = _trials_result(unit, trial, [0.5 + 0.1 * n, 0.4 + 0.1 * n], arm=unit.name.split("-")[0],
-                                search_seed=trial.seed, site_shapes=shapes)
+        arm = arm_of(unit.name)
+        result = _trials_result(unit, trial, [0.5 + 0.1 * n, 0.4 + 0.1 * n], arm=arm, search_seed=trial.seed,
+                                site_shapes=shapes, start=START if is_warm(arm) else None)
         study.write_result(unit, result)
     tune = plan.unit("tune", "main", "dropout")
     dropout = Trial(task, Regularization(name="dropout", params={"p": 0.2}), 0, label="dropout")
     study.write_result(tune, _trials_result(tune, dropout, [0.7, 0.8], baseline="dropout",
                                             domain=tuning_domain("dropout", "vision"), tuner=TUNER))
     if finished:
-        study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main"), imported))
+        study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main"), imported, warm))
     return study
 
 
-def _evaluation(unit, imported: bool) -> dict:
+def _evaluation(unit, imported: bool, warm: bool) -> dict:
     methods, cells = [], []
-    for label, (val, test) in {**SCORES, **(IMPORTED if imported else {})}.items():
-        arm, _, k = label.partition("-s") if label in SCORES else (label, "", "")
+    searched = {**SCORES, **(WARM if warm else {})}
+    for label, (val, test) in {**searched, **(IMPORTED if imported else {})}.items():
+        arm, _, k = label.rpartition("-s") if label in searched and "-s" in label else (label, "", "")
         regularization = {"dropout": "dropout(p=0.2)", **{name: "learned conv pattern (3 sites)" for name in IMPORTED}}
         methods.append({"label": label, "arm": arm, "search_seed": int(k) if k else None,
                         "source": label if label in IMPORTED else "t1", "search_reward": 0.9,

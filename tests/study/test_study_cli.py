@@ -99,10 +99,16 @@ def test_plan_defaults_and_units(tmp_path):
     assert plan.main.baselines == ("none", "dropout", "spatial_dropout", "dropblock", "droppath", "targetdrop",
                                    "ydrop", "sparseout")
     assert plan.main.experiment.search.storage_path is None
+    # Default arms: cold and warm-started (dropout, a mask, is tuned); the warm searches run after the
+    # searched task's tunings, which they start from, and before its evaluation.
+    assert plan.arms == ("lstm", "random", "lstm-warm", "random-warm")
     ids = [u.id for u in plan.units()]
-    assert ids[:4] == ["search/lstm-s0", "search/lstm-s1", "search/random-s0", "search/random-s1"]
-    assert ids[-1] == "eval/bigger" and "tune/bigger/dropblock" in ids and "eval/main" in ids
-    assert plan.unit("eval", "main").trials == (4 + 8) * 3 and plan.unit("eval", "bigger").trials == (2 + 8) * 3
+    tunings = [f"tune/main/{b}" for b in plan.main.baselines if b != "none"]
+    assert ids[:4 + 7 + 5] == ["search/lstm-s0", "search/lstm-s1", "search/random-s0", "search/random-s1", *tunings,
+                               "search/lstm-warm-s0", "search/lstm-warm-s1", "search/random-warm-s0",
+                               "search/random-warm-s1", "eval/main"]
+    assert ids[-1] == "eval/bigger" and "tune/bigger/dropblock" in ids
+    assert plan.unit("eval", "main").trials == (8 + 8) * 3 and plan.unit("eval", "bigger").trials == (4 + 8) * 3
     study = StudyDir.create(tmp_path / "study", plan)
     assert StudyDir.open(study.path).plan.to_json() == study.plan.to_json()
     # A transfer target's baselines tuned with their own, smaller budget.
@@ -119,7 +125,7 @@ def test_transfer_from_is_scored_on_the_searched_task_only(tmp_path):
     mine = tmp_path / "from elsewhere.json"
     shutil.copyfile(resolve("digits-wrn-lstm"), mine)
     plan = make_plan(experiment, search_seeds=1, eval_seeds=2, baselines=["none", "dropout"],
-                     transfer_from=["digits-wrn-lstm", mine], transfer_to=[write_experiment(tmp_path / "", {
+                     transfer_from=["digits-wrn-lstm", mine], arms=["random", "lstm"], transfer_to=[write_experiment(tmp_path / "", {
                          "name": "other", "task": {"kind": "vision", "dataset": "digits", "image_size": 8}})])
     # Labels: a shipped name; a file's experiment (from its provenance) and name.
     assert [(i.label, i.source) for i in plan.imports] == [("digits-wrn-lstm", "digits-wrn-lstm"),
@@ -168,7 +174,7 @@ def test_estimate_from_the_measured_trial_times_of_the_presets(tmp_path):
     from autodropout.study.driver import estimate_seconds
 
     plan = make_plan("digits_wrn_quick", budget=16, search_seeds=2, eval_seeds=5)
-    trials = 2 * 2 * 16 + 7 * 16 + (4 + 8) * 5  # searches, tuned baselines, final evaluation
+    trials = 4 * 2 * 16 + 7 * 16 + (8 + 8) * 5  # searches (cold and warm), tuned baselines, final evaluation
     assert sum(u.trials for u in plan.units()) == trials
     assert estimate_seconds(plan) == pytest.approx(trials * TRIAL_SECONDS["digits_wrn_quick"]["cpu"] / 2)
     assert estimate_seconds(make_plan(write_experiment(tmp_path), budget=2)) is None  # not a preset

@@ -24,7 +24,9 @@ from tests.tiny import TINY_VISION, write_experiment
 pytestmark = pytest.mark.slow
 
 TINY_STUDY = ["--budget", 2, "--search-seeds", 2, "--eval-seeds", 2, "--baselines", "none,dropout"]
+COLD = ["--arms", "lstm,random"]
 LABELS = {"lstm-s0", "lstm-s1", "random-s0", "random-s1", "none", "dropout"}
+WARM_LABELS = {"lstm-warm-s0", "lstm-warm-s1"}
 
 
 def autodropout(*args, env, timeout=600, check=True):
@@ -44,7 +46,8 @@ def epochs(trial: Path) -> list[int]:
 def check_complete(study: Path, budget: int = 2, labels: set[str] = LABELS) -> dict:
     """Every unit finished once: searches and tuning with exactly ``budget`` trials, each trial's epochs
     reported once and in order, and one evaluation run per (method, seed) of ``labels``."""
-    for unit in ["arms/lstm-s0", "arms/lstm-s1", "arms/random-s0", "arms/random-s1", "tuned/main/dropout"]:
+    searches = [f"arms/{label}" for label in sorted(labels) if label[-3:-1] == "-s"]
+    for unit in [*searches, "tuned/main/dropout"]:
         trials = sorted((study / unit / "trials").glob("trial_*"))
         assert len(trials) == budget, (unit, trials)
         for trial in trials:
@@ -65,13 +68,16 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     # Also scores a shipped pattern learned on another task (digits WRN-16-4 -> the tiny WRN), and
     # transfers its own patterns to a wider WRN whose baseline is tuned with 1 trial.
     wider = write_experiment(tmp_path / "", {"name": "tiny_wider", "task": {**TINY_VISION["task"], "width": 2}})
-    proc = autodropout("study", experiment, *TINY_STUDY, "--transfer-from", "digits-wrn-lstm", "--transfer-to", wider,
-                       "--transfer-budget", 1, "--output", study, env=cli_env)
-    assert "8 units, 33 trials" in proc.stdout and "[  24/33] eval/main finished" in proc.stdout
-    assert "[  33/33] eval/tiny_wider finished" in proc.stdout
+    # With a warm-started LSTM arm, which starts from the tuned dropout.
+    proc = autodropout("study", experiment, *TINY_STUDY, "--arms", "lstm,random,lstm-warm", "--transfer-from",
+                       "digits-wrn-lstm", "--transfer-to", wider, "--transfer-budget", 1, "--output", study, env=cli_env)
+    assert "10 units, 43 trials" in proc.stdout and "[  32/43] eval/main finished" in proc.stdout
+    assert "[  43/43] eval/tiny_wider finished" in proc.stdout
     assert "ETA" in proc.stdout and proc.stdout.count("search/lstm-s0 trial ") == 2
-    evaluation = check_complete(study, labels=LABELS | {"digits-wrn-lstm"})
-    assert {m["label"] for m in evaluation["methods"]} == LABELS | {"digits-wrn-lstm"}
+    assert proc.stdout.index("tune/main/dropout finished") < proc.stdout.index("search/lstm-warm-s0 finished")
+    labels = LABELS | WARM_LABELS | {"digits-wrn-lstm"}
+    evaluation = check_complete(study, labels=labels)
+    assert {m["label"] for m in evaluation["methods"]} == labels
     imported = next(m for m in evaluation["methods"] if m["label"] == "digits-wrn-lstm")
     shipped = ad.load_patterns("digits-wrn-lstm")  # mapped onto the tiny model's sites by relative depth
     task = build_task(RunDir.open(study / "arms" / "lstm-s0").experiment.task)
@@ -87,13 +93,25 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     assert tuned["best"]["config"]["regularizer"]["params"]["p"] in rates
     dropout = next(m for m in evaluation["methods"] if m["label"] == "dropout")
     assert dropout["params"] == tuned["best"]["config"]["regularizer"]["params"]
+    # The warm arm started at the tuned dropout's best rate: its first trial is that point's pattern.
+    for k in (0, 1):
+        warm = json.loads((study / "results" / "search" / f"lstm-warm-s{k}.json").read_text())
+        assert warm["start"] == {"spec": f"dropout:p={json.dumps(tuned['best']['config']['regularizer']['params']['p'])}",
+                                 "baseline": "dropout", "reward": tuned["best"]["reward"],
+                                 "tunings": ["tune/main/dropout"]}
+        run = RunDir.open(study / "arms" / f"lstm-warm-s{k}")
+        assert run.experiment.search.controller == "lstm" and run.experiment.search.start_from == warm["start"]["spec"]
+        first = min(warm["trials"], key=lambda t: t["index"])
+        assert tuple(first["tokens"]) == run.start_tokens
+    assert not RunDir.open(study / "arms" / "lstm-s0").experiment.search.start_from
     assert len(list((study / "tuned" / "tiny_wider" / "dropout" / "trials").glob("trial_*"))) == 1
     transferred = json.loads((study / "results" / "eval" / "tiny_wider.json").read_text())
     assert sorted((c["label"], c["seed"]) for c in transferred["cells"] if c["error"] is None) == sorted(
-        (label, seed) for label in ("lstm", "random", "none", "dropout") for seed in (1000, 1001))
+        (label, seed) for label in ("lstm", "random", "lstm-warm", "none", "dropout") for seed in (1000, 1001))
     report = (study / "report.md").read_text()
     assert "| lstm | random |" in report and "Best tuned baseline (by mean validation accuracy): **dropout**" in report
-    assert "units finished: 8 of 8" in report and "## Transfer to `tiny_wider`: test accuracy" in report
+    assert "| lstm-warm | dropout (best tuned) |" in report and "- warm start: `--start-from dropout:p=" in report
+    assert "units finished: 10 of 10" in report and "## Transfer to `tiny_wider`: test accuracy" in report
     assert "- transfer target `tiny_wider` (baselines: none, dropout; 1 trial per tuned baseline)" in report
     provenance = ad.load_patterns(study / "patterns" / "lstm.json").source["study"]
     assert [(t["target"], t["tuning_budget"]) for t in provenance["transfer"]] == [("tiny_wider", 1)]
@@ -159,7 +177,7 @@ def test_kill_9_and_ctrl_c_then_resume_lose_and_duplicate_nothing(tmp_path, cli_
     study = tmp_path / "study"
     tuned, grid = study / "tuned" / "main" / "dropout" / "trials", study / "eval" / "main" / "grid"
     log = tmp_path / "first.log"
-    proc = start([experiment, *TINY_STUDY, "--concurrency", 1, "--output", study], cli_env, log)
+    proc = start([experiment, *TINY_STUDY, *COLD, "--concurrency", 1, "--output", study], cli_env, log)
     wait_for(proc, lambda: trials_with(tuned, [1, 2]) == 1 and trials_with(tuned, [1]) == 1, log)
     kill_9(proc)
     searches = {p.name: p.read_bytes() for p in (study / "results" / "search").glob("*.json")}
