@@ -127,6 +127,8 @@ class SearchConfig:
     max_failures: int = 1
     storage_path: str | None = None
     values: dict[str, list[Any]] = field(default_factory=dict)
+    #: The value sets of a Transformer's embedding decisions (docs/search_spaces.md), like ``values``.
+    embedding_values: dict[str, list[Any]] = field(default_factory=dict)
     #: Trial checkpoints (the full training state) kept once a trial has ended: ``best`` keeps those
     #: of the ``top_k`` best completed trials, ``none`` keeps none, ``all`` keeps every one.
     keep_checkpoints: Literal["none", "best", "all"] = "best"

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from autodropout.checks import is_int
+from autodropout.errors import PatternError
 from autodropout.models import SiteLayout, TransformerSites
 from autodropout.search_spaces import SPACES, SearchSpace
 from autodropout.tasks import loop
@@ -132,10 +133,19 @@ class Task(abc.ABC):
     def reward(self, value: float) -> float:
         return reward(self.metric, value, constant=getattr(self.config, "reward_constant", None))
 
-    def search_space(self, values: Mapping[str, Any] | None = None) -> SearchSpace:
-        """The pattern space for this task's model (site counts from the model; the embedding sites
-        take the default value sets)."""
-        return self.space_with(self.space_type.values_type.from_mapping(values or {}))
+    def search_space(self, values: Mapping[str, Any] | None = None,
+                     embedding_values: Mapping[str, Any] | None = None) -> SearchSpace:
+        """The pattern space for this task's model (site counts from the model), with an experiment's
+        ``search.values`` and ``search.embedding_values`` (the value sets of the layer and the
+        embedding decisions; missing keys keep the documented defaults)."""
+        layers = self.space_type.values_type.from_mapping(values or {}, "search.values")
+        if not embedding_values:
+            return self.space_with(layers)
+        if not self.num_embeddings:
+            raise PatternError("search.embedding_values: this task's model has no embedding sites (only a "
+                               "Transformer's embedding outputs are)")
+        return self.space_with(layers, self.space_type.embedding_values_type.from_mapping(
+            embedding_values, "search.embedding_values"))
 
     def space_with(self, values: Any, embedding_values: Any = None) -> SearchSpace:
         """The space of this task's sites (layers and embeddings) with the given value sets, e.g. those

@@ -53,7 +53,7 @@ def run_search(experiment: ExperimentConfig, output: Path | None = None, address
     check_resources(resources, search.cpus_per_trial, search.gpus_per_trial)
     with stop_on_signals() as stop:
         task = build_task(experiment.task)
-        space = task.search_space(search.values)
+        space = task.search_space(search.values, search.embedding_values)
         seed = experiment.task.train.seed if seed is None else seed
         start = search.start_point()
         start = None if start is None else start_tokens(start, task, space)

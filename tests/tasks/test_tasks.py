@@ -9,8 +9,9 @@ import torch
 
 import autodropout as ad
 from autodropout.cli import main
-from autodropout.errors import ConfigError
+from autodropout.errors import ConfigError, PatternError
 from autodropout.search_spaces import ConvSpace, TransformerSpace
+from autodropout.search_spaces.transformer import EmbeddingValues
 from autodropout.tasks import DivergedError, Regularization, TrainConfig, build_task, reward
 from autodropout.tasks.language_model import LanguageModelConfig
 from autodropout.tasks.translation import TranslationConfig
@@ -230,3 +231,23 @@ def test_embedding_patterns_go_after_the_embeddings_and_nothing_without_them():
         Regularization(pattern=Pattern("transformer", layers, (token, off))).model_sites(TransformerLM.site_layout(2))
     described = Regularization(pattern=Pattern("transformer", layers, (token, off))).describe()
     assert described == "learned transformer pattern (2 sites and 2 embedding sites)"
+
+
+def test_search_values_and_embedding_values_set_the_space():
+    from autodropout.experiment import experiment_from_dict
+    from tests.tiny import TINY_LM, TINY_VISION
+
+    experiment = experiment_from_dict({**TINY_LM, "search": {"values": {"span": [1, "all"]},
+                                                            "embedding_values": {"unit": ["off", "token"]}}})
+    task = build_task(experiment.task)
+    space = task.search_space(experiment.search.values, experiment.search.embedding_values)
+    assert space.values.span == (1, "all") and space.embedding_values.unit == ("off", "token")
+    assert space.embedding_values.size == EmbeddingValues().size  # the keys not given keep their defaults
+    assert space.num_embeddings == task.num_embeddings == 1
+    with pytest.raises(PatternError, match="search.embedding_values: unknown key 'rate'"):
+        task.search_space(embedding_values={"rate": [0.1]})
+    with pytest.raises(PatternError, match="search.values.span: expected a non-empty list"):
+        task.search_space({"span": []})
+    vision = build_task(experiment_from_dict(TINY_VISION).task)
+    with pytest.raises(PatternError, match="search.embedding_values: this task's model has no embedding sites"):
+        vision.search_space(embedding_values={"unit": ["off"]})
