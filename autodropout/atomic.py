@@ -7,9 +7,12 @@ Standard library only, so even the pure-Python ``search_spaces`` layer can use i
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+#: O_EXCL: never open a file that exists (a name taken, or a link planted there); O_BINARY: Windows.
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], object]) -> Path:
@@ -20,9 +23,8 @@ def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO
     runs, caches and reports are shared between workers and users.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             if callable(data):
                 data(fh)
@@ -32,12 +34,18 @@ def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, unique temp file next to ``path``, opened for writing with mode 0666: the kernel applies
+    the process's umask itself. (Reading the umask means setting it and setting it back, which would
+    let another thread create a file with the wrong mode in between.)"""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, _FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue  # 1 in 4 billion: draw another name

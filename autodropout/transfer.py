@@ -92,7 +92,7 @@ def baseline_methods(specs: Iterable[str], task_kind: str) -> list[tuple[str, Re
         else:
             try:
                 regularizers.create(name, **params)
-            except (TypeError, ValueError) as exc:
+            except ValueError as exc:  # a bad value or parameter (RegularizerArgumentError); TypeErrors are bugs
                 raise TransferError(f"baseline {spec!r}: {exc} (set parameters as name:key=value;key=value)") from None
             regularization = Regularization(name=name, params=params)
         if label in {PATTERN_METHOD, *(m[0] for m in methods)}:
@@ -165,10 +165,10 @@ def _trials(task: Task, experiment: ExperimentConfig, patterns_file: str | os.Pa
             methods: list[tuple[str, Regularization]]) -> list[Trial]:
     """The transferred pattern's trial, then one per baseline (seeds are set per run)."""
     patterns = load_patterns(patterns_file)
-    try:
-        pattern = pattern_for_task(task, patterns_file, rank)
-    except KeyError as exc:
-        raise TransferError(f"rank: {exc}") from None
+    ranks = [p.rank for p in patterns.patterns]
+    if rank not in ranks:  # checked here: a KeyError from the mapping below is a bug, not a bad rank
+        raise TransferError(f"rank: no pattern of rank {rank}; ranks in file: {ranks}")
+    pattern = pattern_for_task(task, patterns_file, rank)
     space = task.space_with(patterns.space.values, patterns.space.embedding_values)
     seed = experiment.task.train.seed
     return [Trial(experiment.task, Regularization(pattern=pattern), seed, space, PATTERN_METHOD)] + [

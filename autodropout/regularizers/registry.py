@@ -13,7 +13,13 @@ from typing import Any, Callable
 
 from torch import nn
 
+from autodropout.errors import ConfigError
 from autodropout.registry import Registry
+
+
+class RegularizerArgumentError(ConfigError, TypeError):
+    """Parameters that the regularizer's constructor does not take (unknown, missing or repeated);
+    a ``TypeError`` as a Python caller expects from a bad call."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,16 @@ def info(name: str) -> RegularizerInfo:
 
 
 def create(name: str, **params: Any) -> nn.Module:
-    """Build the regularizer ``name`` with ``params`` (see each module's docstring)."""
+    """Build the regularizer ``name`` with ``params`` (see each module's docstring).
+
+    Parameters the constructor does not take raise :class:`RegularizerArgumentError`. They are found
+    by binding the constructor's signature before calling it, so that a ``TypeError`` raised inside
+    the constructor (a bug, or a deliberate type check of an argument) propagates as it is instead of
+    reading as a bad configuration.
+    """
     entry = info(name)
     try:
-        return entry.factory(**params)
+        inspect.signature(entry.factory).bind(**params)
     except TypeError as exc:
-        raise TypeError(f"regularizer {name!r}: {exc}") from None
+        raise RegularizerArgumentError(f"regularizer {name!r}: {exc}") from None
+    return entry.factory(**params)

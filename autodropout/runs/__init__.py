@@ -5,10 +5,18 @@ Nothing here imports Ray or anything above it, so a run can be read, exported an
 copy of its folder on any machine.
 """
 from autodropout.runs.export import Exported, ExportError, export_run
-from autodropout.runs.results import TrialRecord, read_trials, write_trials_csv
+from autodropout.runs.results import (
+    TrialReadError,
+    TrialRecord,
+    read_trials,
+    trial_id_of,
+    trial_outcome,
+    trial_statuses,
+    write_trials_csv,
+)
 from autodropout.runs.run_dir import RunDir, RunDirError
 from autodropout.runs.summary import SearchSummary
 from autodropout.runs.trial import Trial
 
-__all__ = ["ExportError", "Exported", "RunDir", "RunDirError", "SearchSummary", "Trial", "TrialRecord", "export_run",
-           "read_trials", "write_trials_csv"]
+__all__ = ["ExportError", "Exported", "RunDir", "RunDirError", "SearchSummary", "Trial", "TrialReadError", "TrialRecord",
+           "export_run", "read_trials", "trial_id_of", "trial_outcome", "trial_statuses", "write_trials_csv"]

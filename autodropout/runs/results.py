@@ -4,6 +4,16 @@ Each trial folder holds ``params.json`` (its :class:`~autodropout.runs.trial.Tri
 (one JSON line per report); a failed trial also has ``error.txt``. Reading the folders rather
 than the driver's memory means export and the table survive a killed driver, and a trial that was
 retried appears once.
+
+What happened to a trial is read from what it did, never from ``error.txt`` or ``done`` alone (Ray
+2.60, shared/specs/ray_tune_2_60.md): Ray appends to ``error.txt`` at every failure and never removes
+it, so a trial retried after a failure (``search.max_failures``) that then completed still has one; and
+no ``result.json`` line of a function trainable says ``done: true``. A trial is therefore done when its
+last result reached the task's last epoch or when the experiment state (``experiment_state-*.json``,
+which Tune saves as it goes and once more when the tuning loop ends) calls it ``TERMINATED``. One that
+is not done failed when that state calls it ``ERROR``, or, for a trial the state does not know (no
+state saved since it was created), when it has ``error.txt``; otherwise it is incomplete (running,
+being retried, or waiting for a resume).
 """
 from __future__ import annotations
 
@@ -21,6 +31,13 @@ from autodropout.runs.trial import Trial
 
 logger = logging.getLogger(__name__)
 
+#: Tune's experiment state files (``TuneController.CKPT_FILE_TMPL``); the newest is the latest state.
+STATE_FILES = "experiment_state-*.json"
+
+
+class TrialReadError(UserInputError, ValueError):
+    """A trial folder of the experiment cannot be read back; the message names the folder and why."""
+
 
 @dataclass
 class TrialRecord:
@@ -37,21 +54,24 @@ class TrialRecord:
 
 
 def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
-    """All trials of a Tune experiment folder, in creation (= sampling) order."""
+    """All trials of a Tune experiment folder, in creation (= sampling) order.
+
+    A trial whose config cannot be read (damaged, or written by a version whose configs no longer
+    validate) raises :class:`TrialReadError`: skipping it would silently shrink the table and the
+    export, and make a finished run look interrupted.
+    """
     records = []
+    statuses = trial_statuses(Path(experiment_dir))
     for params_file in sorted(Path(experiment_dir).glob("*/params.json")):
         folder = params_file.parent
         try:
             trial = Trial.from_config(json.loads(params_file.read_text()))
         except (OSError, json.JSONDecodeError, UserInputError) as exc:
-            logger.warning("skipping %s: unreadable trial config (%s)", folder.name, exc)
-            continue
+            message = " ".join(str(exc).split())
+            raise TrialReadError(f"{folder}: cannot read the trial's params.json ({message})") from None
         last = _last_result(folder / "result.json")
-        finished = bool(last) and (last.get("done") or last.get("epoch") == trial.task.train.epochs)
-        # Ray appends to error.txt at every failure and never removes it: a trial that failed, was
-        # retried (search.max_failures) and then completed (its last result says done) is done.
-        errored = (folder / "error.txt").exists() and not (finished and last.get("done"))
         index, trial_id = _parse_folder(folder.name)
+        finished, errored = trial_outcome(folder, last, trial.task.train.epochs, statuses.get(trial_id))
         records.append(TrialRecord(
             index=index,
             trial_id=last.get("trial_id") or trial_id,
@@ -63,6 +83,32 @@ def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
             epochs=int(last.get("epoch", 0)) if last else 0,
         ))
     return sorted(records, key=lambda r: r.index)
+
+
+def trial_outcome(folder: Path, last: dict[str, Any], epochs: int, status: str | None) -> tuple[bool, bool]:
+    """``(finished, errored)`` of a trial folder from its last result and Tune's ``status`` for it
+    (``None``: not in the experiment state yet). Ray 2.60 keeps ``error.txt`` after a retry that
+    succeeded and never writes ``done: true`` for function trainables, so neither decides alone."""
+    finished = last.get("epoch") == epochs or status == "TERMINATED"
+    errored = not finished and (status == "ERROR" or (status is None and (folder / "error.txt").exists()))
+    return finished, errored
+
+
+def trial_statuses(experiment_dir: Path) -> dict[str, str]:
+    """Trial id -> Tune's status (``PENDING``, ``RUNNING``, ``PAUSED``, ``TERMINATED``, ``ERROR``) in
+    the newest experiment state of a Tune experiment folder; empty if there is no readable state (a
+    driver killed before its first save, or a state being rewritten)."""
+    states = sorted(Path(experiment_dir).glob(STATE_FILES))  # named by session start time: the last is newest
+    if not states:
+        return {}
+    try:
+        # "trial_data" is a list of [trial state as a JSON string, run metadata as a JSON string]
+        # (TuneController.save_to_dir, Trial.get_json_state); plain JSON, so no Ray is needed here.
+        trials = [json.loads(state) for state, _ in json.loads(states[-1].read_text())["trial_data"]]
+        return {t["trial_id"]: t["status"] for t in trials}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("ignoring %s (%s): trials are judged by their folders alone", states[-1].name, exc)
+        return {}
 
 
 def _last_result(path: Path) -> dict[str, Any]:
@@ -81,6 +127,12 @@ def _parse_folder(name: str) -> tuple[int, str]:
     # Folders are named "trial_<index>_<trial_id>" by workers.run.trial_dirname.
     _, index, trial_id = name.split("_", 2)
     return int(index), trial_id
+
+
+def trial_id_of(folder_name: str) -> str | None:
+    """The Tune trial id in a trial folder's name (``trial_<index>_<trial_id>``), or ``None``."""
+    parts = folder_name.split("_", 2)
+    return parts[2] if len(parts) == 3 else None
 
 
 def _number(value: Any) -> float | None:

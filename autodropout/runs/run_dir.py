@@ -3,8 +3,10 @@
 ::
 
     config.yaml           the resolved experiment (after command-line overrides)
-    run.json              the run's record: seed, metric, search space, where the Tune experiment lives,
-                          the start point (``search.start_from`` and its tokens, resolved once)
+    run.json              the run's record: seed, metric, search space, where the Tune experiment lives
+                          (``trials``, relative to the run folder, unless ``search.storage_path`` put it
+                          elsewhere: then that absolute path), the start point (``search.start_from``
+                          and its tokens, resolved once)
     controller/state.pt   the controller's latest state (torch.load(..., weights_only=True))
     tensorboard/          controller curves, choice histograms, best-pattern images
     trials/               the Tune experiment (unless search.storage_path points elsewhere): one folder
@@ -18,6 +20,11 @@
 
 The search space is recorded once, in ``run.json``, when the run is created; everything that reads
 the run later (export, resume, the report) takes it from there.
+
+A run folder can be moved or copied: its Tune experiment is recorded relative to it, so export and
+``--resume`` of the copy read and extend the copy (Tune's restore follows a moved experiment folder;
+:mod:`autodropout.workers.tuner` makes the trials it creates after the restore follow it too).
+Version 2 records (always absolute) are read as they were written.
 """
 from __future__ import annotations
 
@@ -34,8 +41,11 @@ from autodropout.experiment import ExperimentConfig, experiment_from_dict
 from autodropout.search_spaces import SearchSpace, space_from_config
 
 FORMAT = "autodropout.run"
-#: Version 2 records the search space (version 1 runs searched the pixel-geometry conv space).
-VERSION = 2
+#: Version 2 records the search space (version 1 runs searched the pixel-geometry conv space); version 3
+#: records the Tune experiment relative to the run folder when it is inside it (version 2: always absolute).
+VERSION = 3
+#: The versions this one reads: a version 2 ``experiment_dir`` is absolute, so it reads the same.
+READABLE_VERSIONS = (2, 3)
 EXPERIMENT_NAME = "trials"
 
 
@@ -151,19 +161,26 @@ class RunDir:
             raise RunDirError(f"{path}: damaged run folder: {exc}") from None
         if not isinstance(info, dict) or info.get("format") != FORMAT:
             raise RunDirError(f"{path}: run.json is not an autodropout run record")
-        if info.get("version") != VERSION:
+        if info.get("version") not in READABLE_VERSIONS:
             raise RunDirError(f"{path}: run.json version {info.get('version')!r} was written by another version of "
-                              f"autodropout (this one reads version {VERSION}); start a new search")
+                              f"autodropout (this one reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+                              "start a new search")
         try:
             space = space_from_config(info["space"], info["space_config"])
             start = info.get("start_tokens")  # absent in runs from before start points: from scratch
             start = None if start is None else tuple(space.encode(space.decode(start)))
-            return cls(path, experiment, space, info["metric"], int(info["seed"]), Path(info["experiment_dir"]), start)
+            # A relative experiment_dir is the run folder's own; "/" joins an absolute one as it is.
+            experiment_dir = path.resolve() / info["experiment_dir"]
+            return cls(path, experiment, space, info["metric"], int(info["seed"]), experiment_dir, start)
         except (KeyError, TypeError, ValueError, PatternError) as exc:
             raise RunDirError(f"{path}: damaged run.json: {exc}") from None
 
     def _info(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "experiment_dir": str(self.experiment_dir), "seed": self.seed,
+        # Inside the run folder (no search.storage_path): relative, so the folder can move; elsewhere:
+        # the absolute path, which is the truth wherever the run folder goes.
+        inside = self.experiment.search.storage_path is None
+        where = EXPERIMENT_NAME if inside else str(self.experiment_dir)
+        return {"format": FORMAT, "version": VERSION, "experiment_dir": where, "seed": self.seed,
                 "metric": self.metric, "space": self.space.kind, "space_config": self.space.config(),
                 "start_from": self.experiment.search.start_from,
                 "start_tokens": None if self.start_tokens is None else list(self.start_tokens)}

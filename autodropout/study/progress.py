@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from autodropout.atomic import atomic_write
+from autodropout.runs import trial_id_of, trial_outcome, trial_statuses
 from autodropout.study.plan import Unit
 
 
@@ -122,8 +123,11 @@ class _Watch:
 
 def ended_trials(folder: Path, epochs: int) -> list[tuple[str, dict, dict, bool]]:
     """``(folder name, params, last result, errored)`` of each trial of a Tune experiment folder that
-    has finished (its last epoch reported) or failed, in folder order."""
+    has finished (its last epoch reported, or Tune's state says TERMINATED) or failed (Tune's state
+    says ERROR, or ``error.txt`` for a trial the state does not list yet: a trial Ray retried and
+    that then finished keeps its ``error.txt``), in folder order."""
     out = []
+    statuses = trial_statuses(folder) if folder.is_dir() else {}
     for params_file in sorted(folder.glob("*/params.json")) if folder.is_dir() else []:
         trial = params_file.parent
         try:
@@ -132,8 +136,8 @@ def ended_trials(folder: Path, epochs: int) -> list[tuple[str, dict, dict, bool]
             last = json.loads(lines[-1]) if lines and lines[-1].endswith("}") else {}
         except (OSError, json.JSONDecodeError):
             continue  # being written: read again at the next poll
-        error = (trial / "error.txt").exists()
-        if error or last.get("done") or last.get("epoch") == epochs:
+        finished, error = trial_outcome(trial, last, epochs, statuses.get(trial_id_of(trial.name)))
+        if finished or error:
             out.append((trial.name, params, last, error))
     return out
 

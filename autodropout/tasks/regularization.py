@@ -51,7 +51,7 @@ class Regularization:
         try:
             with torch.random.fork_rng(devices=[]):
                 regularizers.create(self.name, **params)
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:  # a bad value, or a RegularizerArgumentError; a TypeError inside is a bug
             raise ConfigError(f"regularizer {self.name!r}: {exc}") from None
 
     @classmethod

@@ -6,10 +6,15 @@ train with this same code. Every epoch reports the validation metric, the reward
 thread count with a checkpoint of the full training state (``state.pt``) and of the reported metrics
 (``metrics.json``), so a trial retried after a failure resumes where it stopped instead of starting
 over. The trial trains with ``train.threads`` torch threads, as ``autodropout train`` does.
+
+A trial given GPUs (``search.gpus_per_trial > 0``) that cannot use CUDA fails at once, before any
+data or model is built: with ``train.device: auto`` it would otherwise train on the CPU, silently and
+many times slower, while holding a GPU the cluster could give to another trial.
 """
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,16 +27,22 @@ from autodropout.tasks import EpochRecord, build_task
 from autodropout.tasks.loop import set_threads
 from autodropout.workers.checkpoints import METRICS_FILE, STATE_FILE
 
-__all__ = ["METRICS_FILE", "STATE_FILE", "train_trial"]
+__all__ = ["METRICS_FILE", "STATE_FILE", "NoCudaError", "check_cuda", "train_trial"]
 
 
 class ReleasedCheckpointError(RuntimeError):
     """The trial's checkpoint holds no training state (released after the trial had failed)."""
 
 
+class NoCudaError(RuntimeError):
+    """The trial was given GPUs but this process cannot use CUDA."""
+
+
 def train_trial(config: dict[str, Any], data: Any = None) -> None:
     """Tune function trainable: ``config`` is a trial config; ``data`` comes from the object store."""
     trial = Trial.from_config(config)
+    resources = tune.get_context().get_trial_resources()  # None outside a Tune session (unit tests)
+    check_cuda(resources.required_resources.get("GPU", 0.0) if resources else 0.0, trial.task.train.device)
     set_threads(trial.task.train.threads)
     resume_state = None
     checkpoint = tune.get_checkpoint()
@@ -60,6 +71,19 @@ def train_trial(config: dict[str, Any], data: Any = None) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     task.fit(trial.regularization, seed=trial.seed, on_epoch=report, resume_state=resume_state, progress=False)
+
+
+def check_cuda(gpus: float, device: str) -> None:
+    """Raise :class:`NoCudaError` (one line: what was asked, what this process found) if the trial
+    was given ``gpus`` > 0 GPUs but would not train on CUDA (``train.device`` ``auto`` or ``cuda...``)."""
+    if gpus <= 0 or not (device == "auto" or device.startswith("cuda")) or torch.cuda.is_available():
+        return
+    build = f"torch {torch.__version__}, " + (f"built for CUDA {torch.version.cuda}" if torch.version.cuda
+                                               else "a build without CUDA")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    raise NoCudaError(f"search.gpus_per_trial is {gpus:g} but this trial's process has no usable CUDA device "
+                      f"({build}; CUDA_VISIBLE_DEVICES={visible!r}; train.device: {device}): install a CUDA build "
+                      "of torch on the worker nodes, or set search.gpus_per_trial: 0 to train on CPUs")
 
 
 def _read_checkpoint(folder: Path, epochs: int) -> tuple[Any, dict[str, Any] | None]:

@@ -2,7 +2,7 @@
 
 A search is one Tune experiment (the run folder's ``trials/``) for its whole life, however often it
 is stopped, resumed or extended, so trial indices stay unique and in sampling order and one folder
-holds every trial. Two things of Ray Tune 2.60 shape how:
+holds every trial. Three things of Ray Tune 2.60 shape how:
 
 * ``Tuner.restore`` takes the search algorithm, the callbacks and the run settings from the
   ``tuner.pkl`` that ``Tuner(...)`` wrote when the experiment was created
@@ -16,6 +16,11 @@ holds every trial. Two things of Ray Tune 2.60 shape how:
   restore ignores ``num_samples``. :class:`ExtendableSearch` is Tune's own ``SearchGenerator`` whose
   restored total is raised to the run's ``search.trials`` when that is larger: the generator then
   creates the further trials, numbered on from its restored counter, with the restored controller.
+* The generator's saved state also holds the ``Experiment`` it creates trials from, with the storage
+  location of the run's first session. ``TuneController._restore_trials`` points the restored trials
+  at the folder the experiment is restored from, but nothing does so for that ``Experiment``, so a run
+  folder that was moved or copied would create its new trials in the old place (into the original of
+  a copy). :class:`ExtendableSearch` points it at the run's experiment folder the same way.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.train._internal.storage import get_fs_and_path
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
 from autodropout.atomic import atomic_write
@@ -44,16 +50,22 @@ TUNER_FILE = "tuner.pkl"
 
 
 class ExtendableSearch(SearchGenerator):
-    """Tune's search generator over our searcher, with a number of trials that a restore can raise."""
+    """Tune's search generator over our searcher, with a number of trials that a restore can raise,
+    creating its trials under ``storage_path`` (the folder holding the run's Tune experiment) after a
+    restore too (see the module docstring)."""
 
-    def __init__(self, searcher: Searcher, trials: int) -> None:
+    def __init__(self, searcher: Searcher, trials: int, storage_path: str) -> None:
         super().__init__(searcher)
         self.trials = trials
+        self.storage_path = storage_path
 
     def set_state(self, state: dict[str, Any]) -> None:
         if state["total_samples"] < self.trials:
             state = {**state, "total_samples": self.trials, "finished": False}
         super().set_state(state)
+        # As TuneController._restore_trials does for the restored trials (the same two attributes).
+        storage = self._experiment.storage
+        storage.storage_filesystem, storage.storage_fs_path = get_fs_and_path(self.storage_path, None)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -71,7 +83,8 @@ def new_tuner(run: RunDir, task: Task, searcher: Searcher, quiet: bool, storage_
         function or trainable(task, search),
         param_space={"task": to_dict(run.experiment.task), "space": {"kind": run.space.kind, **run.space.config()}},
         tune_config=tune.TuneConfig(
-            search_alg=ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=search.concurrency), run.trials),
+            search_alg=ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=search.concurrency), run.trials,
+                                        str(run.experiment_dir.parent)),
             num_samples=run.trials, metric="reward", mode="max", reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),

@@ -223,6 +223,17 @@ def test_user_errors_before_training(lm_file, translation_yaml, tmp_path, no_tra
     assert not (tmp_path / "out").exists()
 
 
+def test_a_key_error_while_mapping_a_valid_rank_is_a_bug_not_a_bad_rank(lm_file, translation_yaml, tmp_path,
+                                                                        no_training, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("decoder")
+
+    monkeypatch.setattr("autodropout.transfer.pattern_for_task", broken)
+    with pytest.raises(KeyError, match="decoder") as caught:
+        run_transfer(lm_file, translation_yaml, output=tmp_path / "out", parallel=False)
+    assert not isinstance(caught.value, TransferError)
+
+
 def test_output_folder_must_be_new_or_empty(lm_file, translation_yaml, tmp_path, no_training):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "report.md").write_text("old")

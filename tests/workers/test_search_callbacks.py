@@ -103,14 +103,27 @@ class Counting(Searcher):
         return {}
 
 
-def test_extendable_search_raises_the_restored_number_of_trials():
-    generator = ExtendableSearch(Counting(metric="reward", mode="max"), trials=8)
-    generator.set_state({"counter": 4, "total_samples": 4, "finished": False, "experiment": None})
+def restored_state(tmp_path, total):
+    """A saved generator state whose experiment was created in another folder (before a move)."""
+    storage = SimpleNamespace(storage_filesystem=None, storage_fs_path=str(tmp_path / "old"))
+    return {"counter": 4, "total_samples": total, "finished": False, "experiment": SimpleNamespace(storage=storage)}
+
+
+def test_extendable_search_raises_the_restored_number_of_trials(tmp_path):
+    generator = ExtendableSearch(Counting(metric="reward", mode="max"), trials=8, storage_path=str(tmp_path))
+    generator.set_state(restored_state(tmp_path, 4))
     assert generator.total_samples == 8 and not generator.is_finished()
-    same = ExtendableSearch(Counting(metric="reward", mode="max"), trials=4)
-    same.set_state({"counter": 4, "total_samples": 4, "finished": False, "experiment": None})
+    same = ExtendableSearch(Counting(metric="reward", mode="max"), trials=4, storage_path=str(tmp_path))
+    same.set_state(restored_state(tmp_path, 4))
     assert same.is_finished()
     assert trial_dirname(SimpleNamespace(experiment_tag="12_pattern=x", trial_id="abc")) == "trial_00012_abc"
+
+
+def test_extendable_search_creates_its_trials_where_the_experiment_is_now(tmp_path):
+    generator = ExtendableSearch(Counting(metric="reward", mode="max"), trials=8, storage_path=str(tmp_path / "new"))
+    generator.set_state(restored_state(tmp_path, 4))
+    storage = generator._experiment.storage
+    assert storage.storage_fs_path == str(tmp_path / "new") and storage.storage_filesystem.type_name == "local"
 
 
 def test_stop_on_signals(monkeypatch):
