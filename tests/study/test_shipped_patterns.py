@@ -28,7 +28,7 @@ def test_the_package_ships_the_embedded_studies_patterns():
 def test_a_shipped_pattern_fits_the_preset_it_was_studied_on(name, capsys):
     loaded = ad.load_patterns(name)
     study = loaded.source["study"]
-    assert study["name"] == name and study["arm"] == "lstm" and study["budget"] >= 1
+    assert study["name"] == name and study["arm"] in ("lstm", "lstm-warm") and study["budget"] >= 1
     assert study["test"]["n"] == len(study["eval_seeds"]) >= 2
     assert {v["reference"] for v in study["versus"]} >= {"none"}
     sites = task_sites(find_experiment(study["experiment"]).task)
