@@ -192,6 +192,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
                    "a larger number extends a search")
     p.add_argument("--concurrency", type=count(1), help="trials running at once (overrides search.concurrency)")
     p.add_argument("--controller", choices=["lstm", "random"], help="learned controller or random search")
+    p.add_argument("--scheduler", choices=["none", "asha"],
+                   help="trial scheduler (overrides search.scheduler): asha stops trials whose reward ranks low at "
+                        "a rung (search.grace_period epochs, default 3/4 of the schedule)")
     p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
     p.add_argument("--output", type=Path, help="run folder (default: runs/NAME-TIMESTAMP)")
     p.add_argument("--seed", type=count(0), help="controller and training seed (default: task.train.seed)")
@@ -265,7 +268,7 @@ def _new_file(path: Path | None, flag: str) -> Path | None:
 #: Options a resumed search cannot change (it continues as configured in its run folder).
 _FIXED_ON_RESUME = (("experiment", "an experiment"), ("concurrency", "--concurrency"), ("controller", "--controller"),
                     ("output", "--output"), ("epochs", "--epochs"), ("seed", "--seed"), ("threads", "--threads"),
-                    ("start_from", "--start-from"))
+                    ("start_from", "--start-from"), ("scheduler", "--scheduler"))
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -279,7 +282,8 @@ def _search(args: argparse.Namespace) -> int:
         summary = resume_search(args.resume, trials=args.trials, address=args.address)
     else:
         experiment = _experiment(args.experiment, args.epochs, threads=args.threads).with_search(
-            trials=args.trials, concurrency=args.concurrency, controller=args.controller, start_from=args.start_from)
+            trials=args.trials, concurrency=args.concurrency, controller=args.controller, start_from=args.start_from,
+            scheduler=args.scheduler)
         summary = run_search(experiment, output=args.output, address=args.address, seed=args.seed)
     return 130 if summary.interrupted else 0
 

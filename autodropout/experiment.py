@@ -25,6 +25,7 @@ from autodropout import regularizers
 from autodropout.config import check_non_negative, check_positive, from_dict, parse_assignments, replace, to_dict
 from autodropout.controller.config import (START_PROBABILITY, ControllerConfig, ControllerSettingError,
                                            check_start_probability)
+from autodropout.checks import is_int
 from autodropout.errors import ConfigError
 from autodropout.tasks import Regularization, task_config_from_dict
 
@@ -134,9 +135,22 @@ class SearchConfig:
     keep_checkpoints: Literal["none", "best", "all"] = "best"
     start_from: str | None = None
     start_probability: float = START_PROBABILITY
+    #: A trial scheduler (docs/search.md, "Under a trial scheduler"): ``none``, or ``asha``, Ray's
+    #: ASHAScheduler on the trials' ``epoch``: a trial goes on past a rung (``grace_period`` epochs, then
+    #: ``reduction_factor`` times as many, below the schedule's end) only if its reward there is in the
+    #: top 1/``reduction_factor`` of the trials that reached that rung.
+    scheduler: Literal["none", "asha"] = "none"
+    #: Epochs before ASHA's first rung; ``None``: 3/4 of ``task.train.epochs``, rounded up (measured:
+    #: earlier rewards rank the LM preset's patterns the wrong way round).
+    grace_period: int | None = None
+    reduction_factor: int = 3
 
     def __post_init__(self) -> None:
         check_positive(self, "trials", "concurrency", "top_k")
+        if self.grace_period is not None:
+            check_positive(self, "grace_period")
+        if not is_int(self.reduction_factor, minimum=2):
+            raise ConfigError(f"reduction_factor: expected an int of at least 2, got {self.reduction_factor!r}")
         check_non_negative(self, "cpus_per_trial", "gpus_per_trial", "max_failures")
         if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
             raise ConfigError("cpus_per_trial: a trial needs at least some CPU or GPU")
@@ -160,6 +174,10 @@ class SearchConfig:
         except ConfigError as exc:
             raise ConfigError(f"start_from: {exc}") from None
 
+    def first_rung(self, epochs: int) -> int:
+        """The epoch of ASHA's first rung for a schedule of ``epochs`` (``grace_period`` or its default)."""
+        return self.grace_period if self.grace_period is not None else math.ceil(0.75 * epochs)
+
     def controller_config(self) -> ControllerConfig:
         """The learned controller's settings (the keys of :data:`CONTROLLER_KEYS`)."""
         return ControllerConfig(**{field: getattr(self, key) for key, field in CONTROLLER_KEYS.items()})
@@ -177,6 +195,9 @@ class ExperimentConfig:
         # train.threads 0 means the trial's CPUs: filled in here, so that a search's trials, `train`
         # and both transfer paths all train with the same number of threads (and identical models).
         train = self.task.train
+        if self.search.scheduler != "none" and not self.search.first_rung(train.epochs) < train.epochs:
+            raise ConfigError(f"search.grace_period: expected fewer epochs than task.train.epochs ({train.epochs}), "
+                              f"got {self.search.first_rung(train.epochs)}")
         if train.threads == 0:
             threads = max(1, math.floor(self.search.cpus_per_trial))
             object.__setattr__(self, "task", dataclasses.replace(self.task, train=dataclasses.replace(

@@ -6,10 +6,19 @@ trials feed REINFORCE every ``samples_per_update`` valid results, as they arrive
 wait for a batch (asynchronous REINFORCE, as in ENAS).
 
 Rule for unusable results (documented in docs/search.md): a trial that errored (after Ray's
-retries), or whose result lacks the metric or holds NaN/inf, is recorded as failed and NEVER reaches
-the gradient: no fake reward, no baseline update. Its sample is released and the next suggestion is
-made as usual, so the search goes on with the requested number of trials. A completion for an
-unknown or already completed trial id is logged and ignored.
+retries), or whose final result lacks the metric or holds NaN/inf, is recorded as failed and NEVER
+reaches the gradient: no fake reward, no baseline update. Its sample is released and the next
+suggestion is made as usual, so the search goes on with the requested number of trials. A completion
+for an unknown or already completed trial id is logged and ignored.
+
+Under a trial scheduler (ASHA, HyperBand, BOHB; docs/search.md, "Under a trial scheduler") the
+searcher records every intermediate result (our own ``epoch`` key and the metric) of a live trial,
+and with ``epochs`` (the full schedule) tells a trial that ran its schedule from one a scheduler
+stopped early: Ray says neither (an early stop of a running trial passes its last intermediate
+result, a stop of a pending or paused one passes ``result=None``). A trial that ended below
+``epochs`` is recorded as "stopped", with the epoch it reached and its last value: not a failure,
+and never learned from (the policy learns from full-fidelity rewards only). A paused trial
+(``on_pause``) stays live but holds no concurrency slot.
 
 Ray 2.60 traps handled here (see shared/specs/ray_tune_2_60.md): metric/mode come from the
 constructor and live in the saved state; the whole state (policy + Adam + baseline, RNG states,
@@ -33,6 +42,7 @@ import torch
 from ray.tune.search import Searcher
 
 from autodropout.atomic import atomic_write
+from autodropout.checks import is_int, is_real
 from autodropout.controller.config import START_PROBABILITY, ControllerConfig, check_start_probability
 from autodropout.controller.reinforce import Reinforce, UpdateStats
 from autodropout.controller.warm_start import PriorPolicy, mutate, start_prior
@@ -41,6 +51,10 @@ from autodropout.search_spaces import SearchSpace, space_from_config
 logger = logging.getLogger(__name__)
 
 UpdateListener = Callable[["BaseSearcher", UpdateStats | None, list[dict[str, Any]]], None]
+
+#: The result key with the trial's epoch count: the project's trainable reports it every epoch and it
+#: goes on counting across a resume, unlike Ray's ``training_iteration``, which restarts at 1.
+EPOCH_KEY = "epoch"
 
 
 class BaseSearcher(Searcher):
@@ -58,6 +72,9 @@ class BaseSearcher(Searcher):
             field), suggested first and searched around; ``None``: a search from scratch.
         start_probability: with a start point, how likely the first samples keep each of its free
             decisions (``warm_start``'s ``q``).
+        epochs: a trial's full schedule, in epochs (``task.train.epochs``): a trial that ends below it
+            was stopped by a scheduler and is recorded as "stopped"; ``None``: every completion with a
+            result counts as final.
     """
 
     def __init__(
@@ -70,9 +87,12 @@ class BaseSearcher(Searcher):
         on_update: UpdateListener | None = None,
         start_tokens: Sequence[int] | None = None,
         start_probability: float = START_PROBABILITY,
+        epochs: int | None = None,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if epochs is not None and not is_int(epochs, minimum=1):
+            raise ValueError(f"epochs must be a positive int or None, got {epochs!r}")
         super().__init__(metric=metric, mode=mode)
         self.space = space
         # decode validates (length, indices, choice_mask); encode gives plain ints back.
@@ -81,7 +101,11 @@ class BaseSearcher(Searcher):
         self.seed = seed
         self.max_concurrent = max_concurrent
         self.on_update = on_update
+        self.epochs = epochs
         self.live: dict[str, list[int]] = {}
+        # [epoch, value] of each intermediate result of a live trial, in arrival order.
+        self.intermediate: dict[str, list[list[int | float]]] = {}
+        self.paused: set[str] = set()
         self.completed: set[str] = set()
         self.history: list[dict[str, Any]] = []
         self.num_suggested = 0
@@ -97,7 +121,13 @@ class BaseSearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.max_concurrent is not None and len(self.live) >= self.max_concurrent:
+        # A paused trial holds no slot: HyperBandForBOHB pauses trials until their bracket is full and
+        # fills it with new suggestions (hb_bohb.py), as Ray's TuneBOHB counts only running trials. The
+        # paused ones are bounded by the bracket, not by us. Plain HyperBandScheduler pauses without
+        # telling the searcher (no on_pause), so there a paused trial keeps its slot: its brackets then
+        # halve among fewer trials, but they never deadlock (a trial only waits for trials of its
+        # bracket, which are all live and not paused).
+        if self.max_concurrent is not None and len(self.live) - len(self.paused) >= self.max_concurrent:
             return None
         starting = self.start_tokens is not None and self.num_suggested == 0
         tokens = self._start(trial_id) if starting else self._next_tokens(trial_id)
@@ -109,6 +139,22 @@ class BaseSearcher(Searcher):
             config["embeddings"] = pattern.embeddings_to_json()
         return config
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # Ray passes every intermediate result here except one its scheduler answered with STOP (that
+        # one comes with on_trial_complete).
+        if trial_id not in self.live:
+            return
+        epoch, value = result.get(EPOCH_KEY), result.get(self.metric)
+        if is_int(epoch) and is_real(value):
+            self.intermediate.setdefault(trial_id, []).append([int(epoch), float(value)])
+
+    def on_pause(self, trial_id: str) -> None:
+        if trial_id in self.live:
+            self.paused.add(trial_id)
+
+    def on_unpause(self, trial_id: str) -> None:
+        self.paused.discard(trial_id)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
             reason = "already completed" if trial_id in self.completed else "unknown"
@@ -116,17 +162,44 @@ class BaseSearcher(Searcher):
             return
         tokens = self.live.pop(trial_id)
         self.completed.add(trial_id)
-        value = None if (error or not result) else result.get(self.metric)
-        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        entry = {"trial_id": trial_id, "tokens": tokens, "value": float(value) if usable else None,
-                 "status": "ok" if usable else ("error" if error else "invalid")}
-        self.history.append(entry)
-        reward = (float(value) if self.mode == "max" else -float(value)) if usable else None
+        self.paused.discard(trial_id)
+        records = self.intermediate.pop(trial_id, [])
+        last_epoch, last_value = records[-1] if records else (None, None)
+        if error:
+            status, value, epoch = "error", None, last_epoch
+        elif result is None:
+            # Ray stopped the trial while it was pending or paused: HyperBand's losers, and also the
+            # winners of a bracket's last rung, paused at the full schedule until the bracket ended.
+            epoch, value = last_epoch, last_value
+            status = "ok" if self.epochs is not None and epoch is not None and epoch >= self.epochs else "stopped"
+        else:
+            value = result.get(self.metric)
+            epoch = int(result[EPOCH_KEY]) if is_int(result.get(EPOCH_KEY)) else last_epoch
+            if not is_real(value):
+                status, value = "invalid", None
+            else:
+                # A result that does not say its epoch is taken as final, as without ``epochs``.
+                early = self.epochs is not None and epoch is not None and epoch < self.epochs
+                status = "stopped" if early else "ok"
+        value = None if value is None else float(value)
+        self.history.append({"trial_id": trial_id, "tokens": tokens, "value": value, "status": status,
+                             "epoch": epoch})
+        # Only full-fidelity rewards reach the policy and its baseline, never a stopped trial's: an
+        # early reward can rank patterns the wrong way round (on this project's LM preset the reward at
+        # epoch 3 has Spearman -0.31 with the final one), and mixed into the baseline it would make a
+        # full-length trial look good against stopped ones. The scheduler's rungs are the filter; the
+        # policy learns from the trials that pass them.
+        reward = None
+        if status == "ok":
+            reward = value if self.mode == "max" else -value
         stats = self._complete(trial_id, tokens, reward)
-        if not usable:
+        if status in ("error", "invalid"):
             self.num_failed += 1
             logger.warning("trial %s gave no usable %r (%s); left out of the controller update",
-                           trial_id, self.metric, entry["status"])
+                           trial_id, self.metric, status)
+        elif status == "stopped":
+            logger.debug("trial %s stopped by the scheduler at epoch %s; left out of the controller update",
+                         trial_id, epoch)
         if self.on_update is not None:
             try:
                 self.on_update(self, stats, self.history)
@@ -142,7 +215,10 @@ class BaseSearcher(Searcher):
             "mode": self.mode,
             "seed": self.seed,
             "max_concurrent": self.max_concurrent,
+            "epochs": self.epochs,
             "live": {k: list(v) for k, v in self.live.items()},
+            "intermediate": {k: [list(r) for r in v] for k, v in self.intermediate.items()},
+            "paused": sorted(self.paused),
             "completed": sorted(self.completed),
             "history": list(self.history),
             "num_suggested": self.num_suggested,
@@ -158,7 +234,12 @@ class BaseSearcher(Searcher):
         self.max_concurrent = state["max_concurrent"]
         self.live = {k: list(v) for k, v in state["live"].items()}
         self.completed = set(state["completed"])
-        self.history = list(state["history"])
+        # States saved before the scheduler support had no schedule, records, pauses or epochs.
+        self.epochs = state.get("epochs")
+        self.intermediate = {k: [[int(e), float(v)] for e, v in records]
+                             for k, records in state.get("intermediate", {}).items()}
+        self.paused = set(state.get("paused", ()))
+        self.history = [{"epoch": None, **h} for h in state["history"]]
         self.num_suggested = state["num_suggested"]
         self.num_failed = state["num_failed"]
         # States saved before start points existed searched from scratch.
@@ -185,7 +266,8 @@ class BaseSearcher(Searcher):
         raise NotImplementedError
 
     def _complete(self, trial_id: str, tokens: list[int], reward: float | None) -> UpdateStats | None:
-        """Learn from a finished trial (``reward`` None: failed, never learned from); stats if the policy moved."""
+        """Learn from a finished trial (``reward`` None: failed or stopped early, never learned from);
+        stats if the policy moved."""
         return None
 
 
@@ -200,7 +282,7 @@ class ControllerSearcher(BaseSearcher):
         space: the pattern search space.
         config: the controller's settings (:class:`ControllerConfig`, default ``ControllerConfig()``).
         **options: :class:`BaseSearcher`'s keywords (``metric``, ``mode``, ``seed``, ``max_concurrent``,
-            ``on_update``, ``start_tokens``, ``start_probability``).
+            ``on_update``, ``start_tokens``, ``start_probability``, ``epochs``).
 
     The log-probability each suggestion had under the policy that drew it is kept with the live trial,
     so an update that arrives after the policy has moved on can weight the sample by its importance ratio.

@@ -6,6 +6,7 @@ copy of its folder on any machine.
 """
 from autodropout.runs.export import Exported, ExportError, export_run
 from autodropout.runs.results import (
+    ENDED,
     TrialReadError,
     TrialRecord,
     read_trials,
@@ -18,5 +19,5 @@ from autodropout.runs.run_dir import RunDir, RunDirError
 from autodropout.runs.summary import SearchSummary
 from autodropout.runs.trial import Trial
 
-__all__ = ["ExportError", "Exported", "RunDir", "RunDirError", "SearchSummary", "Trial", "TrialReadError", "TrialRecord",
+__all__ = ["ENDED", "ExportError", "Exported", "RunDir", "RunDirError", "SearchSummary", "Trial", "TrialReadError", "TrialRecord",
            "export_run", "read_trials", "trial_id_of", "trial_outcome", "trial_statuses", "write_trials_csv"]

@@ -9,11 +9,11 @@ What happened to a trial is read from what it did, never from ``error.txt`` or `
 2.60, shared/specs/ray_tune_2_60.md): Ray appends to ``error.txt`` at every failure and never removes
 it, so a trial retried after a failure (``search.max_failures``) that then completed still has one; and
 no ``result.json`` line of a function trainable says ``done: true``. A trial is therefore done when its
-last result reached the task's last epoch or when the experiment state (``experiment_state-*.json``,
-which Tune saves as it goes and once more when the tuning loop ends) calls it ``TERMINATED``. One that
-is not done failed when that state calls it ``ERROR``, or, for a trial the state does not know (no
-state saved since it was created), when it has ``error.txt``; otherwise it is incomplete (running,
-being retried, or waiting for a resume).
+last result reached the task's last epoch. One that did not was stopped early by a trial scheduler
+(``search.scheduler``) when the experiment state (``experiment_state-*.json``, which Tune saves as it goes
+and once more when the tuning loop ends) calls it ``TERMINATED``; it failed when that state calls it
+``ERROR``, or, for a trial the state does not know (no state saved since it was created), when it has
+``error.txt``; otherwise it is incomplete (running, being retried, or waiting for a resume).
 """
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ from autodropout.errors import UserInputError
 from autodropout.runs.trial import Trial
 
 logger = logging.getLogger(__name__)
+
+#: The statuses of a trial that has ended: ran its schedule, stopped early by a scheduler, failed.
+ENDED = ("done", "stopped", "error")
 
 #: Tune's experiment state files (``TuneController.CKPT_FILE_TMPL``); the newest is the latest state.
 STATE_FILES = "experiment_state-*.json"
@@ -71,27 +74,33 @@ def read_trials(experiment_dir: Path, metric: str) -> list[TrialRecord]:
             raise TrialReadError(f"{folder}: cannot read the trial's params.json ({message})") from None
         last = _last_result(folder / "result.json")
         index, trial_id = _parse_folder(folder.name)
-        finished, errored = trial_outcome(folder, last, trial.task.train.epochs, statuses.get(trial_id))
+        status = trial_outcome(folder, last, trial.task.train.epochs, statuses.get(trial_id))
         records.append(TrialRecord(
             index=index,
             trial_id=last.get("trial_id") or trial_id,
             trial=trial,
             metric=_number(last.get(metric)),
-            reward=None if errored else _number(last.get("reward")),
-            status="error" if errored else ("done" if finished else "incomplete"),
+            reward=None if status == "error" else _number(last.get("reward")),
+            status=status,
             duration_s=float(last.get("time_total_s", 0.0)) if last else 0.0,
             epochs=int(last.get("epoch", 0)) if last else 0,
         ))
     return sorted(records, key=lambda r: r.index)
 
 
-def trial_outcome(folder: Path, last: dict[str, Any], epochs: int, status: str | None) -> tuple[bool, bool]:
-    """``(finished, errored)`` of a trial folder from its last result and Tune's ``status`` for it
-    (``None``: not in the experiment state yet). Ray 2.60 keeps ``error.txt`` after a retry that
-    succeeded and never writes ``done: true`` for function trainables, so neither decides alone."""
-    finished = last.get("epoch") == epochs or status == "TERMINATED"
-    errored = not finished and (status == "ERROR" or (status is None and (folder / "error.txt").exists()))
-    return finished, errored
+def trial_outcome(folder: Path, last: dict[str, Any], epochs: int, status: str | None) -> str:
+    """``done``, ``stopped``, ``error`` or ``incomplete``: what happened to a trial folder, from its last
+    result and Tune's ``status`` for it (``None``: not in the experiment state yet). Ray 2.60 keeps
+    ``error.txt`` after a retry that succeeded and never writes ``done: true`` for function trainables,
+    so neither decides alone; a trial Tune calls TERMINATED below its last epoch was stopped by a
+    scheduler (its reward is of a lower fidelity and never ranks it among finished trials)."""
+    if last.get("epoch") == epochs:
+        return "done"
+    if status == "TERMINATED":
+        return "stopped"
+    if status == "ERROR" or (status is None and (folder / "error.txt").exists()):
+        return "error"
+    return "incomplete"
 
 
 def trial_statuses(experiment_dir: Path) -> dict[str, str]:

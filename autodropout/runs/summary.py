@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from autodropout.runs.export import Exported
+from autodropout.runs.results import ENDED
 from autodropout.runs.run_dir import RunDir
 
 Status = Literal["finished", "interrupted", "complete"]
@@ -24,6 +25,7 @@ class SearchSummary:
     trials: int
     ended: int
     failed: int
+    stopped: int
     best_reward: float | None
     best_metric: float | None
     best_index: int | None
@@ -51,7 +53,8 @@ class SearchSummary:
         best = max(valid, key=lambda r: r.reward, default=None)
         return cls(
             run_dir=run.path, status=status, requested=run.trials, trials=len(records),
-            ended=sum(r.status in ("done", "error") for r in records), failed=sum(r.status == "error" for r in records),
+            ended=sum(r.status in ENDED for r in records), failed=sum(r.status == "error" for r in records),
+            stopped=sum(r.status == "stopped" for r in records),
             best_reward=best.reward if best else None, best_metric=best.metric if best else None,
             best_index=best.index if best else None, metric=run.metric,
             first_mean=_mean([r.reward for r in valid[:third]]), last_mean=_mean([r.reward for r in valid[-third:]]),
@@ -60,13 +63,17 @@ class SearchSummary:
             checkpoints_kept=checkpoints_kept,
         )
 
+    def _ended_note(self) -> str:
+        stopped = f", {self.stopped} stopped early by the scheduler" if self.stopped else ""
+        return f"{self.failed} failed{stopped}"
+
     def headline(self) -> str:
         took = f" in {self.wall_seconds:.0f}s" if self.wall_seconds is not None else ""
         if self.status == "finished":
-            return f"search finished: {self.trials} trials ({self.failed} failed){took}"
+            return f"search finished: {self.trials} trials ({self._ended_note()}){took}"
         if self.status == "interrupted":
-            return f"search interrupted: {self.ended} of {self.requested} trials ended ({self.failed} failed){took}"
-        return (f"search already complete: {self.ended} of {self.requested} trials ended ({self.failed} failed); "
+            return f"search interrupted: {self.ended} of {self.requested} trials ended ({self._ended_note()}){took}"
+        return (f"search already complete: {self.ended} of {self.requested} trials ended ({self._ended_note()}); "
                 f"nothing to resume\n  to extend it: autodropout search --resume {self._dir()} --trials N "
                 f"(N > {self.requested})")
 

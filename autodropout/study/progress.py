@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from autodropout.atomic import atomic_write
-from autodropout.runs import trial_id_of, trial_outcome, trial_statuses
+from autodropout.runs import ENDED, trial_id_of, trial_outcome, trial_statuses
 from autodropout.study.plan import Unit
 
 
@@ -123,7 +123,8 @@ class _Watch:
 
 def ended_trials(folder: Path, epochs: int) -> list[tuple[str, dict, dict, bool]]:
     """``(folder name, params, last result, errored)`` of each trial of a Tune experiment folder that
-    has finished (its last epoch reported, or Tune's state says TERMINATED) or failed (Tune's state
+    has finished (its last epoch reported), was stopped by a scheduler (Tune's state says TERMINATED)
+    or failed (Tune's state
     says ERROR, or ``error.txt`` for a trial the state does not list yet: a trial Ray retried and
     that then finished keeps its ``error.txt``), in folder order."""
     out = []
@@ -136,9 +137,9 @@ def ended_trials(folder: Path, epochs: int) -> list[tuple[str, dict, dict, bool]
             last = json.loads(lines[-1]) if lines and lines[-1].endswith("}") else {}
         except (OSError, json.JSONDecodeError):
             continue  # being written: read again at the next poll
-        finished, error = trial_outcome(trial, last, epochs, statuses.get(trial_id_of(trial.name)))
-        if finished or error:
-            out.append((trial.name, params, last, error))
+        status = trial_outcome(trial, last, epochs, statuses.get(trial_id_of(trial.name)))
+        if status in ENDED:
+            out.append((trial.name, params, last, status == "error"))
     return out
 
 

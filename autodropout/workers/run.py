@@ -19,7 +19,7 @@ from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, Ra
 from autodropout.controller.start_point import start_tokens
 from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.experiment import ExperimentConfig
-from autodropout.runs import RunDir, RunDirError, SearchSummary, TrialRecord, export_run, read_trials
+from autodropout.runs import ENDED, RunDir, RunDirError, SearchSummary, TrialRecord, export_run, read_trials
 from autodropout.tasks import build_task, task_sites
 from autodropout.workers.checkpoints import STATE_FILE
 from autodropout.workers.cluster import check_resources, connect
@@ -100,7 +100,7 @@ def resume_search(run_dir: Path, trials: int | None = None, address: str | None 
         run = extended
         run.save_config()
     if not quiet:
-        ended = sum(r.status in ("done", "error") for r in records)
+        ended = sum(r.status in ENDED for r in records)
         what = f"extending the search to {run.trials} trials" if extend else f"resuming the search of {run.trials} trials"
         print(f"autodropout search {run.experiment.name}: {what}, {ended} ended before; run folder {run.path}",
               flush=True)
@@ -118,7 +118,8 @@ def _make_searcher(run: RunDir) -> BaseSearcher:
     listener = Broadcast([ControllerLogger(run.tensorboard_dir, site_shapes=sites.shapes if sites else None),
                           SearcherCheckpoint(run.controller_state)])
     options = {"metric": "reward", "mode": "max", "seed": run.seed, "on_update": listener,
-               "start_tokens": run.start_tokens, "start_probability": s.start_probability}
+               "start_tokens": run.start_tokens, "start_probability": s.start_probability,
+               "epochs": run.experiment.task.train.epochs}
     if s.controller == "random":
         return RandomSearcher(run.space, **options)
     return ControllerSearcher(run.space, config=s.controller_config(), **options)
@@ -144,13 +145,13 @@ def _fit_and_finish(tuner: tune.Tuner, run: RunDir, quiet: bool) -> SearchSummar
 
 def _complete(records: list[TrialRecord], trials: int) -> bool:
     """Whether the run has all its trials and each has ended (completed or failed)."""
-    return len(records) >= trials and all(r.status in ("done", "error") for r in records)
+    return len(records) >= trials and all(r.status in ENDED for r in records)
 
 
 def _final_plot(run: RunDir, records: list[TrialRecord]) -> Path | None:
     from autodropout.runs.plot import plot_search_progress
 
-    points = [(r.index, r.reward if r.status == "done" else None) for r in records if r.status in ("done", "error")]
+    points = [(r.index, r.reward if r.status == "done" else None) for r in records if r.status in ENDED]
     try:
         return plot_search_progress(run.progress_plot, points, run.trials, run.experiment.name)
     except Exception:  # a picture must never cost the results

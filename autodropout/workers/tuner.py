@@ -32,10 +32,13 @@ from typing import Any
 
 from ray import tune
 from ray.train._internal.storage import get_fs_and_path
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
 from autodropout.atomic import atomic_write
 from autodropout.config import to_dict
+from autodropout.controller.searcher import EPOCH_KEY
+from autodropout.experiment import SearchConfig
 from autodropout.runs import RunDir
 from autodropout.runs.run_dir import EXPERIMENT_NAME
 from autodropout.tasks import Task
@@ -86,7 +89,7 @@ def new_tuner(run: RunDir, task: Task, searcher: Searcher, quiet: bool, storage_
             search_alg=ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=search.concurrency), run.trials,
                                         str(run.experiment_dir.parent)),
             num_samples=run.trials, metric="reward", mode="max", reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
+            trial_dirname_creator=trial_dirname, scheduler=scheduler(search, run.experiment.task.train.epochs),
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT_NAME,
@@ -111,6 +114,18 @@ def restored_tuner(run: RunDir, task: Task, searcher: Searcher, quiet: bool) -> 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return tune.Tuner.restore(str(run.experiment_dir), trainable=function, resume_unfinished=True, resume_errored=False)
+
+
+def scheduler(search: SearchConfig, epochs: int) -> TrialScheduler | None:
+    """Ray's trial scheduler of ``search.scheduler`` for a schedule of ``epochs`` (``None``: Tune's FIFO).
+
+    ASHA keeps time in our ``epoch`` key: Ray's ``training_iteration`` counts reports and restarts at 1
+    when a trial resumes, and a trial reports every ``eval_every`` epochs. A rung at epoch r is judged on
+    a trial's first report at or after r."""
+    if search.scheduler == "none":
+        return None
+    return ASHAScheduler(time_attr=EPOCH_KEY, max_t=epochs, grace_period=search.first_rung(epochs),
+                         reduction_factor=search.reduction_factor)
 
 
 def trainable(task: Task, search: Any) -> Any:

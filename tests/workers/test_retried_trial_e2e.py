@@ -13,23 +13,16 @@ import time
 import pytest
 
 import autodropout as ad
-from tests.conftest import PYTHON
-from tests.tiny import TINY_VISION, write_experiment
-from tests.workers.test_search_e2e import read_table, result_lines
+from tests.workers.test_search_e2e import read_table, result_lines, start_search, three_epoch_experiment
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_trial_killed_after_its_first_checkpoint_is_retried_and_counts_as_done(tmp_path, cli_env):
-    # 2 trials of 3 epochs long enough (about 0.4 s each) that the kill lands before the trial ends.
-    experiment = write_experiment(tmp_path, {
-        "task": {**TINY_VISION["task"], "image_size": 16,
-                 "train": {**TINY_VISION["task"]["train"], "epochs": 3, "batch_size": 16, "max_batches_per_epoch": 40}},
-        "search": {"trials": 2, "concurrency": 2, "max_failures": 1}})
+    # 2 trials of 3 epochs, long enough that the kill lands before the trial ends.
+    experiment = three_epoch_experiment(tmp_path, {"trials": 2, "concurrency": 2, "max_failures": 1})
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([PYTHON, "-m", "autodropout.cli", "search", str(experiment), "--output", str(run_dir)],
-                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start_search(experiment, run_dir, cli_env, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     try:
         # The first trial to report epoch 1 (its checkpoint is written before the result reaches

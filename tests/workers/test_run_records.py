@@ -50,7 +50,7 @@ def test_statuses_of_done_retried_failed_and_running_trials(tmp_path):
 
 
 def test_the_experiment_state_says_which_trials_terminated_failed_or_go_on(tmp_path):
-    # Trial 1 ended with its last result line lost; trial 2 failed for good; trial 3 failed once and is
+    # Trial 1 was stopped by a trial scheduler below its last epoch; trial 2 failed for good; trial 3 failed once and is
     # being retried; trial 4 was running; trial 5 was created after the state was saved and has failed.
     for index in (1, 2, 3):
         trial_folder(tmp_path, index, [epoch(1)], error=True)
@@ -61,7 +61,7 @@ def test_the_experiment_state_says_which_trials_terminated_failed_or_go_on(tmp_p
     experiment_state(tmp_path, {"id1": "TERMINATED", "id2": "ERROR", "id3": "PENDING", "id4": "RUNNING"})  # newest
     records = read_trials(tmp_path, "accuracy")
     assert [(r.index, r.status, r.reward) for r in records] == [
-        (1, "done", 0.6), (2, "error", None), (3, "incomplete", 0.6), (4, "incomplete", 0.6), (5, "error", None)]
+        (1, "stopped", 0.6), (2, "error", None), (3, "incomplete", 0.6), (4, "incomplete", 0.6), (5, "error", None)]
 
 
 def test_an_unreadable_experiment_state_leaves_the_results_to_judge(tmp_path):

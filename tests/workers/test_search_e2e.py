@@ -148,16 +148,24 @@ def lose_latest_checkpoint(trial_dir: Path) -> None:
     shutil.rmtree(named)
 
 
-def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
-    # Trials of 3 epochs of ~0.4 s each, so that one is surely in the middle of training when killed.
-    experiment = write_experiment(tmp_path, {
+def three_epoch_experiment(folder: Path, search: dict) -> Path:
+    """Trials of 3 epochs of ~0.4 s each, so that a kill lands while one is in the middle of training."""
+    return write_experiment(folder, {
         "task": {**TINY_VISION["task"], "image_size": 16,
                  "train": {**TINY_VISION["task"]["train"], "epochs": 3, "batch_size": 16, "max_batches_per_epoch": 40}},
-        "search": {"trials": 6, "concurrency": 1, "samples_per_update": 1}})
+        "search": search})
+
+
+def start_search(experiment: Path, run_dir: Path, env: dict, stderr=subprocess.STDOUT) -> subprocess.Popen:
+    """``autodropout search`` in its own process group (so that a test can kill it and its Ray)."""
+    return subprocess.Popen([PYTHON, "-m", "autodropout.cli", "search", str(experiment), "--output", str(run_dir)],
+                            env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+
+
+def test_sigkill_then_resume_loses_and_duplicates_no_trial(tmp_path, cli_env):
+    experiment = three_epoch_experiment(tmp_path, {"trials": 6, "concurrency": 1, "samples_per_update": 1})
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([PYTHON, "-m", "autodropout.cli", "search", str(experiment), "--output", str(run_dir)],
-                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = start_search(experiment, run_dir, cli_env)
     trials = run_dir / "trials"
     deadline = time.time() + 240
     try:
