@@ -97,6 +97,21 @@ def parse_start_from(spec: str) -> StartFrom:
 
 
 @dataclass(frozen=True)
+class ReevaluateConfig:
+    """Top-k re-evaluation (docs/search.md, "Re-evaluating the best patterns"): once every trial has
+    ended, the ``top_k`` best finished patterns are trained again with ``seeds`` more training seeds
+    (the search's seed + 1, + 2, ...) on the same Ray machinery, and the exported patterns are ranked
+    by their mean reward over all 1 + ``seeds`` training seeds, with the spread. ``top_k`` 0: off."""
+
+    top_k: int = 0
+    seeds: int = 2
+
+    def __post_init__(self) -> None:
+        check_non_negative(self, "top_k")
+        check_positive(self, "seeds")
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     """How the controller searches and how Ray runs the trials.
 
@@ -139,6 +154,7 @@ class SearchConfig:
     #: ASHAScheduler on the trials' ``epoch``: a trial goes on past a rung (``grace_period`` epochs, then
     #: ``reduction_factor`` times as many, below the schedule's end) only if its reward there is in the
     #: top 1/``reduction_factor`` of the trials that reached that rung.
+    reevaluate: ReevaluateConfig = field(default_factory=ReevaluateConfig)
     scheduler: Literal["none", "asha"] = "none"
     #: Epochs before ASHA's first rung; ``None``: 3/4 of ``task.train.epochs``, rounded up (measured:
     #: earlier rewards rank the LM preset's patterns the wrong way round).

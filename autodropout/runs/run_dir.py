@@ -87,6 +87,15 @@ class RunDir:
         return self.path / "best_patterns.json"
 
     @property
+    def reevaluation_file(self) -> Path:
+        return self.path / "reevaluation.json"
+
+    @property
+    def reevaluation_dir(self) -> Path:
+        """The Tune experiment of the top-k re-evaluation (``search.reevaluate``)."""
+        return self.path / "reevaluation"
+
+    @property
     def controller_state(self) -> Path:
         return self.path / "controller" / "state.pt"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from autodropout.runs.export import Exported
+from autodropout.runs.reevaluation import load_reevaluation, ranked
 from autodropout.runs.results import ENDED
 from autodropout.runs.run_dir import RunDir
 
@@ -27,6 +28,8 @@ class SearchSummary:
     failed: int
     stopped: int
     best_reward: float | None
+    #: Training seeds the best reward is the mean of (1 unless ``search.reevaluate`` ran).
+    best_seeds: int
     best_metric: float | None
     best_index: int | None
     metric: str
@@ -50,12 +53,15 @@ class SearchSummary:
         records = exported.records
         valid = [r for r in records if r.reward is not None and r.status == "done"]
         third = max(1, len(valid) // 3)
-        best = max(valid, key=lambda r: r.reward, default=None)
+        # The best is the exported rank 1: by the mean over training seeds if re-evaluated.
+        first = ranked(records, load_reevaluation(run.reevaluation_file), 1)
+        best, best_reward, seed_rewards = first[0] if first else (None, None, None)
         return cls(
             run_dir=run.path, status=status, requested=run.trials, trials=len(records),
             ended=sum(r.status in ENDED for r in records), failed=sum(r.status == "error" for r in records),
             stopped=sum(r.status == "stopped" for r in records),
-            best_reward=best.reward if best else None, best_metric=best.metric if best else None,
+            best_reward=best_reward, best_seeds=len(seed_rewards) if seed_rewards else 1,
+            best_metric=best.metric if best else None,
             best_index=best.index if best else None, metric=run.metric,
             first_mean=_mean([r.reward for r in valid[:third]]), last_mean=_mean([r.reward for r in valid[-third:]]),
             wall_seconds=wall_seconds, best_patterns=exported.patterns_file, trials_table=exported.table_file,
@@ -80,8 +86,13 @@ class SearchSummary:
     def text(self) -> str:
         lines = [self.headline()]
         if self.best_reward is not None:
-            lines.append(f"best reward {self.best_reward:.4f} (validation {self.metric} {self.best_metric:.4f}), "
-                         f"trial {self.best_index}")
+            if self.best_seeds > 1:
+                lines.append(f"best reward {self.best_reward:.4f} (mean over {self.best_seeds} training seeds after "
+                             f"re-evaluation; validation {self.metric} {self.best_metric:.4f} on the search's seed), "
+                             f"trial {self.best_index}")
+            else:
+                lines.append(f"best reward {self.best_reward:.4f} (validation {self.metric} {self.best_metric:.4f}), "
+                             f"trial {self.best_index}")
         if self.first_mean is not None and self.last_mean is not None:
             lines.append(f"mean reward moved from {self.first_mean:.4f} (first third of trials) "
                          f"to {self.last_mean:.4f} (last third)")

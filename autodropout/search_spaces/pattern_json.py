@@ -5,9 +5,12 @@
  "space_config": {"num_sites": L, "values": {...}, "num_embeddings": E, "embedding_values": {...}},
  "source": {"experiment": ..., "trial_id": ..., "metric": ..., "value": ..., "reward": ..., "created": ...,
             "site_shapes": [[C, H, W], ...] | [[T, C, heads], ...], "study": {...}},
- "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "embeddings": [{...}, ...],
-               "layers": [{...}, ...]}, ...]}
+ "patterns": [{"rank": 1, "reward": 0.93, "trial_id": "...", "seed_rewards": [[0, 0.93], [1, 0.92]],
+               "embeddings": [{...}, ...], "layers": [{...}, ...]}, ...]}
 ```
+
+``seed_rewards`` (optional) is there when the search re-evaluated its best patterns on more training
+seeds (``search.reevaluate``): ``[seed, reward]`` per training seed, ``reward`` then being their mean.
 
 ``num_embeddings`` and ``embedding_values`` (the embedding sites of a Transformer space: its
 embedding outputs) and each pattern's ``embeddings`` (one object per embedding site, in forward
@@ -74,7 +77,7 @@ STUDY_OPTIONAL = {"name", "experiment", "search_seed", "search_seeds", "val", "v
 SITE_SHAPE_DIMS = {"conv": ("C", "H", "W"), "transformer": ("T", "C", "heads")}
 _PATTERN_KEYS = {"rank", "reward", "layers"}
 _V2_SPACE_KEYS = {"num_sites", "values"}
-_PATTERN_OPTIONAL = {"trial_id"}
+_PATTERN_OPTIONAL = {"trial_id", "seed_rewards"}
 
 
 class PatternFormatError(PatternError):
@@ -83,12 +86,14 @@ class PatternFormatError(PatternError):
 
 @dataclass(frozen=True)
 class RankedPattern:
-    """A pattern with its rank (1 = best), the reward it earned and the trial that found it."""
+    """A pattern with its rank (1 = best), the reward it earned and the trial that found it; re-evaluated
+    on more training seeds, ``seed_rewards`` holds ``(seed, reward)`` per seed and ``reward`` their mean."""
 
     rank: int
     pattern: Pattern
     reward: float | None = None
     trial_id: str | None = None
+    seed_rewards: tuple[tuple[int, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,8 +147,9 @@ def save_patterns(
     """
     entries = []
     for rank, item in enumerate(patterns, start=1):
+        seed_rewards = None
         if isinstance(item, RankedPattern):
-            pattern, reward, trial_id = item.pattern, item.reward, item.trial_id
+            pattern, reward, trial_id, seed_rewards = item.pattern, item.reward, item.trial_id, item.seed_rewards
         elif isinstance(item, tuple):
             (pattern, reward), trial_id = item, None
         else:
@@ -158,6 +164,8 @@ def save_patterns(
         entry["layers"] = pattern.to_json()
         if trial_id is not None:
             entry["trial_id"] = str(trial_id)
+        if seed_rewards is not None:
+            entry["seed_rewards"] = [[int(seed), float(value)] for seed, value in seed_rewards]
         entries.append(entry)
     src = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **dict(source or {})}
     unknown = sorted(set(src) - _SOURCE_KEYS)
@@ -285,17 +293,28 @@ def _parse_entry(entry: Any, where: str, space: SearchSpace, upgrade: Mapping[st
     rank, reward = entry["rank"], entry["reward"]
     if type(rank) is not int or rank < 1:
         raise PatternError(f"{where}field 'rank': expected a positive integer, got {rank!r}")
-    if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))):
+    if reward is not None and not _is_number(reward):
         raise PatternError(f"{where}field 'reward': expected a number or null, got {reward!r}")
     trial_id = entry.get("trial_id")
     if trial_id is not None and not isinstance(trial_id, str):
         raise PatternError(f"{where}field 'trial_id': expected a string, got {trial_id!r}")
+    seed_rewards = entry.get("seed_rewards")
+    if seed_rewards is not None:
+        if not isinstance(seed_rewards, list) or not all(
+                isinstance(x, list) and len(x) == 2 and type(x[0]) is int and _is_number(x[1]) for x in seed_rewards):
+            raise PatternError(f"{where}field 'seed_rewards': expected a list of [seed, reward] pairs, "
+                               f"got {seed_rewards!r}")
+        seed_rewards = tuple((seed, float(value)) for seed, value in seed_rewards)
     embeddings = _parse_sites(entry.get("embeddings", []), "embeddings", space.num_embeddings, where,
                               lambda fields, at: space.embedding_from_json(fields, where=f"{where}embedding {at}: "))
     layers = _parse_sites(entry["layers"], "layers", space.num_sites, where,
                           lambda fields, at: space.layer_from_json(_upgraded(fields, upgrade, f"{where}site {at}: "),
                                                                    where=f"{where}site {at}: "))
-    return RankedPattern(rank, Pattern(space.kind, layers, embeddings), reward, trial_id)
+    return RankedPattern(rank, Pattern(space.kind, layers, embeddings), reward, trial_id, seed_rewards)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _parse_sites(sites: Any, field_name: str, count: int, where: str,

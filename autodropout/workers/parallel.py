@@ -12,7 +12,7 @@ import contextlib
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -38,13 +38,15 @@ def train_method(config: dict[str, Any], data: Any = None, methods: Mapping[str,
 
 @dataclass
 class GridResult:
-    """One finished grid cell: the final model weights, or the error that stopped it."""
+    """One finished grid cell: the final model weights and last result (validation metric, reward), or
+    the error that stopped it."""
 
     method: str
     seed: int
     state: dict[str, torch.Tensor] | None
     seconds: float
     error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 class _Progress(tune.Callback):
@@ -141,4 +143,4 @@ def _read(result: Any) -> GridResult:
         return GridResult(method, seed, None, seconds, error)
     with result.checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / STATE_FILE, weights_only=True)["model"]
-    return GridResult(method, seed, state, seconds)
+    return GridResult(method, seed, state, seconds, metrics=dict(result.metrics or {}))

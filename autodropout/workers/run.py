@@ -20,10 +20,11 @@ from autodropout.controller.start_point import start_tokens
 from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.experiment import ExperimentConfig
 from autodropout.runs import ENDED, RunDir, RunDirError, SearchSummary, TrialRecord, export_run, read_trials
-from autodropout.tasks import build_task, task_sites
+from autodropout.tasks import Task, build_task, task_sites
 from autodropout.workers.checkpoints import STATE_FILE
 from autodropout.workers.cluster import check_resources, connect
 from autodropout.workers.interrupt import stop_on_signals
+from autodropout.workers.reevaluate import pending, reevaluate
 from autodropout.workers.tuner import new_tuner, restored_tuner, save_controller_state, trial_dirname
 
 __all__ = ["SearchSummary", "default_run_dir", "resume_search", "run_search", "trial_dirname"]
@@ -68,7 +69,7 @@ def run_search(experiment: ExperimentConfig, output: Path | None = None, address
             print(f"search space: {space.kind}, {space.num_sites} sites ({float(space.size):.2g} patterns); "
                   f"starting the trials{origin}", flush=True)
         stop.armed = True
-        return _fit_and_finish(tuner, run, quiet)
+        return _fit_and_finish(tuner, run, task, quiet)
 
 
 def resume_search(run_dir: Path, trials: int | None = None, address: str | None = None,
@@ -83,7 +84,7 @@ def resume_search(run_dir: Path, trials: int | None = None, address: str | None 
     records = read_trials(run.experiment_dir, run.metric)
     extended = run.with_trials(trials) if trials is not None else run  # refuses to shrink
     extend = extended.trials != run.trials
-    if not extend and _complete(records, run.trials):
+    if not extend and _complete(records, run.trials) and not pending(run, records):
         # Files only (the table and patterns as the trial folders say, in case the last driver could
         # not write them): nothing to run, so no Ray.
         exported = export_run(run, top=run.experiment.search.top_k)
@@ -109,7 +110,7 @@ def resume_search(run_dir: Path, trials: int | None = None, address: str | None 
         task = build_task(run.experiment.task)
         tuner = restored_tuner(run, task, _make_searcher(run), quiet)
         stop.armed = True
-        return _fit_and_finish(tuner, run, quiet)
+        return _fit_and_finish(tuner, run, task, quiet)
 
 
 def _make_searcher(run: RunDir) -> BaseSearcher:
@@ -125,15 +126,23 @@ def _make_searcher(run: RunDir) -> BaseSearcher:
     return ControllerSearcher(run.space, config=s.controller_config(), **options)
 
 
-def _fit_and_finish(tuner: tune.Tuner, run: RunDir, quiet: bool) -> SearchSummary:
-    """Run the tuning loop (until done or stopped), then write the run folder's tables, pictures
-    and controller state, and say how it ended."""
+def _fit_and_finish(tuner: tune.Tuner, run: RunDir, task: Task, quiet: bool) -> SearchSummary:
+    """Run the tuning loop (until done or stopped) and, once every trial has ended, the top-k
+    re-evaluation; then write the run folder's tables, pictures and controller state, and say how it
+    ended."""
     began = time.perf_counter()
     tuner.fit()
-    wall = time.perf_counter() - began
     save_controller_state(run)
+    records = read_trials(run.experiment_dir, run.metric)
+    complete = _complete(records, run.trials)
+    if complete and pending(run, records):
+        try:
+            reevaluate(run, task, records, quiet)
+        except KeyboardInterrupt:
+            complete = False  # --resume runs it again, from the grid's checkpoints
+    wall = time.perf_counter() - began
     exported = export_run(run, top=run.experiment.search.top_k)
-    status = "finished" if _complete(exported.records, run.trials) else "interrupted"
+    status = "finished" if complete else "interrupted"
     summary = SearchSummary.of(run, exported, status, wall_seconds=wall, progress_plot=_final_plot(run, exported.records),
                                checkpoints_kept=_checkpoints_kept(run))
     if not quiet:
