@@ -172,9 +172,9 @@ def _add_study(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--transfer-from", action="append", default=[], metavar="PATTERN",
                    help="also score this pattern (a file or a shipped name, learned on another task) on this "
                         "task against its tuned baselines (repeatable)")
-    p.add_argument("--arms", help="comma-separated search arms among lstm, random, lstm-warm, random-warm (the "
-                                  "-warm arms start from the best tuned mask baseline; default: all four when a "
-                                  "mask baseline is tuned, else lstm,random)")
+    p.add_argument("--arms", help="comma-separated search arms among lstm, random, evolution and their -warm arms "
+                                  "(lstm-warm, ...: started from the best tuned mask baseline; default: lstm, random, "
+                                  "lstm-warm, random-warm when a mask baseline is tuned, else lstm,random)")
     p.add_argument("--concurrency", type=int, help="trials at once (default: search.concurrency)")
     p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
     p.add_argument("--output", type=Path, help="study folder (default: studies/NAME-TIMESTAMP)")
@@ -191,7 +191,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=count(1), help="number of trials (overrides search.trials); with --resume, "
                    "a larger number extends a search")
     p.add_argument("--concurrency", type=count(1), help="trials running at once (overrides search.concurrency)")
-    p.add_argument("--controller", choices=["lstm", "random"], help="learned controller or random search")
+    p.add_argument("--controller", choices=["lstm", "random", "evolution"],
+                   help="the searcher: lstm (the learned controller, default), random search, or evolution "
+                        "(regularized evolution)")
     p.add_argument("--scheduler", choices=["none", "asha"],
                    help="trial scheduler (overrides search.scheduler): asha stops trials whose reward ranks low at "
                         "a rung (search.grace_period epochs, default 3/4 of the schedule)")

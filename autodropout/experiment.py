@@ -22,10 +22,10 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from autodropout import regularizers
+from autodropout.checks import is_int
 from autodropout.config import check_non_negative, check_positive, from_dict, parse_assignments, replace, to_dict
 from autodropout.controller.config import (START_PROBABILITY, ControllerConfig, ControllerSettingError,
-                                           check_start_probability)
-from autodropout.checks import is_int
+                                           EvolutionConfig, check_start_probability)
 from autodropout.errors import ConfigError
 from autodropout.tasks import Regularization, task_config_from_dict
 
@@ -123,7 +123,9 @@ class SearchConfig:
 
     trials: int = 16
     concurrency: int = 2
-    controller: Literal["lstm", "random"] = "lstm"
+    #: The searcher: ``lstm`` (the paper's REINFORCE controller), ``random`` search, or ``evolution``
+    #: (regularized evolution, Real et al. 2019, with ``population`` and ``sample_size``).
+    controller: Literal["lstm", "random", "evolution"] = "lstm"
     samples_per_update: int = ControllerConfig.samples_per_update
     controller_lr: float = ControllerConfig.lr
     controller_optimizer: Literal["adam", "sgd"] = ControllerConfig.optimizer
@@ -137,6 +139,8 @@ class SearchConfig:
     tanh_constant: float | None = ControllerConfig.tanh_constant
     share_heads: bool = ControllerConfig.share_heads
     start_half_life: float = ControllerConfig.start_half_life
+    population: int = EvolutionConfig.population
+    sample_size: int = EvolutionConfig.sample_size
     top_k: int = 5
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -175,6 +179,7 @@ class SearchConfig:
         except ControllerSettingError as exc:  # named as the user wrote it: controller_lr, not lr
             key = {field: key for key, field in CONTROLLER_KEYS.items()}[exc.setting]
             raise ConfigError(f"{key}: {exc.problem}") from None
+        self.evolution_config()
         try:
             check_start_probability(self.start_probability)
         except ControllerSettingError as exc:
@@ -193,6 +198,10 @@ class SearchConfig:
     def first_rung(self, epochs: int) -> int:
         """The epoch of ASHA's first rung for a schedule of ``epochs`` (``grace_period`` or its default)."""
         return self.grace_period if self.grace_period is not None else math.ceil(0.75 * epochs)
+
+    def evolution_config(self) -> EvolutionConfig:
+        """Regularized evolution's settings (``population``, ``sample_size``)."""
+        return EvolutionConfig(population=self.population, sample_size=self.sample_size)
 
     def controller_config(self) -> ControllerConfig:
         """The learned controller's settings (the keys of :data:`CONTROLLER_KEYS`)."""

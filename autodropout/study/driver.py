@@ -51,8 +51,9 @@ def run_study(
         output: the study folder (default ``studies/NAME-TIMESTAMP``); it must be new or empty.
         address: a Ray cluster (``auto`` or ``HOST:PORT``); default: a local instance.
         concurrency: trials at once in searches and tunings (default: the experiment's ``search.concurrency``).
-        arms: search arms among ``lstm``, ``random``, ``lstm-warm``, ``random-warm`` (default: all four
-            when a mask baseline is tuned, else the cold two).
+        arms: search arms among ``lstm``, ``random``, ``evolution`` and their ``-warm`` arms (default:
+            ``lstm``, ``random``, ``lstm-warm``, ``random-warm`` when a mask baseline is tuned, else the
+            cold two).
     """
     from autodropout.workers.cluster import connect
 

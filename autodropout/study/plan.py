@@ -42,13 +42,16 @@ FORMAT = "autodropout.study"
 #: having neither. Version 3 added the warm-started arms (an older reader would not know them).
 VERSION = 3
 READABLE = (1, 2, 3)
-#: The cold search arms: the learned controller and random search in the same space, from scratch.
+#: The cold search arms a study runs by default: the learned controller and random search in the same
+#: space, from scratch.
 ARMS = ("lstm", "random")
-#: The warm-started arms: the same two searchers started from the best tuned mask baseline of the
-#: study (``autodropout search --start-from``), run after the tunings.
+#: Every searcher (``search.controller``) a study can run as an arm: ``--arms`` adds regularized evolution.
+SEARCHERS = ARMS + ("evolution",)
+#: The warm-started arms: the searchers started from the best tuned mask baseline of the study
+#: (``autodropout search --start-from``), run after the tunings; the default ones, and all.
 WARM = "-warm"
 WARM_ARMS = tuple(arm + WARM for arm in ARMS)
-ALL_ARMS = ARMS + WARM_ARMS
+ALL_ARMS = SEARCHERS + tuple(arm + WARM for arm in SEARCHERS)
 #: The key of the searched task among the targets.
 MAIN = "main"
 #: Training seeds of the final evaluation: EVAL_SEED_BASE + i, the same for every arm (paired).

@@ -150,7 +150,9 @@ def _plan_lines(study: StudyDir) -> list[str]:
 #: What each search arm is, for the report.
 ARM_TEXT = {"lstm": "LSTM controller, REINFORCE, from scratch", "random": "random search in the same space",
             "lstm-warm": "the LSTM controller started from the best tuned mask baseline",
-            "random-warm": "random search around the best tuned mask baseline"}
+            "random-warm": "random search around the best tuned mask baseline",
+            "evolution": "regularized evolution (Real et al. 2019), from scratch",
+            "evolution-warm": "regularized evolution started from the best tuned mask baseline"}
 
 
 def _warm_lines(study: StudyDir) -> list[str]:

@@ -16,6 +16,7 @@ from autodropout.study.plan import (
     ALL_ARMS,
     ARMS,
     EVAL_SEED_BASE,
+    WARM_ARMS,
     MAIN,
     Imported,
     StudyError,
@@ -76,7 +77,7 @@ def make_plan(
                      eval_seeds=tuple(EVAL_SEED_BASE + i for i in range(eval_seeds)), targets=tuple(targets),
                      concurrency=concurrency, imports=imports, transfer_budget=transfer_budget)
     if arms is None:  # warm arms whenever there is a tuned mask baseline to start from
-        return dataclasses.replace(plan, arms=ALL_ARMS if mask_baselines(plan) else ARMS)
+        return dataclasses.replace(plan, arms=ARMS + WARM_ARMS if mask_baselines(plan) else ARMS)
     plan = dataclasses.replace(plan, arms=_arms(arms))
     check_warm(plan)
     return plan

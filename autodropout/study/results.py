@@ -131,14 +131,16 @@ def summarize_target(plan: StudyPlan, target: Target, evaluation: dict[str, Any]
 
 def _comparisons(plan: StudyPlan, arms: list[ArmSummary], best: ArmSummary | None) -> list[Comparison]:
     """Every arm against ``none``; each search arm and imported pattern against the best tuned
-    baseline; each LSTM arm against the random-search arm started the same way (cold or warm)."""
+    baseline; each other searcher's arm against the random-search arm started the same way (cold or warm)."""
     by_name = {a.name: a for a in arms}
     pairs = [(a.name, NONE) for a in arms if a.name != NONE]
     if best is not None:
         pairs += [(a.name, best.name) for a in arms if a.kind != "baseline"]
     for arm in plan.arms:  # each controller against random search started the same way
-        if searcher_of(arm) == "lstm" and arm.replace("lstm", "random", 1) in plan.arms:
-            pairs.append((arm, arm.replace("lstm", "random", 1)))
+        searcher = searcher_of(arm)
+        random_arm = arm.replace(searcher, "random", 1)
+        if searcher != "random" and random_arm in plan.arms:
+            pairs.append((arm, random_arm))
     out = []
     for arm, reference in pairs:
         a, b = by_name.get(arm), by_name.get(reference)

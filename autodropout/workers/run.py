@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ray import tune
 
+from autodropout.controller.evolution import EvolutionSearcher
 from autodropout.controller.listeners import Broadcast, SearcherCheckpoint
 from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
 from autodropout.controller.start_point import start_tokens
@@ -123,6 +124,8 @@ def _make_searcher(run: RunDir) -> BaseSearcher:
                "epochs": run.experiment.task.train.epochs}
     if s.controller == "random":
         return RandomSearcher(run.space, **options)
+    if s.controller == "evolution":
+        return EvolutionSearcher(run.space, config=s.evolution_config(), **options)
     return ControllerSearcher(run.space, config=s.controller_config(), **options)
 
 

@@ -22,6 +22,7 @@ from autodropout.controller.searcher import ControllerSearcher, RandomSearcher
 from autodropout.search_spaces import TransformerSpace
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # Ray searches; the module shares one local Ray instance
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, HyperBandForBOHB, HyperBandScheduler  # noqa: E402
 

@@ -6,7 +6,7 @@ from autodropout.experiment import load_experiment
 from autodropout.runs import Trial
 from autodropout.search_spaces import ConvSpace
 from autodropout.study.baselines import tuning_domain
-from autodropout.study.plan import ALL_ARMS, ARMS, StudyDir, arm_of, is_warm
+from autodropout.study.plan import ARMS, WARM_ARMS, StudyDir, arm_of, is_warm
 from autodropout.study.request import make_plan
 from autodropout.tasks import Regularization, task_sites
 from autodropout.workers.lattice import TUNER
@@ -58,7 +58,7 @@ def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm
     has the warm-started arms too (:data:`WARM`, started at :data:`START`)."""
     experiment_file = write_experiment(folder)
     plan = make_plan(experiment_file, budget=2, search_seeds=2, eval_seeds=3, baselines=["none", "dropout"],
-                     transfer_from=list(IMPORTED) if imported else [], arms=ALL_ARMS if warm else ARMS)
+                     transfer_from=list(IMPORTED) if imported else [], arms=ARMS + WARM_ARMS if warm else ARMS)
     study = StudyDir.create(folder / "study", plan)
     task = load_experiment(experiment_file).task
     space = ConvSpace(num_sites=3)

@@ -7,6 +7,7 @@ import pytest
 import autodropout as ad
 from autodropout.study import StudyDir, StudyError, make_plan, publish, rebuild_report
 from autodropout.study.baselines import tuning_domain
+from autodropout.study.plan import searcher_of
 from autodropout.study.results import cost_rows, summarize_study
 from autodropout.study.warm_start import mask_baselines, warm_start
 from autodropout.runs import Trial
@@ -50,7 +51,7 @@ def test_no_successful_mask_tuning_is_one_clear_error(tmp_path):
     (["lstm-warm"], ["none", "ydrop"], "starts from the best tuned mask baseline, and --baselines has none "
                                         "\\(add one of: dropblock, dropout, droppath, spatial_dropout, "
                                         "variational_dropout\\)"),
-    (["lstm", "cold"], ["none", "dropout"], "--arms: expected some of lstm, random, lstm-warm, random-warm"),
+    (["lstm", "cold"], ["none", "dropout"], "--arms: expected some of lstm, random, evolution, lstm-warm, random-warm, evolution-warm"),
     (["lstm", "lstm"], ["none", "dropout"], "each once"),
     ([], ["none", "dropout"], "got none"),
 ])
@@ -110,3 +111,11 @@ def _pattern_title(study: StudyDir) -> str:
     finally:
         figures.pattern_figure = real
     return titles[0]
+
+
+def test_an_evolution_arm_is_planned_when_asked_for(tmp_path):
+    plan = make_plan(write_experiment(tmp_path), budget=2, search_seeds=1, eval_seeds=2,
+                     baselines=["none", "dropout"], arms=["evolution-warm", "random", "evolution"])
+    assert plan.arms == ("random", "evolution", "evolution-warm")  # table order
+    assert [u.name for u in plan.search_units()] == ["random-s0", "evolution-s0", "evolution-warm-s0"]
+    assert searcher_of("evolution-warm") == "evolution"

@@ -1,0 +1,107 @@
+"""Regularized evolution (Real et al. 2019) over the pattern tokens: mutation, tournament, aging, the
+rule for unusable results, and a resume that continues exactly."""
+import random
+
+import pytest
+import torch
+
+from autodropout.controller.config import EvolutionConfig
+from autodropout.controller.evolution import EvolutionSearcher, allowed, mutate_one
+from autodropout.errors import ConfigError
+from autodropout.search_spaces import ConvSpace, TransformerSpace
+
+SPACES = [ConvSpace(num_sites=3), TransformerSpace(num_sites=2)]
+
+
+@pytest.mark.parametrize("space", SPACES, ids=["conv", "transformer"])
+def test_a_mutation_changes_one_free_decision_and_repairs_only_what_it_forbids(space):
+    rng = random.Random(0)
+    for _ in range(300):
+        parent = space.sample(rng)
+        child = mutate_one(space, parent, rng)
+        space.decode(child)  # a valid pattern of the space
+        changed = [p for p in range(len(parent)) if child[p] != parent[p]]
+        assert changed, "a mutation always changes something"
+        first = changed[0]
+        assert len(allowed(space, parent[:first], first)) > 1  # a free decision, never a forced one
+        for later in changed[1:]:  # any other change is a repair: the parent's token is no longer allowed
+            assert parent[later] not in allowed(space, child[:later], later)
+
+
+def complete(searcher, trial_id, reward, status_epoch=None):
+    result = {"reward": reward} if status_epoch is None else {"reward": reward, "epoch": status_epoch}
+    searcher.on_trial_complete(trial_id, result)
+
+
+def test_the_population_ages_and_only_full_rewards_enter_it():
+    space = TransformerSpace(num_sites=1)
+    s = EvolutionSearcher(space, seed=0, epochs=3, config=EvolutionConfig(population=3, sample_size=2))
+    for i in range(4):
+        s.suggest(f"t{i}")
+        complete(s, f"t{i}", 0.1 * i, status_epoch=3)
+    assert [r for _, r in s.members] == pytest.approx([0.1, 0.2, 0.3])  # the oldest (t0) left
+    s.suggest("stopped"), s.suggest("failed"), s.suggest("bad")
+    complete(s, "stopped", 0.9, status_epoch=1)  # a scheduler stopped it: lower fidelity
+    s.on_trial_complete("failed", None, error=True)
+    complete(s, "bad", float("nan"), status_epoch=3)
+    assert [r for _, r in s.members] == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_a_full_population_suggests_a_mutation_of_the_tournament_winner():
+    space = TransformerSpace(num_sites=2)
+    s = EvolutionSearcher(space, seed=1, config=EvolutionConfig(population=4, sample_size=4))
+    tokens = []
+    for i in range(4):
+        s.suggest(f"t{i}")
+        tokens.append(s.live[f"t{i}"])
+        complete(s, f"t{i}", [0.2, 0.9, 0.4, 0.1][i])
+    for i in range(20):  # sample_size = population: the winner is always the best member, t1 (0.9)
+        s.suggest(f"c{i}")
+        child = s.live.pop(f"c{i}")
+        differ = [p for p in range(len(child)) if child[p] != tokens[1][p]]
+        assert differ and len(allowed(space, tokens[1][:differ[0]], differ[0])) > 1
+
+
+def test_before_the_population_is_full_a_start_point_is_mutated_as_random_search_does():
+    space = ConvSpace(num_sites=3)
+    start = space.sample(random.Random(5))
+    s = EvolutionSearcher(space, seed=2, start_tokens=start, start_probability=0.9)
+    assert s.suggest("a")["tokens"] == start  # the start point itself first
+    near = [s.suggest(f"b{i}")["tokens"] for i in range(10)]
+    assert sum(sum(x != y for x, y in zip(t, start)) for t in near) / 10 < 0.3 * len(start)
+
+
+def drive(searcher, first, count, rng):
+    for i in range(first, first + count):
+        searcher.suggest(f"t{i}")
+        tokens = searcher.live[f"t{i}"]
+        complete(searcher, f"t{i}", sum(tokens) / 100 + rng.random() / 100)
+    return [h["tokens"] for h in searcher.history]
+
+
+def test_a_restored_searcher_continues_exactly_as_an_uninterrupted_one(tmp_path):
+    space = ConvSpace(num_sites=3)
+    config = EvolutionConfig(population=5, sample_size=2)
+    whole = drive(EvolutionSearcher(space, seed=3, config=config), 0, 30, random.Random(0))
+    first = EvolutionSearcher(space, seed=3, config=config)
+    rng = random.Random(0)
+    drive(first, 0, 12, rng)
+    path = tmp_path / "state.pt"
+    first.save(str(path))
+    state = torch.load(path, weights_only=True)  # plain types only
+    assert len(state["members"]) == 5 and state["config"] == {"population": 5, "sample_size": 2}
+    restored = EvolutionSearcher(space, seed=99)  # the saved settings and seed win
+    restored.restore(str(path))
+    assert drive(restored, 12, 18, rng) == whole
+
+
+def test_bad_settings_name_the_key():
+    from autodropout.experiment import experiment_from_dict
+    from tests.tiny import TINY_VISION
+
+    for search, message in [({"population": 1}, "search.population: expected an int of at least 2, got 1"),
+                            ({"population": 4, "sample_size": 5},
+                             r"search.sample_size: expected an int from 1 to population \(4\), got 5"),
+                            ({"controller": "evolve"}, "search.controller")]:
+        with pytest.raises(ConfigError, match=message):
+            experiment_from_dict({**TINY_VISION, "search": {**TINY_VISION["search"], **search}})
