@@ -72,6 +72,11 @@ def make_searcher(kind: str, space: Any, seed: int, settings: dict[str, Any] | N
         options["start_tokens"] = start["tokens"]
     if kind == "random":
         return module.RandomSearcher(space, **options)
+    if kind == "evolution":
+        from autodropout.controller.config import EvolutionConfig
+        from autodropout.controller.evolution import EvolutionSearcher
+
+        return EvolutionSearcher(space, config=EvolutionConfig(**(settings or {})), **options)
     if start is not None and start["warm"] == "fit":
         from warm_start_candidates import FitSearcher
 
@@ -228,7 +233,7 @@ def search_jobs(kind: str, space: str, seeds: list[int], budget: int, noise_at: 
     rewards with the policy's entropy measured after each count in ``noise_at``."""
     jobs = [{"kind": kind, "settings": settings, "space": space, "seed": s, "variant": v, "n": budget,
              "concurrency": concurrency} for v in variants for s in seeds]
-    if kind != "random" and noise_at:
+    if kind == "controller" and noise_at:
         jobs += [{"kind": kind, "settings": settings, "space": space, "seed": s, "variant": "noise",
                   "n": max(noise_at), "entropy_at": sorted(noise_at), "concurrency": concurrency} for s in seeds]
     return jobs
@@ -249,11 +254,10 @@ def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int]
         for n in budgets:
             cells = [variant, str(n), fmt([best(m, n) for m in rnd])]
             for i, a in enumerate(names):
-                ctl = collect(arms[a], "controller", variant, seeds)
+                ctl = collect(arms[a], arms[a][0]["kind"], variant, seeds)
                 diff = [best(c, n) - best(r, n) for c, r in zip(ctl, rnd)]
                 cells += [fmt([best(m, n) for m in ctl]), fmt_diff(diff)]
-                if i == 0:
-                    checks[(variant, n)] = mean_se(diff)
+                checks[(a, variant, n)] = mean_se(diff)
             print("| " + " | ".join(cells) + " |")
     print(f"\n### {space}: mean match of the last 20% of the samples\n")
     print("| reward | samples | random | " + " | ".join(f"{a} | {a} - random" for a in names) + " |")
@@ -263,7 +267,7 @@ def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int]
         for n in budgets:
             cells = [variant, str(n), fmt([last20(m, n) for m in rnd])]
             for a in names:
-                ctl = collect(arms[a], "controller", variant, seeds)
+                ctl = collect(arms[a], arms[a][0]["kind"], variant, seeds)
                 diff = [last20(c, n) - last20(r, n) for c, r in zip(ctl, rnd)]
                 cells += [fmt([last20(m, n) for m in ctl]), fmt_diff(diff)]
             print("| " + " | ".join(cells) + " |")
@@ -272,6 +276,8 @@ def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int]
     print("|---|" + "---|" * len(noise_at) + "---|")
     for i, a in enumerate(names):
         noise = [r for r in arms[a] if r["variant"] == "noise"]
+        if not noise:  # evolution has no policy
+            continue
         cells = []
         for n in noise_at:
             shares = [100 * r["entropy"][str(n)] for r in noise]
@@ -283,7 +289,8 @@ def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int]
     return checks
 
 
-def print_checks(space: str, checks: dict[str, Any], budgets: list[int]) -> None:
+def print_checks(space: str, checks: dict[str, Any], budgets: list[int], controller: str = "new",
+                 evolution: list[str] = ()) -> None:
     print(f"\n{space}, targets for the new controller:")
     if "entropy100" in checks:
         m, _ = checks["entropy100"]
@@ -291,13 +298,18 @@ def print_checks(space: str, checks: dict[str, Any], budgets: list[int]) -> None
               f"{'met' if m >= 0.9 else 'NOT met'}")
     for variant in VARIANTS:
         if 100 in budgets:
-            m, se = checks[(variant, 100)]
+            m, se = checks[(controller, variant, 100)]
             print(f"- {variant}, 100 samples: best-found ahead of random by > 2 SE: {m:+.3f} vs 2 x {se:.3f} -> "
                   f"{'met' if m > 2 * se else 'NOT met'}")
         if 300 in budgets:
-            m, se = checks[(variant, 300)]
+            m, se = checks[(controller, variant, 300)]
             print(f"- {variant}, 300 samples: best-found ahead of random by > +0.13: {m:+.3f} (SE {se:.3f}) -> "
                   f"{'met' if m > 0.13 else 'NOT met'}")
+        for arm in evolution:
+            if 24 in budgets:
+                m, se = checks[(arm, variant, 24)]
+                print(f"- {arm}, {variant}, 24 samples: best-found ahead of random by > 2 SE: {m:+.3f} vs "
+                      f"2 x {se:.3f} -> {'met' if m > 2 * se else 'NOT met'}")
 
 
 # -- the sweep of candidate update rules ---------------------------------------------------------
@@ -370,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="measure searches that start from a known point instead: each START is 'd=N' "
                              "(N tokens away from the hidden target) or 'far' (every decision that can differ does)")
     parser.add_argument("--variant", default="noisy", choices=VARIANTS, help="the reward of --warm-start")
+    parser.add_argument("--evolution", nargs="*", default=["16/4"], metavar="P/S",
+                        help="regularized evolution arms, population/sample size each (default: 16/4)")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -395,7 +409,13 @@ def main(argv: list[str] | None = None) -> None:
         arms = {"new": run_jobs(jobs, args.jobs)}
         if args.reference != "none":
             arms[f"old ({args.reference})"] = run_reference(args.reference, jobs, args.jobs)
-        print_checks(space, report(space, seeds, args.budgets, args.noise_samples, arms, rnd), args.budgets)
+        for setting in args.evolution:
+            population, sample_size = map(int, setting.split("/"))
+            arms[f"evolution {setting}"] = run_jobs(search_jobs(
+                "evolution", space, seeds, max(args.budgets), [], args.concurrency,
+                {"population": population, "sample_size": sample_size}), args.jobs)
+        checks = report(space, seeds, args.budgets, args.noise_samples, arms, rnd)
+        print_checks(space, checks, args.budgets, evolution=[f"evolution {s}" for s in args.evolution])
     print(f"\n({time.perf_counter() - began:.0f} s)")
 
 
