@@ -23,15 +23,15 @@ from autodropout.tasks import TaskSites, task_sites
 #: patterns) or as the median trial time of a study's search or tuning (:data:`TRIAL_TIME_SOURCE` says
 #: which); re-measure and paste here when a preset changes. The study's time estimate reads them.
 TRIAL_SECONDS: dict[str, dict[str, float]] = {
-    "digits_wrn_quick": {"cpu": 16.1},
-    "lm_transformer_quick": {"cpu": 48.9},
-    "translation_numbers_quick": {"cpu": 228.0},
+    "digits_wrn_quick": {"cpu": 7.8},
+    "lm_transformer_quick": {"cpu": 19.3},
+    "translation_numbers_quick": {"cpu": 96.0},
 }
 TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs and validations; data loaded once per "
-                     "search). cpu: the 2-core development machine, 1 torch thread per trial, 2 trials at a time, "
-                     "torch 2.13, 2026-11-29/30 (median of 3 patterns of benchmarks/trial_time.py for "
-                     "lm_transformer_quick and digits_wrn_quick; median of the 20 runs of "
-                     "benchmarks/preset_regime.py, validated once, for translation_numbers_quick); gpu: none measured "
+                     "search). cpu: the 2-core development machine, idle, 1 torch thread, torch 2.13, "
+                     "2026-12-07, version-3 spaces (median of 3 patterns of benchmarks/trial_time.py, one trial "
+                     "at a time; a search runs 2 at a time, which the README's main command measures: 48 "
+                     "trials of lm_transformer_quick in about 8 minutes); gpu: none measured "
                      "since the presets changed (an NVIDIA H200 ran the earlier ones); '-': not measured (the "
                      "paper-scale presets need their data files, and GPUs)")
 WHAT = ("presets", "regularizers", "patterns")

@@ -27,7 +27,7 @@ def test_lists_every_preset_with_task_model_sites_and_trial_time(capsys, tmp_pat
         line = row(out, name)
         assert f"{task.kind}: {task.dataset}" in line and task_sites(task).model in line
         assert f" {len(task_sites(task).shapes)}: " in line
-    assert row(out, "digits_wrn_quick").split()[-5:] == ["8x8,", "4x4,", "2x2", "16.1", "-"]  # cpu, gpu s/trial
+    assert row(out, "digits_wrn_quick").split()[-5:] == ["8x8,", "4x4,", "2x2", "7.8", "-"]  # cpu, gpu s/trial
     assert "12: 4 at 32x32, 4 at 16x16, 4 at 8x8" in row(out, "cifar10_wrn28_2_search")
     assert "2: T 32 x C 64" in row(out, "lm_transformer_quick")
     assert "    needs data at data/cifar-10-batches-py (not found)" in out
