@@ -30,7 +30,7 @@ TRIAL_SECONDS: dict[str, dict[str, float]] = {
 TRIAL_TIME_SOURCE = ("s/trial: one search trial (the preset's epochs and validations; data loaded once per "
                      "search). cpu: the 2-core development machine, idle, 1 torch thread, torch 2.13, "
                      "2026-12-07, version-3 spaces (median of 3 patterns of benchmarks/trial_time.py, one trial "
-                     "at a time; a search runs 2 at a time, which the README's main command measures: 48 "
+                     "at a time; a search runs 2 at a time, which the README's main command measures: 32 "
                      "trials of lm_transformer_quick in about 8 minutes); gpu: none measured "
                      "since the presets changed (an NVIDIA H200 ran the earlier ones); '-': not measured (the "
                      "paper-scale presets need their data files, and GPUs)")
