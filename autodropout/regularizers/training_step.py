@@ -1,18 +1,21 @@
-"""What a training loop calls once before each training forward, for regularizers that need more
-than their input. The loop knows no method by name; a regularizer module opts in with either of:
+"""What a training loop calls around each training forward, for regularizers that need more than
+their input. The loop knows no method by name; a regularizer module opts in with any of:
 
 * ``set_progress(progress)``: receives the fraction of training done (DropBlock's linear schedule);
 * a classmethod ``before_step(modules, step)``: called once per step with every module of its class
   in the model and a :class:`TrainingStep` (the model, the batch, the progress, the options), for
   methods that need the batch or all their sites at once (Y-Drop: one conductance pass, Georgiou et
   al., arXiv 2409.09088, recomputed every batch in the reference). It returns a dict to merge into
-  :func:`prepare_step`'s result, or ``None``.
+  :func:`prepare_step`'s result, or ``None``;
+* ``regularization_loss() -> Tensor``: a penalty of the module's own parameters that belongs in the
+  training objective (Concrete Dropout's dropout-rate term, Gal et al., NeurIPS 2017);
+  :func:`auxiliary_loss` sums it over the model after the forward.
 
 ::
 
     for step, (x, y) in enumerate(loader):
         prepare_step(model, x, y, progress=step / total_steps)
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(x), y) + auxiliary_loss(model)
         ...
 
 Interested modules are found by one scan of ``model`` on its first call and cached per model
@@ -55,6 +58,7 @@ class TrainingStep:
 class _Plan:
     progress_modules: list[nn.Module] = field(default_factory=list)
     hooks: dict[type, list[nn.Module]] = field(default_factory=dict)
+    loss_modules: list[nn.Module] = field(default_factory=list)
     calls: int = 0
 
 
@@ -64,7 +68,8 @@ _PLANS: weakref.WeakKeyDictionary[nn.Module, _Plan] = weakref.WeakKeyDictionary(
 def _plan(model: nn.Module) -> _Plan:
     plan = _PLANS.get(model)
     if plan is None:
-        plan = _Plan(progress_modules=[m for m in model.modules() if callable(getattr(m, "set_progress", None))])
+        plan = _Plan(progress_modules=[m for m in model.modules() if callable(getattr(m, "set_progress", None))],
+                     loss_modules=[m for m in model.modules() if callable(getattr(m, "regularization_loss", None))])
         for module in model.modules():
             if callable(getattr(type(module), "before_step", None)):
                 plan.hooks.setdefault(type(module), []).append(module)
@@ -112,3 +117,18 @@ def prepare_step(
     for cls, modules in plan.hooks.items():
         results.update(cls.before_step(modules, step) or {})
     return results
+
+
+def auxiliary_loss(model: nn.Module) -> Tensor | float:
+    """The sum of ``regularization_loss()`` over every submodule of ``model`` that has one, to add to
+    the training loss after the forward (the modules read what they need from it, e.g. Concrete
+    Dropout's feature count); ``0.0`` for a model without such modules, so that adding it leaves a
+    loss and its gradients bit for bit as they were.
+
+    Returns:
+        A 0-dim tensor (on the modules' device), or ``0.0``.
+    """
+    modules = _plan(model).loss_modules
+    if not modules:
+        return 0.0
+    return sum((module.regularization_loss() for module in modules[1:]), modules[0].regularization_loss())

@@ -1,8 +1,10 @@
 """The training loop every task shares, and its settings (``train:`` in an experiment file).
 
 One seeded loop: a fresh model, SGD or Adam(W) with decoupled weight decay on weight matrices only,
-warm-up then cosine (or constant) schedule, gradient clipping, bfloat16 autocast on CUDA, validation
-after every epoch, and an ``on_epoch`` callback through which the search reports and checkpoints.
+the regularizers' own penalties added to the loss (``auxiliary_loss``, e.g. Concrete Dropout's rate
+term), warm-up then cosine (or constant) schedule, gradient clipping, bfloat16 autocast on CUDA,
+validation after every epoch, and an ``on_epoch`` callback through which the search reports and
+checkpoints.
 A run resumed from such a checkpoint continues bit-exactly (model, optimizer, schedule and every RNG).
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import nn
 
 from autodropout.config import check_fraction, check_non_negative, check_positive
 from autodropout.recalibration import recalibrate_batchnorm
-from autodropout.regularizers.training_step import prepare_step
+from autodropout.regularizers.training_step import auxiliary_loss, prepare_step
 
 if TYPE_CHECKING:
     from autodropout.tasks.base import Task
@@ -195,10 +197,13 @@ def _train_epoch(task: "Task", run: _Run, epochs: int, steps: int, show: bool) -
         prepare_step(model, inputs, targets, (run.epoch * steps + step) / (epochs * steps))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = task.loss(model, inputs, targets)
-        if not torch.isfinite(loss):
-            raise DivergedError(f"non-finite training loss {loss.item()} at epoch {run.epoch + 1}, step {step}")
+        # Regularizers' own penalties (Concrete Dropout's rate term) are optimised, not reported: the
+        # recorded training loss stays the data loss, comparable across regularizers (as weight decay).
+        objective = loss + auxiliary_loss(model)
+        if not torch.isfinite(objective):
+            raise DivergedError(f"non-finite training loss {objective.item()} at epoch {run.epoch + 1}, step {step}")
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         run.optimizer.step()

@@ -207,7 +207,8 @@ def test_transformer_pattern_for_vision_task_fails_before_training(lm_file, visi
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     (dict(baselines=["dropblock"]), "baseline 'dropblock' is not usable on a translation task; valid baselines: "
-                                    "none, dropout, droppath, sparseout, spatial_dropout, variational_dropout, ydrop"),
+                                    "none, concrete_dropout, dropout, droppath, sparseout, spatial_dropout, "
+                                    "variational_dropout, ydrop"),
     (dict(baselines=["pattern"]), "baseline 'pattern' is not usable"),
     (dict(baselines=["dropout:p=2"]), r"baseline 'dropout:p=2': p must be a probability in \[0, 1\), got 2"),
     (dict(baselines=["none:p=1"]), "baseline 'none' takes no parameters"),
