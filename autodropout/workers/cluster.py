@@ -1,4 +1,8 @@
-"""Connecting to Ray: a local instance by default, or a running cluster with ``--address``."""
+"""Connecting to Ray: a local instance by default, or a running cluster with ``--address``.
+
+Before a search starts its trials, :func:`check_cluster` makes sure the cluster can run them at all
+(:mod:`autodropout.workers.preflight`: one node that fits a trial, storage every such node sees).
+"""
 from __future__ import annotations
 
 import logging
@@ -11,11 +15,16 @@ from typing import Iterator
 
 import ray
 
-from autodropout.errors import UserInputError
+from autodropout.workers.preflight import (
+    ClusterError,
+    check_cluster,
+    check_resources,
+    check_shared_storage,
+    set_local,
+    storage_folder,
+)
 
-
-class ClusterError(UserInputError, RuntimeError):
-    """Ray could not be started or the cluster could not be reached."""
+__all__ = ["ClusterError", "check_cluster", "check_resources", "check_shared_storage", "connect", "storage_folder"]
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
@@ -28,9 +37,13 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
     """
     if ray.is_initialized():
         return ray.cluster_resources()
-    # Ray 2.60 warns about token auth on local instances; local runs opt out, clusters keep theirs.
     if address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # Ray 2.60 turns token authentication on for a new local instance (its token: ~/.ray/auth_token,
+        # made on first use, or RAY_AUTH_TOKEN) and warns that it did. Only the warning goes: without the
+        # token Ray's services, which listen on every interface, run code for anyone who reaches them.
+        # (Setting RAY_AUTH_MODE=token here instead would not do: Ray read its config at import, so it
+        # would make no token while the services it starts demand one.) A user's own RAY_AUTH_MODE wins.
+        _quiet_auth_notice()
         # The raylet starts workers at nice 15 (RayConfig worker_niceness): on a machine shared with any
         # normal-priority process the trials, which are the whole job, then get almost no CPU (measured:
         # 3% each beside two busy processes). A local search is the user's foreground work.
@@ -56,7 +69,23 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
         raise ClusterError(f"could not connect to {where}: {exc}") from None
+    set_local(address is None)  # a local instance never grows: the resource check need not wait
     return ray.cluster_resources()
+
+
+class _AuthEnabledNotice(logging.Filter):
+    """Drops Ray's notice that token authentication is on, the default we keep (nothing else)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_auth_notice() -> None:
+    # The logger of ray/_private/authentication/authentication_token_setup.py; should Ray rename it,
+    # the notice merely shows again.
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _AuthEnabledNotice) for f in log.filters):
+        log.addFilter(_AuthEnabledNotice())
 
 
 @contextmanager
@@ -78,15 +107,6 @@ def _sigterm_blocked_in_children() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """Fail early, with the numbers, when no node could ever run one trial."""
-    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-    if cpus_per_trial > cpus:
-        raise ClusterError(f"search.cpus_per_trial={cpus_per_trial} but the cluster has {cpus:g} CPUs")
-    if gpus_per_trial > gpus:
-        raise ClusterError(f"search.gpus_per_trial={gpus_per_trial} but the cluster has {gpus:g} GPUs")
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
