@@ -21,11 +21,12 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+import autodropout.controller.searchers as searcher_registry
 from autodropout import regularizers
 from autodropout.checks import is_int
 from autodropout.config import check_non_negative, check_positive, from_dict, parse_assignments, replace, to_dict
 from autodropout.controller.config import (START_PROBABILITY, ControllerConfig, ControllerSettingError,
-                                           EvolutionConfig, check_start_probability)
+                                           check_start_probability)
 from autodropout.errors import ConfigError
 from autodropout.tasks import Regularization, task_config_from_dict
 
@@ -34,6 +35,8 @@ DEFAULT_EXPERIMENT = "lm_transformer_quick"
 
 #: ``search:`` keys of the learned controller's settings -> :class:`ControllerConfig` fields. The
 #: settings are documented, checked and given their (measured) defaults by ControllerConfig alone.
+#: They are flat keys of ``search`` because they were so before the searcher registry; every other
+#: searcher's settings go under ``search.searchers.NAME`` (:meth:`SearchConfig.searcher_settings`).
 CONTROLLER_KEYS = {
     "samples_per_update": "samples_per_update",
     "controller_lr": "lr",
@@ -115,17 +118,20 @@ class ReevaluateConfig:
 class SearchConfig:
     """How the controller searches and how Ray runs the trials.
 
-    The learned controller's settings (:data:`CONTROLLER_KEYS`) are :class:`ControllerConfig`'s, with
-    its defaults; :meth:`controller_config` hands them over in one piece. ``start_from`` (a
-    :func:`parse_start_from` spec) makes both searchers start at that point and search around it,
-    keeping each of its decisions with ``start_probability`` at first (docs/search.md).
+    ``controller`` is any registered searcher (:mod:`autodropout.controller.searchers`). The learned
+    controller's settings (:data:`CONTROLLER_KEYS`) are :class:`ControllerConfig`'s, with its defaults;
+    every other searcher's are a mapping under ``searchers``, by name (``searchers: {evolution:
+    {population: 16}}``), checked against its settings dataclass even when another searcher runs (a
+    study runs several from one file). :meth:`searcher_settings` hands them over in one piece.
+    ``start_from`` (a :func:`parse_start_from` spec) makes every searcher start at that point and search
+    around it, keeping each of its decisions with ``start_probability`` at first (docs/search.md).
     """
 
     trials: int = 16
     concurrency: int = 2
-    #: The searcher: ``lstm`` (the paper's REINFORCE controller), ``random`` search, or ``evolution``
-    #: (regularized evolution, Real et al. 2019, with ``population`` and ``sample_size``).
-    controller: Literal["lstm", "random", "evolution"] = "lstm"
+    #: The searcher, a name of :func:`autodropout.controller.searchers.available`: ``lstm`` (the paper's
+    #: REINFORCE controller, the default), ``random`` search, ``evolution`` (regularized evolution), ...
+    controller: str = "lstm"
     samples_per_update: int = ControllerConfig.samples_per_update
     controller_lr: float = ControllerConfig.lr
     controller_optimizer: Literal["adam", "sgd"] = ControllerConfig.optimizer
@@ -139,13 +145,16 @@ class SearchConfig:
     tanh_constant: float | None = ControllerConfig.tanh_constant
     share_heads: bool = ControllerConfig.share_heads
     start_half_life: float = ControllerConfig.start_half_life
-    population: int = EvolutionConfig.population
-    sample_size: int = EvolutionConfig.sample_size
+    #: Settings of the searchers other than ``lstm``, by name: ``{evolution: {population: 16, sample_size: 8}}``.
+    searchers: dict[str, dict[str, Any]] = field(default_factory=dict)
     top_k: int = 5
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_failures: int = 1
     storage_path: str | None = None
+    #: On a cluster of several nodes, check before the trials start that every node that can run one
+    #: sees the trials' storage (docs/search.md, "On a cluster"); ``false`` skips the check.
+    check_storage: bool = True
     values: dict[str, list[Any]] = field(default_factory=dict)
     #: The value sets of a Transformer's embedding decisions (docs/search_spaces.md), like ``values``.
     embedding_values: dict[str, list[Any]] = field(default_factory=dict)
@@ -179,7 +188,7 @@ class SearchConfig:
         except ControllerSettingError as exc:  # named as the user wrote it: controller_lr, not lr
             key = {field: key for key, field in CONTROLLER_KEYS.items()}[exc.setting]
             raise ConfigError(f"{key}: {exc.problem}") from None
-        self.evolution_config()
+        self._check_searchers()
         try:
             check_start_probability(self.start_probability)
         except ControllerSettingError as exc:
@@ -199,9 +208,30 @@ class SearchConfig:
         """The epoch of ASHA's first rung for a schedule of ``epochs`` (``grace_period`` or its default)."""
         return self.grace_period if self.grace_period is not None else math.ceil(0.75 * epochs)
 
-    def evolution_config(self) -> EvolutionConfig:
-        """Regularized evolution's settings (``population``, ``sample_size``)."""
-        return EvolutionConfig(population=self.population, sample_size=self.sample_size)
+    def _check_searchers(self) -> None:
+        """``controller`` is a registered searcher, and every ``searchers`` entry is one whose settings
+        are valid (ConfigError naming the key, e.g. ``searchers.evolution.population``)."""
+        if self.controller not in searcher_registry.available():
+            raise ConfigError(f"controller: unknown searcher {self.controller!r}; "
+                              f"valid names: {', '.join(searcher_registry.available())}")
+        for name in self.searchers:
+            if name not in searcher_registry.available():
+                raise ConfigError(f"searchers.{name}: unknown searcher; "
+                                  f"valid names: {', '.join(searcher_registry.available())}")
+            if name == "lstm":
+                raise ConfigError(f"searchers.lstm: the LSTM controller's settings are search keys of their own "
+                                  f"({', '.join(CONTROLLER_KEYS)})")
+            self.searcher_settings(name)
+        self.searcher_settings()
+
+    def searcher_settings(self, name: str | None = None) -> Any:
+        """The settings of searcher ``name`` (default: ``controller``), its registered dataclass (``None``
+        for a searcher without settings): :meth:`controller_config` for ``lstm``, else ``searchers[name]``
+        over the dataclass's defaults."""
+        name = self.controller if name is None else name
+        if name == "lstm":
+            return self.controller_config()
+        return searcher_registry.parse_settings(name, self.searchers.get(name, {}), f"searchers.{name}")
 
     def controller_config(self) -> ControllerConfig:
         """The learned controller's settings (the keys of :data:`CONTROLLER_KEYS`)."""

@@ -22,6 +22,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a test's own entry, say); an unknown name is left alone."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         """Sorted names of every entry."""
         return sorted(self._entries)

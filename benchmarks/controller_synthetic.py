@@ -1,7 +1,8 @@
-"""Controller vs random search on a synthetic target-matching reward (no training).
+"""The LSTM controller and regularized evolution vs random search on a synthetic target-matching
+reward (no training).
 
     PYTHONPATH=. python benchmarks/controller_synthetic.py [--seeds 10] [--space conv transformer]
-        [--reference main] [--jobs 1] [--sweep | --warm-start START ...]
+        [--reference main] [--jobs 1] [--evolution P/S ...] [--no-lstm] [--sweep | --warm-start START ...]
 
 The searchers are driven directly through the Ray Tune ``Searcher`` API (``suggest`` /
 ``on_trial_complete``), as Ray Tune's own searcher tests do, with ``--concurrency`` live trials that
@@ -21,8 +22,11 @@ inflated random search's match on the version-3 conv space (0.76 at 24 samples).
 Reported over seeds (mean ± standard error), all in units of ``match`` (the quality of the patterns,
 whatever the reward variant showed the searcher): *best* = the best match among the patterns sampled
 so far, *last 20%* = the mean match of the last fifth of them, at each budget; the paired difference
-controller - random (same seed, same target) with its standard error; and the policy's entropy (share
-of the untrained policy's) after ``--noise-samples`` noise-only rewards.
+searcher - random (same seed, same target) with its standard error, for the LSTM controller (*new*)
+and each ``--evolution P/S`` arm (regularized evolution, population P, tournament S; any registered
+searcher can be driven the same way, :func:`make_searcher`); and the policy's entropy (share of the
+untrained policy's) after ``--noise-samples`` noise-only rewards. ``--no-lstm`` leaves the LSTM out
+(the other searchers take seconds, so many seeds are cheap).
 
 ``--reference REV`` also runs the controller of git revision REV (default ``main``; ``none`` to skip)
 in a child process on the package extracted with ``git archive``, for the before/after comparison.
@@ -72,11 +76,10 @@ def make_searcher(kind: str, space: Any, seed: int, settings: dict[str, Any] | N
         options["start_tokens"] = start["tokens"]
     if kind == "random":
         return module.RandomSearcher(space, **options)
-    if kind == "evolution":
-        from autodropout.controller.config import EvolutionConfig
-        from autodropout.controller.evolution import EvolutionSearcher
+    if kind not in ("controller", "random"):  # any other registered searcher, by name
+        from autodropout.controller import searchers
 
-        return EvolutionSearcher(space, config=EvolutionConfig(**(settings or {})), **options)
+        return searchers.build(kind, space, searchers.parse_settings(kind, settings or {}, kind), **options)
     if start is not None and start["warm"] == "fit":
         from warm_start_candidates import FitSearcher
 
@@ -271,6 +274,8 @@ def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int]
                 diff = [last20(c, n) - last20(r, n) for c, r in zip(ctl, rnd)]
                 cells += [fmt([last20(m, n) for m in ctl]), fmt_diff(diff)]
             print("| " + " | ".join(cells) + " |")
+    if not any(r["variant"] == "noise" for a in names for r in arms[a]):  # no policy (--no-lstm)
+        return checks
     print(f"\n### {space}: policy entropy after noise-only rewards, share of the untrained policy's (mean ± SE, min)\n")
     print("| controller | " + " | ".join(f"after {n}" for n in noise_at) + " | seconds per 100 samples |")
     print("|---|" + "---|" * len(noise_at) + "---|")
@@ -297,11 +302,11 @@ def print_checks(space: str, checks: dict[str, Any], budgets: list[int], control
         print(f"- entropy after 100 noise-only rewards >= 90% of the untrained policy's: {100 * m:.1f}% -> "
               f"{'met' if m >= 0.9 else 'NOT met'}")
     for variant in VARIANTS:
-        if 100 in budgets:
+        if 100 in budgets and (controller, variant, 100) in checks:  # not with --no-lstm
             m, se = checks[(controller, variant, 100)]
             print(f"- {variant}, 100 samples: best-found ahead of random by > 2 SE: {m:+.3f} vs 2 x {se:.3f} -> "
                   f"{'met' if m > 2 * se else 'NOT met'}")
-        if 300 in budgets:
+        if 300 in budgets and (controller, variant, 300) in checks:
             m, se = checks[(controller, variant, 300)]
             print(f"- {variant}, 300 samples: best-found ahead of random by > +0.13: {m:+.3f} (SE {se:.3f}) -> "
                   f"{'met' if m > 0.13 else 'NOT met'}")
@@ -382,8 +387,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="measure searches that start from a known point instead: each START is 'd=N' "
                              "(N tokens away from the hidden target) or 'far' (every decision that can differ does)")
     parser.add_argument("--variant", default="noisy", choices=VARIANTS, help="the reward of --warm-start")
-    parser.add_argument("--evolution", nargs="*", default=["16/4"], metavar="P/S",
-                        help="regularized evolution arms, population/sample size each (default: 16/4)")
+    parser.add_argument("--evolution", nargs="*", default=["16/8"], metavar="P/S",
+                        help="regularized evolution arms, population/sample size each (default: 16/8, the defaults)")
+    parser.add_argument("--no-lstm", action="store_true",
+                        help="leave the LSTM controller out: random search and evolution only, which take "
+                             "seconds, so that many seeds are cheap")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -404,11 +412,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.warm_start:
             warm_start(space, seeds, args.budgets, args.warm_start, args.concurrency, args.jobs, args.variant)
             continue
-        jobs = search_jobs("controller", space, seeds, max(args.budgets), args.noise_samples, args.concurrency, None)
         rnd = run_jobs(search_jobs("random", space, seeds, max(args.budgets), [], args.concurrency, None), args.jobs)
-        arms = {"new": run_jobs(jobs, args.jobs)}
-        if args.reference != "none":
-            arms[f"old ({args.reference})"] = run_reference(args.reference, jobs, args.jobs)
+        arms = {}
+        if not args.no_lstm:
+            jobs = search_jobs("controller", space, seeds, max(args.budgets), args.noise_samples, args.concurrency,
+                               None)
+            arms["new"] = run_jobs(jobs, args.jobs)
+            if args.reference != "none":
+                arms[f"old ({args.reference})"] = run_reference(args.reference, jobs, args.jobs)
         for setting in args.evolution:
             population, sample_size = map(int, setting.split("/"))
             arms[f"evolution {setting}"] = run_jobs(search_jobs(

@@ -14,8 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autodropout"
 LAYERS: list[tuple[str, ...]] = [
     ("autodropout.errors", "autodropout.checks", "autodropout.atomic", "autodropout.config", "autodropout.registry"),
     ("autodropout.search_spaces", "autodropout.mapping", "autodropout.patterns"),
+    # The searchers sit below the experiment config, which checks ``search.controller`` and its
+    # settings against their registry (autodropout.controller.searchers).
     ("autodropout.regularizers", "autodropout.controller.config", "autodropout.controller.policy",
-     "autodropout.controller.reinforce"),
+     "autodropout.controller.reinforce", "autodropout.controller.warm_start", "autodropout.controller.searcher",
+     "autodropout.controller.searchers"),
     ("autodropout.models", "autodropout.data", "autodropout.apply", "autodropout.viz", "autodropout.recalibration"),
     ("autodropout.tasks",),
     ("autodropout.experiment", "autodropout.training", "autodropout.runs",

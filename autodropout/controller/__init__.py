@@ -3,8 +3,10 @@ tokens, trained with REINFORCE from the rewards that workers report.
 
 ``ControllerConfig`` holds the controller's settings (standard library only, so the experiment config
 can use its defaults without importing torch); ``LSTMPolicy`` and ``Reinforce`` are plain torch;
-``ControllerSearcher`` and ``RandomSearcher`` are the Ray Tune adapters. Everything but the settings is
-imported lazily, so importing the policy never imports Ray and importing the settings never imports torch.
+``ControllerSearcher`` and ``RandomSearcher`` are the Ray Tune adapters. Every searcher a search can
+name (``search.controller``) is registered in :mod:`autodropout.controller.searchers`, one file each
+(``EvolutionSearcher``: regularized evolution). Everything but the settings is imported lazily, so
+importing the policy never imports Ray and importing the settings never imports torch.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from autodropout.controller.policy import LSTMPolicy, Policy
     from autodropout.controller.reinforce import Reinforce, UpdateStats
     from autodropout.controller.searcher import ControllerSearcher, RandomSearcher
+    from autodropout.controller.searchers.evolution import EvolutionConfig, EvolutionSearcher
 
 _LAZY = {
     "LSTMPolicy": "autodropout.controller.policy",
@@ -25,6 +28,8 @@ _LAZY = {
     "UpdateStats": "autodropout.controller.reinforce",
     "ControllerSearcher": "autodropout.controller.searcher",
     "RandomSearcher": "autodropout.controller.searcher",
+    "EvolutionConfig": "autodropout.controller.searchers.evolution",
+    "EvolutionSearcher": "autodropout.controller.searchers.evolution",
 }
 
 
@@ -35,5 +40,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ControllerConfig", "ControllerSearcher", "LSTMPolicy", "Policy", "RandomSearcher", "Reinforce", "UpdateStats",
+    "ControllerConfig", "ControllerSearcher", "EvolutionConfig", "EvolutionSearcher", "LSTMPolicy", "Policy",
+    "RandomSearcher", "Reinforce", "UpdateStats",
 ]

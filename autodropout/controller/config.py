@@ -18,8 +18,7 @@ from typing import Any, Literal, Mapping
 from autodropout.checks import is_int, is_real
 from autodropout.errors import ConfigError
 
-__all__ = ["START_PROBABILITY", "ControllerConfig", "ControllerSettingError", "EvolutionConfig",
-           "check_start_probability"]
+__all__ = ["START_PROBABILITY", "ControllerConfig", "ControllerSettingError", "check_start_probability"]
 
 OPTIMIZERS = ("adam", "sgd")
 #: With a start point (``search.start_from``), the probability that a first sample of either searcher
@@ -124,26 +123,6 @@ class ControllerConfig:
         if unknown:
             raise KeyError(f"ControllerConfig: unknown setting {unknown[0]!r} (valid: {', '.join(names)})")
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class EvolutionConfig:
-    """Regularized evolution's settings (:class:`~autodropout.controller.evolution.EvolutionSearcher`;
-    ``search.population``, ``search.sample_size``).
-
-    Defaults measured with ``benchmarks/controller_synthetic.py`` (docs/search.md, "Regularized
-    evolution"): at this project's budgets (24 to 300 trials) a small population turns over often
-    enough to climb; the paper's 100 / 25 suits tens of thousands of trials."""
-
-    population: int = 16
-    sample_size: int = 4
-
-    def __post_init__(self) -> None:
-        if not is_int(self.population, minimum=2):
-            raise ConfigError(f"population: expected an int of at least 2, got {self.population!r}")
-        if not is_int(self.sample_size, minimum=1, maximum=self.population):
-            raise ConfigError(f"sample_size: expected an int from 1 to population ({self.population}), "
-                              f"got {self.sample_size!r}")
 
 
 def check_start_probability(value: Any) -> float:

@@ -14,16 +14,16 @@ from pathlib import Path
 
 from ray import tune
 
-from autodropout.controller.evolution import EvolutionSearcher
+from autodropout.controller import searchers
 from autodropout.controller.listeners import Broadcast, SearcherCheckpoint
-from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
+from autodropout.controller.searcher import BaseSearcher
 from autodropout.controller.start_point import start_tokens
 from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.experiment import ExperimentConfig
 from autodropout.runs import ENDED, RunDir, RunDirError, SearchSummary, TrialRecord, export_run, read_trials
 from autodropout.tasks import Task, build_task, task_sites
 from autodropout.workers.checkpoints import STATE_FILE
-from autodropout.workers.cluster import check_resources, connect
+from autodropout.workers.cluster import check_cluster, check_resources, check_shared_storage, connect, storage_folder
 from autodropout.workers.interrupt import stop_on_signals
 from autodropout.workers.reevaluate import pending, reevaluate
 from autodropout.workers.tuner import new_tuner, restored_tuner, save_controller_state, trial_dirname
@@ -51,8 +51,10 @@ def run_search(experiment: ExperimentConfig, output: Path | None = None, address
         print(f"autodropout search {experiment.name}: {search.trials} trials, {search.concurrency} at a time, "
               f"{search.controller} controller, {threads} thread{'s' * (threads != 1)} per trial; run folder {path}",
               flush=True)
+    folder = storage_folder(search, path)  # a URI is refused before Ray starts
     resources = connect(address)
     check_resources(resources, search.cpus_per_trial, search.gpus_per_trial)
+    check_shared_storage(search, folder)
     with stop_on_signals() as stop:
         task = build_task(experiment.task)
         space = task.search_space(search.values, search.embedding_values)
@@ -106,7 +108,8 @@ def resume_search(run_dir: Path, trials: int | None = None, address: str | None 
         what = f"extending the search to {run.trials} trials" if extend else f"resuming the search of {run.trials} trials"
         print(f"autodropout search {run.experiment.name}: {what}, {ended} ended before; run folder {run.path}",
               flush=True)
-    connect(address)
+    # It may be another cluster than the run's first.
+    check_cluster(connect(address), run.experiment.search, run.experiment_dir.parent)
     with stop_on_signals() as stop:
         task = build_task(run.experiment.task)
         tuner = restored_tuner(run, task, _make_searcher(run), quiet)
@@ -122,11 +125,7 @@ def _make_searcher(run: RunDir) -> BaseSearcher:
     options = {"metric": "reward", "mode": "max", "seed": run.seed, "on_update": listener,
                "start_tokens": run.start_tokens, "start_probability": s.start_probability,
                "epochs": run.experiment.task.train.epochs}
-    if s.controller == "random":
-        return RandomSearcher(run.space, **options)
-    if s.controller == "evolution":
-        return EvolutionSearcher(run.space, config=s.evolution_config(), **options)
-    return ControllerSearcher(run.space, config=s.controller_config(), **options)
+    return searchers.build(s.controller, run.space, s.searcher_settings(), **options)
 
 
 def _fit_and_finish(tuner: tune.Tuner, run: RunDir, task: Task, quiet: bool) -> SearchSummary:

@@ -31,6 +31,11 @@ WARM = {
     "random-warm-s0": ([0.92] * 3, [0.86, 0.87, 0.85]),
     "random-warm-s1": ([0.91] * 3, [0.85, 0.85, 0.86]),
 }
+#: The same for a regularized evolution arm (``evolution=True``).
+EVOLUTION = {
+    "evolution-s0": ([0.93] * 3, [0.89, 0.89, 0.89]),
+    "evolution-s1": ([0.89] * 3, [0.87, 0.88, 0.86]),
+}
 #: Where the fake warm arms started.
 START = {"spec": "dropout:p=0.2", "baseline": "dropout", "reward": 0.8, "tunings": ["tune/main/dropout"]}
 
@@ -51,14 +56,17 @@ def _trials_result(unit, best_trial: Trial, rewards: list[float], **extra) -> di
             "cost": _cost(len(rewards), 10.0 * len(rewards))}
 
 
-def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm: bool = False) -> StudyDir:
+def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm: bool = False,
+               evolution: bool = False) -> StudyDir:
     """A study of tests.tiny's vision experiment, budget 2, 2 search seeds, 3 evaluation seeds,
     baselines none and dropout; with ``finished`` its final evaluation has the :data:`SCORES`; with
     ``imported`` it also scores the shipped ``digits-wrn-lstm`` (:data:`IMPORTED`); with ``warm`` it
-    has the warm-started arms too (:data:`WARM`, started at :data:`START`)."""
+    has the warm-started arms too (:data:`WARM`, started at :data:`START`); with ``evolution`` a
+    regularized evolution arm (:data:`EVOLUTION`)."""
     experiment_file = write_experiment(folder)
     plan = make_plan(experiment_file, budget=2, search_seeds=2, eval_seeds=3, baselines=["none", "dropout"],
-                     transfer_from=list(IMPORTED) if imported else [], arms=ARMS + WARM_ARMS if warm else ARMS)
+                     transfer_from=list(IMPORTED) if imported else [],
+                     arms=ARMS + ("evolution",) * evolution + WARM_ARMS * warm)
     study = StudyDir.create(folder / "study", plan)
     task = load_experiment(experiment_file).task
     space = ConvSpace(num_sites=3)
@@ -74,13 +82,14 @@ def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm
     study.write_result(tune, _trials_result(tune, dropout, [0.7, 0.8], baseline="dropout",
                                             domain=tuning_domain("dropout", "vision"), tuner=TUNER))
     if finished:
-        study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main"), imported, warm))
+        study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main"), imported, warm,
+                                                                  evolution))
     return study
 
 
-def _evaluation(unit, imported: bool, warm: bool) -> dict:
+def _evaluation(unit, imported: bool, warm: bool, evolution: bool = False) -> dict:
     methods, cells = [], []
-    searched = {**SCORES, **(WARM if warm else {})}
+    searched = {**SCORES, **(WARM if warm else {}), **(EVOLUTION if evolution else {})}
     for label, (val, test) in {**searched, **(IMPORTED if imported else {})}.items():
         arm, _, k = label.rpartition("-s") if label in searched and "-s" in label else (label, "", "")
         regularization = {"dropout": "dropout(p=0.2)", **{name: "learned conv pattern (3 sites)" for name in IMPORTED}}

@@ -9,7 +9,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_an_evolution_search_runs_and_saves_its_population(tmp_path, cli_env):
-    path = write_experiment(tmp_path, {"search": {"trials": 5, "concurrency": 1, "population": 2, "sample_size": 1}})
+    path = write_experiment(tmp_path, {"search": {"trials": 5, "concurrency": 1,
+                                                  "searchers": {"evolution": {"population": 2, "sample_size": 1}}}})
     run_dir = tmp_path / "run"
     proc = autodropout("search", path, "--output", run_dir, "--controller", "evolution", env=cli_env)
     assert "search finished: 5 trials (0 failed)" in proc.stdout
