@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
+from autodropout.controller import searchers
 from autodropout.errors import ConfigError, UserInputError
 from autodropout.experiment import DEFAULT_EXPERIMENT
 
@@ -161,6 +162,10 @@ def _add_study(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("experiment", nargs="?", default=None,
                    help=f"experiment YAML file or preset name (default: {DEFAULT_EXPERIMENT})")
     p.add_argument("--budget", type=int, help="trials per search and per tuned baseline (default: search.trials)")
+    p.add_argument("--budgets", metavar="B1,B2,...",
+                   help="a budget curve: comma-separated trial counts (e.g. 16,48,144); the largest is the budget, "
+                        "and at each smaller one every search's and tuning's best of its first B trials is evaluated "
+                        "too, so the report shows test metric against trials")
     p.add_argument("--search-seeds", type=int, help="independent searches per search arm (default: 2)")
     p.add_argument("--eval-seeds", type=int, help="training seeds of the final evaluation, >= 2 (default: 5)")
     p.add_argument("--baselines", help="comma-separated: none and regularizer names (default: every one that "
@@ -172,9 +177,10 @@ def _add_study(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--transfer-from", action="append", default=[], metavar="PATTERN",
                    help="also score this pattern (a file or a shipped name, learned on another task) on this "
                         "task against its tuned baselines (repeatable)")
-    p.add_argument("--arms", help="comma-separated search arms among lstm, random, evolution and their -warm arms "
-                                  "(lstm-warm, ...: started from the best tuned mask baseline; default: lstm, random, "
-                                  "lstm-warm, random-warm when a mask baseline is tuned, else lstm,random)")
+    p.add_argument("--arms", help=f"comma-separated search arms among the searchers "
+                                  f"({', '.join(searchers.available())}) and their -warm arms (lstm-warm, ...: "
+                                  "started from the best tuned mask baseline; default: lstm, random, lstm-warm, "
+                                  "random-warm when a mask baseline is tuned, else lstm,random)")
     p.add_argument("--concurrency", type=int, help="trials at once (default: search.concurrency)")
     p.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local)")
     p.add_argument("--output", type=Path, help="study folder (default: studies/NAME-TIMESTAMP)")
@@ -191,9 +197,11 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=count(1), help="number of trials (overrides search.trials); with --resume, "
                    "a larger number extends a search")
     p.add_argument("--concurrency", type=count(1), help="trials running at once (overrides search.concurrency)")
-    p.add_argument("--controller", choices=["lstm", "random", "evolution"],
-                   help="the searcher: lstm (the learned controller, default), random search, or evolution "
-                        "(regularized evolution)")
+    names = searchers.available()  # every registered searcher (autodropout/controller/searchers/)
+    p.add_argument("--controller", choices=names, metavar="{" + ",".join(names) + "}",
+                   help="the searcher (overrides search.controller): lstm (the learned controller, default), "
+                        "random search, evolution (regularized evolution), or any other registered one; its "
+                        "settings: search.searchers.NAME in the experiment file (docs/search.md)")
     p.add_argument("--scheduler", choices=["none", "asha"],
                    help="trial scheduler (overrides search.scheduler): asha stops trials whose reward ranks low at "
                         "a rung (search.grace_period epochs, default 3/4 of the schedule)")
@@ -353,7 +361,7 @@ def _study(args: argparse.Namespace) -> int:
     from autodropout import study
 
     new = [args.experiment, args.budget, args.search_seeds, args.eval_seeds, args.baselines, args.concurrency,
-           args.output, args.transfer_budget, args.arms] + args.transfer_to + args.transfer_from
+           args.output, args.transfer_budget, args.arms, args.budgets] + args.transfer_to + args.transfer_from
     if args.resume or args.report or args.publish:
         option = "--resume" if args.resume else "--report" if args.report else "--publish"
         if any(v is not None for v in new) or (args.address and not args.resume):
@@ -373,8 +381,17 @@ def _study(args: argparse.Namespace) -> int:
                     eval_seeds=5 if args.eval_seeds is None else args.eval_seeds, baselines=baselines,
                     transfer_to=args.transfer_to, output=args.output, address=args.address,
                     concurrency=args.concurrency, transfer_from=args.transfer_from,
-                    transfer_budget=args.transfer_budget, arms=arms)
+                    transfer_budget=args.transfer_budget, arms=arms, budgets=_budget_list(args.budgets))
     return 0
+
+
+def _budget_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--budgets: expected comma-separated trial counts (e.g. 16,48,144), got {text!r}") from None
 
 
 if __name__ == "__main__":

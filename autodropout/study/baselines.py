@@ -17,6 +17,11 @@ an arm of its own, untuned, since it has nothing to tune), and every rate stays 
 | ydrop | p ~ U(0, 0.8) (buckets p -/+ min(p, 1 - p) / 2) | p ~ U(0, 0.6) | no warm-up |
 | sparseout | p ~ U(0, 0.7), q ~ U(1, 4) | p ~ U(0, 0.5), q ~ U(1, 3) | |
 | variational_dropout | p ~ U(0, 0.7) | p ~ U(0, 0.5) | |
+| concrete_dropout | - (one trial) | - (one trial) | its defaults: init_p 0.1, the reference code's dropout_regularizer 1e-5 |
+
+Concrete Dropout (Gal, Hron & Kendall 2017) is what a user runs instead of tuning: it learns a rate per
+site by gradient in its one training run, so its "tuning" is that one trial, and it is the first point
+of a study's budget curve (:mod:`autodropout.study.curves`).
 
 Why the ConvNet ranges are wider (2026-12-01): the digits study (docs/results.md) tuned every rate
 family to the top of its old range, U(0, 0.5) (dropout 0.468, spatial dropout 0.456, TargetDrop
@@ -52,6 +57,7 @@ DOMAINS: dict[str, dict[str, list[Any]]] = {
     "ydrop": {"p": ["uniform", 0.0, 0.6]},
     "sparseout": {"p": ["uniform", 0.0, 0.5], "q": ["uniform", 1.0, 3.0]},
     "variational_dropout": {"p": ["uniform", 0.0, 0.5]},
+    "concrete_dropout": {},  # nothing to tune: one trial (the table above)
 }
 #: The same on a ConvNet, where heavy dropping pays (see the table above for why).
 CONV_DOMAINS: dict[str, dict[str, list[Any]]] = {
@@ -67,8 +73,9 @@ CONV_DOMAINS: dict[str, dict[str, list[Any]]] = {
 NONE = "none"
 #: Default baselines per site kind (activation layout at the task's sites).
 DEFAULTS: dict[str, tuple[str, ...]] = {
-    "conv": (NONE, "dropout", "spatial_dropout", "dropblock", "droppath", "targetdrop", "ydrop", "sparseout"),
-    "seq": (NONE, "dropout", "variational_dropout", "sparseout", "ydrop"),
+    "conv": (NONE, "dropout", "spatial_dropout", "dropblock", "droppath", "targetdrop", "ydrop", "sparseout",
+             "concrete_dropout"),
+    "seq": (NONE, "dropout", "variational_dropout", "sparseout", "ydrop", "concrete_dropout"),
 }
 
 

@@ -35,6 +35,7 @@ def run_study(
     transfer_from: Sequence[str | Path] = (),
     transfer_budget: int | None = None,
     arms: Sequence[str] | None = None,
+    budgets: Sequence[int] | None = None,
 ) -> StudyDir:
     """Run a new study (see ``docs/study.md``); every input is checked before anything is written.
 
@@ -51,14 +52,17 @@ def run_study(
         output: the study folder (default ``studies/NAME-TIMESTAMP``); it must be new or empty.
         address: a Ray cluster (``auto`` or ``HOST:PORT``); default: a local instance.
         concurrency: trials at once in searches and tunings (default: the experiment's ``search.concurrency``).
-        arms: search arms among ``lstm``, ``random``, ``evolution`` and their ``-warm`` arms (default:
-            ``lstm``, ``random``, ``lstm-warm``, ``random-warm`` when a mask baseline is tuned, else the
-            cold two).
+        arms: search arms among the registered searchers (:func:`~autodropout.study.plan.search_arms`:
+            ``lstm``, ``random``, ``evolution``, ...) and their ``-warm`` arms (default: ``lstm``, ``random``,
+            ``lstm-warm``, ``random-warm`` when a mask baseline is tuned, else the cold two).
+        budgets: the budget curve's trial counts (``16, 48, 144``): the largest is ``budget``; at each
+            smaller one every search seed's and tuned baseline's best so far is evaluated too
+            (:mod:`autodropout.study.curves`).
     """
     from autodropout.workers.cluster import connect
 
     plan = make_plan(experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency, transfer_from,
-                     transfer_budget, arms)
+                     transfer_budget, arms, budgets)
     folder = StudyDir.check_new(Path(output) if output else default_output(plan.main.experiment.name))
     _check_cluster(plan, connect(address))
     return _run(StudyDir.create(folder, plan))
@@ -91,8 +95,9 @@ def _run(study: StudyDir) -> StudyDir:
     progress = StudyProgress(sum(u.trials for u in units), study.walls_file)
     began = time.perf_counter()
     targets = "" if plan.transfer_budget is None else f", {plan.transfer_budget} per tuned baseline of a transfer target"
+    curve = f", budget curve at {', '.join(map(str, plan.curve_budgets))} trials" if plan.budgets else ""
     print(f"autodropout study {plan.main.experiment.name}: {len(units)} units, {progress.total} trials "
-          f"({plan.budget} per search and tuned baseline{targets}, {len(plan.search_seeds)} search seeds, "
+          f"({plan.budget} per search and tuned baseline{targets}{curve}, {len(plan.search_seeds)} search seeds, "
           f"{len(plan.eval_seeds)} evaluation seeds); study folder {study.path}", flush=True)
     estimate = estimate_seconds(plan)
     if estimate is not None:

@@ -1,8 +1,11 @@
 """The methods a target's final evaluation retrains: each search seed's best pattern (on the searched
 task), each search arm's selected pattern mapped onto a transfer target, each imported pattern
 (``--transfer-from``, searched task only) mapped onto the searched task, each tuned baseline's best
-configuration, and ``none``. They come from finished unit results and the study folder only, so a
-resumed study rebuilds exactly the same list.
+configuration, and ``none``; on the searched task of a study with ``--budgets``, also each search
+seed's and tuned baseline's best of its first ``b`` trials for every smaller budget ``b`` (labelled
+``LABEL@b``, with ``info["budget"] = b``), unless that trial is already evaluated at a larger budget.
+They come from finished unit results and the study folder only, so a resumed study rebuilds exactly
+the same list.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ def eval_methods(study: StudyDir, target: Target, task: Task) -> tuple[list[Meth
     missing: list[str] = []
     pattern_methods = _searched(study) if target.key == MAIN else _transferred(study, target, task)
     for label, arm, k, best in pattern_methods:
+        best = None if best is None else best.get("best")
         if best is None:
             missing.append(f"{label}: no successful trial to evaluate")
             continue
@@ -40,21 +44,58 @@ def eval_methods(study: StudyDir, target: Target, task: Task) -> tuple[list[Meth
             pattern, space = pattern_onto_task(task, patterns.best, patterns.space)
             methods.append(_pattern_method(target, imported.label, pattern, space, {
                 "arm": imported.label, "search_seed": None, "source": imported.source, "search_reward": None}))
+    tunings = []
     for baseline in target.baselines:
         if baseline == NONE:
-            regularization, info = Regularization.none(), {"search_reward": None, "source": None}
-        else:
-            best = (study.read_result(study.plan.unit("tune", target.key, baseline)) or {}).get("best")
-            if best is None:
-                missing.append(f"{baseline}: no successful tuning trial to evaluate")
-                continue
-            regularization = Trial.from_config(best["config"]).regularization
-            info = {"search_reward": best["reward"], "source": best["trial_id"]}
-        trial = Trial(target.experiment.task, regularization, 0, None, baseline)
-        methods.append((trial, {"label": baseline, "arm": baseline, "search_seed": None, **info,
-                                "regularization": regularization.describe(), "params": dict(regularization.params),
-                                "pattern": None}))
+            methods.append(_baseline_method(target, baseline, Regularization.none(), None, {}))
+            continue
+        result = study.read_result(study.plan.unit("tune", target.key, baseline)) or {}
+        if result.get("best") is None:
+            missing.append(f"{baseline}: no successful tuning trial to evaluate")
+            continue
+        methods.append(_baseline_method(target, baseline, None, result["best"], {}))
+        tunings.append((baseline, result))
+    if target.key == MAIN:
+        methods += _at_budgets(study, target, pattern_methods, tunings, methods)
     return methods, missing
+
+
+def _at_budgets(study: StudyDir, target: Target, searched: list[tuple[str, str, int, dict | None]],
+                tunings: list[tuple[str, dict]], methods: list[Method]) -> list[Method]:
+    """The budget curve's extra methods: per smaller budget (largest first), each search seed's and
+    tuned baseline's best of its first ``b`` trials, if not already evaluated for that arm and seed."""
+    evaluated = {(info["arm"], info["search_seed"], info["source"]) for _, info in methods}
+    out: list[Method] = []
+    for b in reversed(study.plan.budgets):
+        for label, arm, k, result in searched:
+            best = (result or {}).get("best_at", {}).get(str(b))
+            if best is None or (arm, k, best["trial_id"]) in evaluated:
+                continue
+            evaluated.add((arm, k, best["trial_id"]))
+            source = Trial.from_config(best["config"])
+            out.append(_pattern_method(target, f"{label}@{b}", source.regularization.pattern, source.space, {
+                "arm": arm, "search_seed": k, "budget": b, "source": best["trial_id"],
+                "search_reward": best["reward"]}))
+        for baseline, result in tunings:
+            best = result.get("best_at", {}).get(str(b))
+            if best is None or (baseline, None, best["trial_id"]) in evaluated:
+                continue
+            evaluated.add((baseline, None, best["trial_id"]))
+            out.append(_baseline_method(target, f"{baseline}@{b}", None, best, {"arm": baseline, "budget": b}))
+    return out
+
+
+def _baseline_method(target: Target, label: str, regularization: Regularization | None, best: dict | None,
+                     extra: dict[str, Any]) -> Method:
+    """A baseline's method: ``regularization`` (``none``) or the one of tuning trial ``best``."""
+    if best is not None:
+        regularization = Trial.from_config(best["config"]).regularization
+    info = {"search_reward": None if best is None else best["reward"],
+            "source": None if best is None else best["trial_id"]}
+    trial = Trial(target.experiment.task, regularization, 0, None, label)
+    return trial, {"label": label, "arm": label, "search_seed": None, **info, **extra,
+                   "regularization": regularization.describe(), "params": dict(regularization.params),
+                   "pattern": None}
 
 
 def _pattern_method(target: Target, label: str, pattern: Pattern, space: SearchSpace, info: dict[str, Any]) -> Method:
@@ -64,24 +105,24 @@ def _pattern_method(target: Target, label: str, pattern: Pattern, space: SearchS
 
 
 def _searched(study: StudyDir) -> list[tuple[str, str, int, dict | None]]:
+    """``(label, arm, k, search result)`` per search seed of every arm."""
     plan = study.plan
     out = []
     for arm in plan.arms:
         for k in range(len(plan.search_seeds)):
             label = arm_label(arm, k)
-            out.append((label, arm, k, (study.read_result(plan.unit("search", MAIN, label)) or {}).get("best")))
+            out.append((label, arm, k, study.read_result(plan.unit("search", MAIN, label))))
     return out
 
 
 def _transferred(study: StudyDir, target: Target, task: Task) -> list[tuple[str, str, int, dict | None]]:
-    """Each search arm's selected pattern (best mean validation on the searched task)."""
+    """Each search arm's selected pattern (best mean validation on the searched task): the
+    ``(label, arm, k, search result)`` of the search it came from."""
     plan = study.plan
     evaluation = study.read_result(plan.unit("eval", MAIN))
     out = []
     for arm in plan.arms:
         chosen = select_pattern(evaluation, arm) if evaluation else None
-        best = None
-        if chosen is not None:
-            best = (study.read_result(plan.unit("search", MAIN, chosen.label)) or {}).get("best")
-        out.append((arm, arm, None if chosen is None else chosen.search_seed, best))
+        result = None if chosen is None else study.read_result(plan.unit("search", MAIN, chosen.label))
+        out.append((arm, arm, None if chosen is None else chosen.search_seed, result))
     return out

@@ -33,9 +33,11 @@ from typing import Any
 import yaml
 
 from autodropout.atomic import atomic_write
+from autodropout.controller import searchers
 from autodropout.errors import ConfigError, UserInputError
 from autodropout.experiment import ExperimentConfig, experiment_from_dict
 from autodropout.search_spaces import PatternSet, load_patterns
+from autodropout.study.baselines import tuning_domain
 
 FORMAT = "autodropout.study"
 #: Version 2 added ``imports`` (``--transfer-from``) and ``transfer_budget``; version 1 files read as
@@ -45,13 +47,10 @@ READABLE = (1, 2, 3)
 #: The cold search arms a study runs by default: the learned controller and random search in the same
 #: space, from scratch.
 ARMS = ("lstm", "random")
-#: Every searcher (``search.controller``) a study can run as an arm: ``--arms`` adds regularized evolution.
-SEARCHERS = ARMS + ("evolution",)
 #: The warm-started arms: the searchers started from the best tuned mask baseline of the study
-#: (``autodropout search --start-from``), run after the tunings; the default ones, and all.
+#: (``autodropout search --start-from``), run after the tunings; the default ones.
 WARM = "-warm"
 WARM_ARMS = tuple(arm + WARM for arm in ARMS)
-ALL_ARMS = SEARCHERS + tuple(arm + WARM for arm in SEARCHERS)
 #: The key of the searched task among the targets.
 MAIN = "main"
 #: Training seeds of the final evaluation: EVAL_SEED_BASE + i, the same for every arm (paired).
@@ -109,6 +108,10 @@ class StudyPlan:
     #: Trials per tuned baseline on a transfer target (``None``: ``budget``, as on the searched task).
     transfer_budget: int | None = None
     created: str = ""
+    #: The smaller budgets of the budget curve (``--budgets``), ascending, each below ``budget``: at
+    #: each, every search arm's and tuned baseline's best of its first that many trials is evaluated
+    #: too (:mod:`autodropout.study.curves`); empty: ``budget`` alone.
+    budgets: tuple[int, ...] = ()
 
     @property
     def main(self) -> Target:
@@ -117,9 +120,17 @@ class StudyPlan:
     def target(self, key: str) -> Target:
         return next(t for t in self.targets if t.key == key)
 
-    def tuning_budget(self, key: str) -> int:
-        """Trials per tuned baseline on target ``key``."""
+    def tuning_budget(self, key: str, baseline: str | None = None) -> int:
+        """Trials per tuned baseline on target ``key``; one for a ``baseline`` with nothing to tune
+        (Concrete Dropout learns its rates in its one training run)."""
+        if baseline is not None and not tuning_domain(baseline, self.target(key).experiment.task.kind):
+            return 1
         return self.budget if key == MAIN or self.transfer_budget is None else self.transfer_budget
+
+    @property
+    def curve_budgets(self) -> tuple[int, ...]:
+        """Every budget of the budget curve, ascending: :attr:`budgets`, then ``budget``."""
+        return self.budgets + (self.budget,)
 
     def search_units(self) -> list[Unit]:
         """Every search unit, arm by arm in table order."""
@@ -147,11 +158,15 @@ class StudyPlan:
         searches = self.search_units()
         units = [u for u in searches if not is_warm(arm_of(u.name))]
         for target in self.targets:
-            units += [Unit("tune", target.key, b, self.tuning_budget(target.key))
+            units += [Unit("tune", target.key, b, self.tuning_budget(target.key, b))
                       for b in target.baselines if b != "none"]
             if target.key == MAIN:  # warm starts need the searched task's tunings
                 units += [u for u in searches if is_warm(arm_of(u.name))]
-            units.append(Unit("eval", target.key, "eval", len(self.eval_labels(target)) * len(self.eval_seeds)))
+            # At most one more method per search seed and tuned baseline at each smaller budget of the
+            # curve (fewer when the best so far is the same trial at two budgets: the count is a bound).
+            curve = len(self.budgets) * (len(self.search_units()) + sum(
+                self.tuning_budget(MAIN, b) > 1 for b in target.baselines if b != "none")) if target.key == MAIN else 0
+            units.append(Unit("eval", target.key, "eval", (len(self.eval_labels(target)) + curve) * len(self.eval_seeds)))
         return units
 
     def unit(self, kind: str, target: str, name: str = "eval") -> Unit:
@@ -162,6 +177,7 @@ class StudyPlan:
         return {"format": FORMAT, "version": VERSION, "created": self.created, "experiment": self.main.experiment.name,
                 "budget": self.budget, "search_seeds": list(self.search_seeds), "eval_seeds": list(self.eval_seeds),
                 "arms": list(self.arms), "concurrency": self.concurrency, "transfer_budget": self.transfer_budget,
+                "budgets": list(self.budgets),
                 "imports": [{"label": i.label, "source": i.source, "file": f"imported/{i.label}.json"}
                             for i in self.imports],
                 "targets": [{"key": t.key, "experiment": t.experiment.name, "file": f"experiments/{t.key}.yaml",
@@ -171,6 +187,18 @@ class StudyPlan:
 def arm_label(arm: str, k: int) -> str:
     """``lstm-s0``: search arm ``arm`` with its ``k``-th search seed."""
     return f"{arm}-s{k}"
+
+
+def search_arms() -> tuple[str, ...]:
+    """Every cold arm a study can run (``--arms``): each registered searcher (``search.controller``,
+    :mod:`autodropout.controller.searchers`), the default ones first."""
+    return ARMS + tuple(name for name in searchers.available() if name not in ARMS)
+
+
+def all_arms() -> tuple[str, ...]:
+    """Every arm a study can run, in table order: the cold ones, then their warm-started twins."""
+    cold = search_arms()
+    return cold + tuple(arm + WARM for arm in cold)
 
 
 def arm_of(label: str) -> str:
@@ -283,12 +311,17 @@ class StudyDir:
             for imported in imports:  # damaged: say so now, not hours later at the final evaluation
                 load_patterns(path / "imported" / f"{imported.label}.json")
             arms = tuple(raw["arms"])
-            if not arms or any(arm not in ALL_ARMS for arm in arms):
-                raise StudyError(f"{path}: study.json arms {list(arms)} (expected some of {', '.join(ALL_ARMS)})")
+            if not arms or any(arm not in all_arms() for arm in arms):
+                raise StudyError(f"{path}: study.json arms {list(arms)} (expected some of {', '.join(all_arms())})")
             transfer_budget = raw.get("transfer_budget")
+            budgets = tuple(int(b) for b in raw.get("budgets", []))  # absent before budget curves
+            if any(not 0 < b < int(raw["budget"]) for b in budgets) or list(budgets) != sorted(set(budgets)):
+                raise StudyError(f"{path}: study.json budgets {list(budgets)} (expected ascending, each from 1 "
+                                 f"to below the budget {raw['budget']})")
             plan = StudyPlan(int(raw["budget"]), tuple(raw["search_seeds"]), tuple(raw["eval_seeds"]), targets,
                              int(raw["concurrency"]), arms, imports,
-                             None if transfer_budget is None else int(transfer_budget), raw.get("created", ""))
+                             None if transfer_budget is None else int(transfer_budget), raw.get("created", ""),
+                             budgets)
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # a PatternError is one
             if isinstance(exc, StudyError):
                 raise

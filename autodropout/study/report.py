@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from autodropout.atomic import atomic_write
+from autodropout.controller import searchers
 from autodropout.study.baselines import describe_domain, tuning_domain
-from autodropout.study.plan import MAIN, StudyDir, Target
+from autodropout.study.curves import Curve, CurveComparison, budget_curves, curve_comparisons
+from autodropout.study.plan import MAIN, StudyDir, Target, is_warm, searcher_of
 from autodropout.study.provenance import write_pattern_files
 from autodropout.study.results import (
     NONE,
@@ -28,7 +30,8 @@ from autodropout.workers.lattice import TUNER
 
 #: The tuner of the results that name none (studies from before the lattice tuner).
 RANDOM_TUNER = "Ray Tune's random search (BasicVariantGenerator)"
-REPORT_FILES = ("report.md", "report.json", "search_curves.png", "test_metrics.png", "best_pattern.png")
+REPORT_FILES = ("report.md", "report.json", "search_curves.png", "test_metrics.png", "budget_curves.png",
+                "best_pattern.png")
 
 
 def write_report(study: StudyDir) -> list[Path]:
@@ -37,12 +40,13 @@ def write_report(study: StudyDir) -> list[Path]:
 
     summaries = summarize_study(study)
     costs = cost_rows(study)
+    curves = budget_curves(study)
     written = write_pattern_files(study, summaries)
-    written += write_figures(study, summaries)
+    written += write_figures(study, summaries, curves)
     names = {p.name for p in written}
-    written.append(atomic_write(study.path / "report.json", json.dumps(report_json(study, summaries, costs),
+    written.append(atomic_write(study.path / "report.json", json.dumps(report_json(study, summaries, costs, curves),
                                                                         indent=1, allow_nan=False) + "\n"))
-    written.append(atomic_write(study.path / "report.md", markdown(study, summaries, costs, names)))
+    written.append(atomic_write(study.path / "report.md", markdown(study, summaries, costs, names, curves)))
     return written
 
 
@@ -97,13 +101,14 @@ def _describe_arm(arm: ArmSummary) -> str:
     return f"{len(arm.members)} patterns (one per search seed), averaged per training seed"
 
 
-def verdict(target: TargetSummary, c: Comparison) -> str:
+def verdict(target: TargetSummary, c: Comparison | CurveComparison) -> str:
     if not c.diff.excludes_zero():
         return "no difference at 95%"
     return "better" if target.better(c.diff.mean) else "worse"
 
 
-def markdown(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRow], figures: set[str]) -> str:
+def markdown(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRow], figures: set[str],
+             curves: list[Curve] = ()) -> str:
     plan = study.plan
     main = plan.main.experiment
     units = plan.units()
@@ -113,9 +118,12 @@ def markdown(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRo
              ""]
     for target in summaries:
         lines += _target_section(study, target)
+        if target.key == MAIN and curves:
+            lines += _curve_section(study, target, list(curves))
     lines += _search_section(study)
     lines += _cost_section(costs)
     pictures = [("search_curves.png", "validation reward per trial"), ("test_metrics.png", "test metric per arm"),
+                ("budget_curves.png", "test metric against trials"),
                 ("best_pattern.png", "the best learned pattern")]
     shown = [f"![{alt}]({name})" for name, alt in pictures if name in figures]
     if shown:
@@ -125,11 +133,14 @@ def markdown(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRo
 
 def _plan_lines(study: StudyDir) -> list[str]:
     plan = study.plan
-    baselines = ", ".join(f"{b} ({_domain(study, plan.main, b)})" if b != NONE else b for b in plan.main.baselines)
+    kind = plan.main.experiment.task.kind
+    baselines = ", ".join(b if b == NONE else f"{b} (one trial: nothing to tune)" if not tuning_domain(b, kind)
+                          else f"{b} ({_domain(study, plan.main, b)})" for b in plan.main.baselines)
     lines = [
         f"- budget: {plan.budget} trials per search and per tuned baseline on the searched task, "
-        f"{plan.concurrency} at a time",
-        f"- search arms: {', '.join(f'{arm} ({ARM_TEXT[arm]})' for arm in plan.arms)}; "
+        f"{plan.concurrency} at a time" + (f"; budget curve at {', '.join(map(str, plan.curve_budgets))} trials"
+                                           if plan.budgets else ""),
+        f"- search arms: {', '.join(f'{arm} ({arm_text(arm)})' for arm in plan.arms)}; "
         f"{len(plan.search_seeds)} search seed(s) each: {', '.join(map(str, plan.search_seeds))}",
         *_warm_lines(study),
         f"- tuned baselines (tuned by {_tuners(study)}; best on validation): {baselines}",
@@ -147,12 +158,20 @@ def _plan_lines(study: StudyDir) -> list[str]:
     return lines
 
 
-#: What each search arm is, for the report.
+#: What the default search arms are, for the report (the words of the published reports); every other
+#: searcher's arm is described by its registry entry (:func:`arm_text`).
 ARM_TEXT = {"lstm": "LSTM controller, REINFORCE, from scratch", "random": "random search in the same space",
             "lstm-warm": "the LSTM controller started from the best tuned mask baseline",
-            "random-warm": "random search around the best tuned mask baseline",
-            "evolution": "regularized evolution (Real et al. 2019), from scratch",
-            "evolution-warm": "regularized evolution started from the best tuned mask baseline"}
+            "random-warm": "random search around the best tuned mask baseline"}
+
+
+def arm_text(arm: str) -> str:
+    """What search arm ``arm`` is: :data:`ARM_TEXT`, else its searcher's registered summary and paper."""
+    if arm in ARM_TEXT:
+        return ARM_TEXT[arm]
+    entry = searchers.info(searcher_of(arm))
+    what = f"{entry.summary} ({entry.reference})" if entry.reference else entry.summary
+    return f"{what} started from the best tuned mask baseline" if is_warm(arm) else f"{what}, from scratch"
 
 
 def _warm_lines(study: StudyDir) -> list[str]:
@@ -211,6 +230,35 @@ def _target_section(study: StudyDir, t: TargetSummary) -> list[str]:
     return lines + [""]
 
 
+def _curve_section(study: StudyDir, t: TargetSummary, curves: list[Curve]) -> list[str]:
+    budgets = study.plan.curve_budgets
+    better = "higher" if t.mode == "max" else "lower"
+    lines = [f"### Budget curve: test {t.metric} of the best found within the first b trials ({better} is better)", "",
+             "A search arm: mean ± SE over its search seeds (each seed's best so far on validation, retrained on "
+             "the evaluation seeds); a tuned baseline: its one tuning's best so far, ± SE over the evaluation seeds. "
+             "CPU-h: the first b trials (docs/study.md, \"Budget curves\").", "",
+             "| arm | " + " | ".join(f"b = {b}" for b in budgets) + " | CPU-h at b = " + str(budgets[-1]) + " |",
+             "|---|" + "---|" * (len(budgets) + 1)]
+    for curve in curves:
+        at = {p.budget: p for p in curve.points}
+        if len(curve.points) == 1 and curve.points[0].budget < budgets[0]:  # none (0 trials), one-trial baselines
+            p = curve.points[0]
+            cells = [f"{_mean_se(p.test)} at {p.budget} trial{'s' * (p.budget != 1)}"] + [""] * (len(budgets) - 1)
+            cpu = p.cpu_s
+        else:
+            cells = [_mean_se(at[b].test) if b in at else "-" for b in budgets]
+            cpu = at[budgets[-1]].cpu_s if budgets[-1] in at else None
+        lines.append(f"| {curve.arm} | " + " | ".join(cells) + f" | {'-' if cpu is None else f'{cpu / 3600:.2f}'} |")
+    comparisons = curve_comparisons(study, curves)
+    if comparisons:
+        lines += ["", f"Searcher - random search started the same way, paired over search seeds ({better} is better):",
+                  "", "| arm | reference | b | difference (mean ± SE) | 95% CI | verdict |", "|---|---|---|---|---|---|"]
+        for c in comparisons:
+            lines.append(f"| {c.arm} | {c.reference} | {c.budget} | {_mean_se(c.diff, True)} | {_ci(c.diff, True)} "
+                         f"| {verdict(t, c)} |")
+    return lines + [""]
+
+
 def _search_section(study: StudyDir) -> list[str]:
     lines = ["## Search and tuning (validation reward)", "",
              "| arm | seed | trials (failed) | best reward | mean reward, first third | last third |",
@@ -250,7 +298,8 @@ def _cost_section(costs: list[CostRow]) -> list[str]:
     return lines + [""]
 
 
-def report_json(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRow]) -> dict[str, Any]:
+def report_json(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRow],
+                curves: list[Curve] = ()) -> dict[str, Any]:
     def arm(a: Any) -> dict[str, Any]:
         return {"name": a.name, "kind": a.kind, "search": a.search, "val": a.val.to_json(), "test": a.test.to_json(),
                 "test_by_seed": {str(k): v for k, v in a.test_by_seed.items()},
@@ -263,4 +312,8 @@ def report_json(study: StudyDir, summaries: list[TargetSummary], costs: list[Cos
                          "best_baseline": t.best_baseline, "arms": [arm(a) for a in t.arms],
                          "comparisons": [{"arm": c.arm, "reference": c.reference, **c.diff.to_json()}
                                          for c in t.comparisons], "missing": t.missing} for t in summaries],
-            "costs": [{**c.__dict__, "trials_per_hour": c.trials_per_hour} for c in costs]}
+            "costs": [{**c.__dict__, "trials_per_hour": c.trials_per_hour} for c in costs],
+            "budget_curves": [{"arm": c.arm, "kind": c.kind,
+                               "points": [{"budget": p.budget, "cpu_s": p.cpu_s, "test": p.test.to_json(),
+                                           "values": {str(k): v for k, v in p.values.items()}} for p in c.points]}
+                              for c in curves]}

@@ -13,7 +13,6 @@ from autodropout.experiment import ExperimentConfig, find_experiment
 from autodropout.patterns import is_path, load_patterns, resolve
 from autodropout.study.baselines import check_baselines, default_baselines, tunable_baselines
 from autodropout.study.plan import (
-    ALL_ARMS,
     ARMS,
     EVAL_SEED_BASE,
     WARM_ARMS,
@@ -22,6 +21,7 @@ from autodropout.study.plan import (
     StudyError,
     StudyPlan,
     Target,
+    all_arms,
     arm_label,
     target_key,
 )
@@ -41,9 +41,11 @@ def make_plan(
     transfer_from: Sequence[str | Path] = (),
     transfer_budget: int | None = None,
     arms: Sequence[str] | None = None,
+    budgets: Sequence[int] | None = None,
 ) -> StudyPlan:
     """The plan of a study of ``experiment`` (see :func:`autodropout.study.run_study` for the arguments)."""
     main = _study_experiment(find_experiment(experiment))
+    budget, smaller = _budgets(budget, budgets)
     budget = main.search.trials if budget is None else budget
     _check_count("--budget", budget, 1, "trials per search arm and per tuned baseline")
     _check_count("--search-seeds", search_seeds, 1, "independent searches per search arm")
@@ -70,12 +72,12 @@ def make_plan(
         _check_count("--transfer-budget", transfer_budget, 1, "trials per tuned baseline on a transfer target")
     # Every label a method of the evaluation has or could be mistaken for: arms, search seeds'
     # patterns, none and every regularizer's name.
-    taken = set(ALL_ARMS) | {arm_label(arm, k) for arm in ALL_ARMS for k in range(search_seeds)} | {NONE}
+    taken = set(all_arms()) | {arm_label(arm, k) for arm in all_arms() for k in range(search_seeds)} | {NONE}
     imports = _imports(transfer_from, kind, taken | set(regularizers.available()))
     seed = main.task.train.seed
     plan = StudyPlan(budget=budget, search_seeds=tuple(seed + k for k in range(search_seeds)),
                      eval_seeds=tuple(EVAL_SEED_BASE + i for i in range(eval_seeds)), targets=tuple(targets),
-                     concurrency=concurrency, imports=imports, transfer_budget=transfer_budget)
+                     concurrency=concurrency, imports=imports, transfer_budget=transfer_budget, budgets=smaller)
     if arms is None:  # warm arms whenever there is a tuned mask baseline to start from
         return dataclasses.replace(plan, arms=ARMS + WARM_ARMS if mask_baselines(plan) else ARMS)
     plan = dataclasses.replace(plan, arms=_arms(arms))
@@ -83,11 +85,27 @@ def make_plan(
     return plan
 
 
+def _budgets(budget: int | None, budgets: Sequence[int] | None) -> tuple[int | None, tuple[int, ...]]:
+    """``(budget, smaller budgets of the curve)`` from ``--budget`` and ``--budgets`` (whose largest is
+    the budget; ``--budget``, if given too, must be that largest)."""
+    if budgets is None:
+        return budget, ()
+    if not budgets or any(not is_int(b, 1) for b in budgets) or len(set(budgets)) < len(budgets):
+        raise StudyError(f"--budgets: expected distinct trial counts of at least 1 (e.g. 16,48,144), "
+                         f"got {','.join(map(str, budgets)) or 'none'}")
+    ordered = sorted(budgets)
+    if budget is not None and budget != ordered[-1]:
+        raise StudyError(f"--budget {budget} and --budgets {','.join(map(str, budgets))}: the largest of --budgets "
+                         "is the budget; give one of the two")
+    return ordered[-1], tuple(ordered[:-1])
+
+
 def _arms(names: Sequence[str]) -> tuple[str, ...]:
-    unknown = [n for n in names if n not in ALL_ARMS]
+    valid = all_arms()  # every registered searcher, cold and warm
+    unknown = [n for n in names if n not in valid]
     if unknown or not names or len(set(names)) < len(names):
-        raise StudyError(f"--arms: expected some of {', '.join(ALL_ARMS)}, each once, got {','.join(names) or 'none'}")
-    return tuple(n for n in ALL_ARMS if n in names)  # table order
+        raise StudyError(f"--arms: expected some of {', '.join(valid)}, each once, got {','.join(names) or 'none'}")
+    return tuple(n for n in valid if n in names)  # table order
 
 
 def _imports(specs: Sequence[str | Path], kind: str, taken: set[str]) -> tuple[Imported, ...]:

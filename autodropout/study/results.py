@@ -39,6 +39,12 @@ class MethodScores:
     test: dict[int, float]
     failed: int
 
+    @property
+    def budget(self) -> int | None:
+        """The smaller budget of the curve this method is the best at (``--budgets``); ``None`` for
+        the study's own budget, the method every table uses."""
+        return self.info.get("budget")
+
 
 #: What an arm is: a search arm of this study, a pattern imported with ``--transfer-from``, or a
 #: baseline (``none`` or a tuned regularizer).
@@ -106,7 +112,8 @@ def _key(values: dict[int, float], mode: str) -> float:
 
 def select_pattern(evaluation: dict[str, Any], arm: str) -> MethodScores | None:
     """The arm's pattern with the best mean validation metric (first on a tie), or ``None``."""
-    candidates = [m for m in method_scores(evaluation) if m.arm == arm and m.search_seed is not None and m.val]
+    candidates = [m for m in method_scores(evaluation)
+                  if m.arm == arm and m.search_seed is not None and m.budget is None and m.val]
     return max(candidates, key=lambda m: _key(m.val, evaluation["mode"]), default=None)
 
 
@@ -117,7 +124,7 @@ def summarize_target(plan: StudyPlan, target: Target, evaluation: dict[str, Any]
     arms = []
     imported = plan.imported_on(target)
     for name in plan.arm_names(target):
-        mine = [m for m in members if m.arm == name and m.test]
+        mine = [m for m in members if m.arm == name and m.budget is None and m.test]
         val, test = per_seed_mean([m.val for m in mine]), per_seed_mean([m.test for m in mine])
         kind = "search" if name in plan.arms else "imported" if name in imported else "baseline"
         arms.append(ArmSummary(name, kind, mine, val, test, summarize(list(val.values())),

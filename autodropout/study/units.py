@@ -77,7 +77,7 @@ def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
     check_ended(study, unit, plan.budget)
     records = read_trials(experiment_dir(study, unit), RunDir.open(folder).metric)
     sites = task_sites(experiment.task)
-    return _trials_result(unit, records, experiment, seed, arm=arm, search_seed=seed, start=start,
+    return _trials_result(unit, records, experiment, seed, plan.budgets, arm=arm, search_seed=seed, start=start,
                           site_shapes=[list(s) for s in sites.shapes] if sites else None)
 
 
@@ -97,7 +97,8 @@ def _tune(study: StudyDir, unit: Unit) -> dict[str, Any]:
                          concurrency=study.plan.concurrency)
     check_ended(study, unit, unit.trials)
     records = read_trials(experiment_dir(study, unit), build_task_metric(experiment))
-    return _trials_result(unit, records, experiment, seed, baseline=unit.name, domain=domain, tuner=TUNER)
+    return _trials_result(unit, records, experiment, seed, study.plan.budgets, baseline=unit.name, domain=domain,
+                          tuner=TUNER)
 
 
 def _evaluate(study: StudyDir, unit: Unit) -> dict[str, Any]:
@@ -138,17 +139,23 @@ def build_task_metric(experiment: ExperimentConfig) -> str:
 
 
 def _trials_result(unit: Unit, records: list[TrialRecord], experiment: ExperimentConfig, seed: int,
-                   **extra: Any) -> dict[str, Any]:
+                   budgets: tuple[int, ...], **extra: Any) -> dict[str, Any]:
+    """The unit's trials, its best on validation and, under ``best_at``, its best among its first
+    ``b`` trials (in sampling order) for each budget ``b`` of the curve below its own trial count."""
     metric = build_task_metric(experiment)
-    done = [r for r in records if r.status == "done" and r.reward is not None and math.isfinite(r.reward)]
-    best = max(done, key=lambda r: r.reward, default=None)
+
+    def best_of(first: int) -> dict[str, Any] | None:  # records are in sampling order (read_trials)
+        done = [r for r in records[:first] if r.status == "done" and r.reward is not None and math.isfinite(r.reward)]
+        best = max(done, key=lambda r: r.reward, default=None)
+        return None if best is None else {"trial_id": best.trial_id, "reward": best.reward,
+                                          "value": _finite(best.metric), "config": best.trial.to_config()}
+
     trials = [{"index": r.index, "trial_id": r.trial_id, "status": r.status, "reward": _finite(r.reward),
                "value": _finite(r.metric), "seconds": r.duration_s,
                "params": None if r.trial.space else dict(r.trial.regularization.params), "tokens": r.trial.tokens}
               for r in records]
-    return {**_head(unit, metric), **extra, "seed": seed, "trials": trials,
-            "best": None if best is None else {"trial_id": best.trial_id, "reward": best.reward,
-                                               "value": _finite(best.metric), "config": best.trial.to_config()},
+    return {**_head(unit, metric), **extra, "seed": seed, "trials": trials, "best": best_of(len(records)),
+            "best_at": {str(b): best_of(b) for b in budgets if b < len(records)},
             "cost": _cost(len(records), sum(r.duration_s for r in records), experiment)}
 
 

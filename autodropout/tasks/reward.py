@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 
 METRICS = {"accuracy": "max", "perplexity": "min", "bleu": "max"}
+#: The values each metric can take (a plotted interval is clipped to them: a t-interval of BLEU
+#: scores near 0 would otherwise reach below 0).
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "perplexity": (1.0, math.inf), "bleu": (0.0, 100.0)}
 #: ``c`` of the language-model reward ``c / perplexity`` (Pham & Le 2021 on PTB).
 PERPLEXITY_CONSTANT = 80.0
 

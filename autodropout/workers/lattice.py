@@ -83,6 +83,8 @@ def design(domains: Mapping[str, Domain], trials: int) -> list[dict[str, Any]]:
     setting nearest the domain's centre, so that the first trials already span the domain.
     """
     parsed = axes(domains)
+    if not parsed:  # nothing to tune (Concrete Dropout learns its rates): the defaults, once per trial
+        return [{} for _ in range(trials)]
     n = trials
     best: tuple[float, np.ndarray] = (math.inf, np.full((n, len(parsed)), 0.5))
     for g in [g for g in range(1, n) if math.gcd(g, n) == 1] or [1]:

@@ -97,24 +97,26 @@ def test_plan_defaults_and_units(tmp_path):
     assert plan.main.baselines == tuple(default_baselines("vision"))
     assert set(plan.main.baselines) - {"none"} <= set(DOMAINS)
     assert plan.main.baselines == ("none", "dropout", "spatial_dropout", "dropblock", "droppath", "targetdrop",
-                                   "ydrop", "sparseout")
+                                   "ydrop", "sparseout", "concrete_dropout")
     assert plan.main.experiment.search.storage_path is None
     # Default arms: cold and warm-started (dropout, a mask, is tuned); the warm searches run after the
     # searched task's tunings, which they start from, and before its evaluation.
     assert plan.arms == ("lstm", "random", "lstm-warm", "random-warm")
     ids = [u.id for u in plan.units()]
     tunings = [f"tune/main/{b}" for b in plan.main.baselines if b != "none"]
-    assert ids[:4 + 7 + 5] == ["search/lstm-s0", "search/lstm-s1", "search/random-s0", "search/random-s1", *tunings,
+    assert ids[:4 + 8 + 5] == ["search/lstm-s0", "search/lstm-s1", "search/random-s0", "search/random-s1", *tunings,
                                "search/lstm-warm-s0", "search/lstm-warm-s1", "search/random-warm-s0",
                                "search/random-warm-s1", "eval/main"]
     assert ids[-1] == "eval/bigger" and "tune/bigger/dropblock" in ids
-    assert plan.unit("eval", "main").trials == (8 + 8) * 3 and plan.unit("eval", "bigger").trials == (4 + 8) * 3
+    assert plan.unit("eval", "main").trials == (8 + 9) * 3 and plan.unit("eval", "bigger").trials == (4 + 9) * 3
+    # Concrete Dropout has nothing to tune: one trial, whatever the budget.
+    assert plan.unit("tune", "main", "concrete_dropout").trials == 1
     study = StudyDir.create(tmp_path / "study", plan)
     assert StudyDir.open(study.path).plan.to_json() == study.plan.to_json()
     # A transfer target's baselines tuned with their own, smaller budget.
     smaller = make_plan(experiment, search_seeds=2, eval_seeds=3, transfer_to=[tmp_path / "bigger.yaml"],
                         transfer_budget=2)
-    assert [u.trials for u in smaller.units() if u.kind == "tune"] == [4] * 7 + [2] * 7
+    assert [u.trials for u in smaller.units() if u.kind == "tune"] == [4] * 7 + [1] + [2] * 7 + [1]
     assert smaller.unit("search", "main", "lstm-s0").trials == 4
     again = StudyDir.open(StudyDir.create(tmp_path / "smaller", smaller).path).plan
     assert again.transfer_budget == 2 and again.units() == smaller.units()
@@ -158,7 +160,8 @@ def test_transfer_from_is_scored_on_the_searched_task_only(tmp_path):
 
 
 def test_transformer_defaults():
-    assert default_baselines("language_model") == ["none", "dropout", "variational_dropout", "sparseout", "ydrop"]
+    assert default_baselines("language_model") == ["none", "dropout", "variational_dropout", "sparseout", "ydrop",
+                                                   "concrete_dropout"]
     assert default_baselines("translation") == default_baselines("language_model")
 
 
@@ -174,7 +177,8 @@ def test_estimate_from_the_measured_trial_times_of_the_presets(tmp_path):
     from autodropout.study.driver import estimate_seconds
 
     plan = make_plan("digits_wrn_quick", budget=16, search_seeds=2, eval_seeds=5)
-    trials = 4 * 2 * 16 + 7 * 16 + (8 + 8) * 5  # searches (cold and warm), tuned baselines, final evaluation
+    # Searches (cold and warm), tuned baselines (Concrete Dropout: one trial), final evaluation.
+    trials = 4 * 2 * 16 + 7 * 16 + 1 + (8 + 9) * 5
     assert sum(u.trials for u in plan.units()) == trials
     assert estimate_seconds(plan) == pytest.approx(trials * TRIAL_SECONDS["digits_wrn_quick"]["cpu"] / 2)
     assert estimate_seconds(make_plan(write_experiment(tmp_path), budget=2)) is None  # not a preset

@@ -169,6 +169,28 @@ def trials_with(folder: Path, done: list[int]) -> int:
     return sum(epochs(t) == done for t in folder.glob("trial_*"))
 
 
+def test_a_budget_curve_study_evaluates_each_best_so_far_and_concrete_dropout_costs_one_trial(tmp_path, cli_env):
+    study = tmp_path / "study"
+    autodropout("study", write_experiment(tmp_path), "--budgets", "1,2", "--search-seeds", 2, "--eval-seeds", 2,
+                "--baselines", "none,dropout,concrete_dropout", *COLD, "--output", study, env=cli_env)
+    assert len(list((study / "tuned" / "main" / "concrete_dropout" / "trials").glob("trial_*"))) == 1
+    evaluation = json.loads((study / "results" / "eval" / "main.json").read_text())
+    extra = [m for m in evaluation["methods"] if "budget" in m]
+    assert {m["label"] for m in evaluation["methods"]} - {m["label"] for m in extra} == LABELS | {"concrete_dropout"}
+    for m in extra:  # each the best of its unit's first trial, where that is not its best of two
+        unit = f"search/{m['label'][:-2]}" if m["search_seed"] is not None else f"tune/main/{m['arm']}"
+        result = json.loads((study / "results" / f"{unit}.json").read_text())
+        assert m["label"].endswith("@1") and m["budget"] == 1
+        assert m["source"] == result["best_at"]["1"]["trial_id"] != result["best"]["trial_id"]
+    assert sorted((c["label"], c["seed"]) for c in evaluation["cells"] if c["error"] is None) == sorted(
+        (m["label"], seed) for m in evaluation["methods"] for seed in (1000, 1001))
+    report = (study / "report.md").read_text()
+    assert "### Budget curve: test accuracy" in report and (study / "budget_curves.png").stat().st_size
+    curves = json.loads((study / "report.json").read_text())["budget_curves"]
+    assert [(c["arm"], [p["budget"] for p in c["points"]]) for c in curves] == [
+        ("lstm", [1, 2]), ("random", [1, 2]), ("none", [0]), ("dropout", [1, 2]), ("concrete_dropout", [1])]
+
+
 def test_kill_9_and_ctrl_c_then_resume_lose_and_duplicate_nothing(tmp_path, cli_env):
     # One trial at a time, 2 epochs of ~1 s, so that the driver stops while a trial is between epochs:
     # kill -9 in the tuned baseline (after its first trial), Ctrl-C in the final evaluation.

@@ -107,7 +107,7 @@ def _pattern_title(study: StudyDir) -> str:
     real = figures.pattern_figure
     figures.pattern_figure = lambda pattern, title, size: titles.append(title) or real(pattern, title=title, size=size)
     try:
-        figures.write_figures(study, summarize_study(study))
+        figures.write_figures(study, summarize_study(study), [])
     finally:
         figures.pattern_figure = real
     return titles[0]
