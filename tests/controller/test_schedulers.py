@@ -12,6 +12,7 @@ import math
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -77,10 +78,30 @@ class CountedSearcher(ControllerSearcher):
         return super()._complete(trial_id, tokens, reward)
 
 
+class StallStopper(tune.Stopper):
+    """Ends the run once no trial has reported for ``seconds`` (the synthetic trials report every few
+    milliseconds once running). Ray's HyperBand can leave the trials of its last bracket paused for good when that
+    bracket never fills (which trials land in which bracket depends on the timing of their results), and
+    the run would then wait out its time budget; ``stalled`` says that this happened."""
+
+    def __init__(self, seconds: float = 30.0):
+        self.seconds, self.last, self.stalled = seconds, None, []
+
+    def __call__(self, trial_id, result):
+        self.last = time.monotonic()
+        return False
+
+    def stop_all(self):  # counted from the first result: starting the trials' workers may take a while
+        if self.last is not None and time.monotonic() - self.last > self.seconds and not self.stalled:
+            self.stalled.append(True)  # a list: Tune may hold a copy of this object, not this one
+        return bool(self.stalled)
+
+
 def search(tmp_path, scheduler, trials: int, seed: int, epochs: int | None = EPOCHS, concurrent: int = 2):
     """Run ``trials`` trials, ``concurrent`` at a time on 2 CPUs; returns the searcher (the Tuner's copy,
-    restored from the state Tune saved last) and the target."""
+    restored from the state Tune saved last), the target and whether the run stalled (StallStopper)."""
     target = hidden_target(seed)
+    stopper = StallStopper()
     searcher = CountedSearcher(SPACE, metric="reward", mode="max", seed=seed, config=CONFIG, epochs=epochs)
     tuner = tune.Tuner(
         tune.with_resources(synthetic(target), {"cpu": 2 / concurrent}),
@@ -88,7 +109,7 @@ def search(tmp_path, scheduler, trials: int, seed: int, epochs: int | None = EPO
                                     max_concurrent_trials=concurrent, metric="reward", mode="max", reuse_actors=True,
                                     # a stalled run fails the test (too few trials) instead of hanging it
                                     time_budget_s=300),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="run", verbose=0,
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="run", verbose=0, stop=stopper,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     grid = tuner.fit()
@@ -98,14 +119,17 @@ def search(tmp_path, scheduler, trials: int, seed: int, epochs: int | None = EPO
     ran = CountedSearcher(SPACE, config=CONFIG)
     ran.restore(str(state))
     ran.learned = sum(h["status"] == "ok" for h in ran.history)
-    return ran, target
+    return ran, target, bool(stopper.stalled)
 
 
-def check_records(searcher, trials: int):
-    """Every trial ended, none failed; stopped ones below the schedule with their epoch and value."""
+def check_records(searcher, trials: int, stalled: bool = False):
+    """Every trial ended, none failed; stopped ones below the schedule with their epoch and value. A run
+    that stalled on HyperBand's unfilled last bracket may have saved its searcher state while those
+    trials were still paused: they are then live, paused and below the schedule, never failed."""
     history = searcher.history
-    assert len(history) == trials and searcher.live == {} and searcher.paused == set()
-    assert searcher.intermediate == {}
+    left = set(searcher.live) if stalled else set()
+    assert len(history) + len(left) == trials and set(searcher.live) == left and searcher.paused == left
+    assert set(searcher.intermediate) <= left
     assert searcher.num_failed == 0
     assert {h["status"] for h in history} <= {"ok", "stopped"}
     for h in history:
@@ -126,8 +150,9 @@ def thirds(values):
 
 def test_asha_stops_are_recorded_as_stopped_and_only_full_rewards_are_learned(tmp_path):
     trials = 48
-    searcher, target = search(tmp_path, ASHAScheduler(time_attr="epoch", grace_period=1, reduction_factor=2,
-                                                      max_t=EPOCHS), trials, seed=0)
+    searcher, target, stalled = search(tmp_path, ASHAScheduler(time_attr="epoch", grace_period=1,
+                                                               reduction_factor=2, max_t=EPOCHS), trials, seed=0)
+    assert not stalled  # ASHA never pauses
     ok, stopped = check_records(searcher, trials)
     assert stopped and ok
     # Learning: the policy's own samples (every suggestion, in order) match the target more at the end.
@@ -138,14 +163,12 @@ def test_asha_stops_are_recorded_as_stopped_and_only_full_rewards_are_learned(tm
 @pytest.mark.parametrize("make_scheduler", [HyperBandScheduler, HyperBandForBOHB], ids=["hyperband", "bohb"])
 def test_hyperband_paused_and_stopped_trials_are_recorded_as_stopped(tmp_path, make_scheduler):
     # HyperBandForBOHB also calls on_pause / on_unpause, which a searcher without them crashes on.
-    # A band at max_t=9 has brackets of 9, 5 and 3 trials. 15 at a time: the first bracket fills and
-    # halves (with fewer live trials than a bracket holds, nothing is stopped), and the trials paused in
-    # unfilled brackets (at most 8 + 4 + 2 = 14) can never take every slot, which with 9 slots stalled
-    # the run until its time budget on a loaded machine (Tune counts paused trials as live).
+    # 9 at a time, so that HyperBand's first bracket (9 trials at max_t=9) fills and halves: with fewer
+    # live trials than a bracket holds, successive halving keeps them all and nothing is stopped.
     trials = 34  # two HyperBand bands of 17 trials at max_t=9
-    searcher, target = search(tmp_path, make_scheduler(time_attr="epoch", max_t=EPOCHS), trials, seed=0,
-                              concurrent=15)
-    ok, stopped = check_records(searcher, trials)
+    searcher, target, stalled = search(tmp_path, make_scheduler(time_attr="epoch", max_t=EPOCHS), trials, seed=0,
+                                       concurrent=9)
+    ok, stopped = check_records(searcher, trials, stalled)
     assert stopped and ok
     first, last = thirds([match(h["tokens"], target) for h in searcher.history])
     assert last - first > MARGIN, (first, last)
