@@ -27,6 +27,10 @@ class SearchSummary:
     ended: int
     failed: int
     stopped: int
+    #: Epochs the trials trained, and what running every trial to the end would have (they differ
+    #: under a trial scheduler, whose cost is then said in epochs as well as seconds).
+    epochs: int
+    full_epochs: int
     best_reward: float | None
     #: Training seeds the best reward is the mean of (1 unless ``search.reevaluate`` ran).
     best_seeds: int
@@ -60,6 +64,7 @@ class SearchSummary:
             run_dir=run.path, status=status, requested=run.trials, trials=len(records),
             ended=sum(r.status in ENDED for r in records), failed=sum(r.status == "error" for r in records),
             stopped=sum(r.status == "stopped" for r in records),
+            epochs=sum(r.epochs for r in records), full_epochs=len(records) * run.experiment.task.train.epochs,
             best_reward=best_reward, best_seeds=len(seed_rewards) if seed_rewards else 1,
             best_metric=best.metric if best else None,
             best_index=best.index if best else None, metric=run.metric,
@@ -70,7 +75,8 @@ class SearchSummary:
         )
 
     def _ended_note(self) -> str:
-        stopped = f", {self.stopped} stopped early by the scheduler" if self.stopped else ""
+        stopped = (f", {self.stopped} stopped early by the scheduler; {self.epochs} of {self.full_epochs} epochs "
+                   "trained") if self.stopped else ""
         return f"{self.failed} failed{stopped}"
 
     def headline(self) -> str:

@@ -64,7 +64,9 @@ def test_an_asha_search_records_stopped_trials_and_exports_finished_ones(tmp_pat
     stopped = [r for r in table if r["status"] == "stopped"]
     assert all(1 <= int(r["epochs"]) < 4 and r["reward"] for r in stopped)
     assert all(int(r["epochs"]) == 4 for r in table if r["status"] == "done")
-    assert f"search finished: 8 trials (0 failed, {len(stopped)} stopped early by the scheduler)" in proc.stdout
+    epochs = sum(int(r["epochs"]) for r in table)  # the cost in epochs, beside the seconds
+    assert (f"search finished: 8 trials (0 failed, {len(stopped)} stopped early by the scheduler; {epochs} of 32 "
+            "epochs trained)") in proc.stdout
     exported = json.loads((run_dir / "best_patterns.json").read_text())
     done = {r["trial_id"] for r in table if r["status"] == "done"}
     assert exported["patterns"] and {p["trial_id"] for p in exported["patterns"]} <= done
