@@ -53,7 +53,7 @@ examples:
   autodropout list patterns         # learned patterns shipped with the package, with their test results""",
     "study": """Runs, on Ray: the LSTM controller and random search in the same space (--search-seeds
 searches of --budget trials each); every applicable hand-designed regularizer with its rate tuned by
-Ray Tune's random search at the same budget; each arm's best retrained on --eval-seeds new training
+a lattice that converges (then a finer one around its best) at the same budget; each arm's best retrained on --eval-seeds new training
 seeds and scored on the held-out test split (mean, SE, 95% intervals, paired differences against
 'none' and the best tuned baseline); the same on each --transfer-to target; each --transfer-from
 pattern scored on this task beside its own arms. Writes report.md, plots and the best patterns into

@@ -288,12 +288,13 @@ def _search_section(study: StudyDir) -> list[str]:
 
 def _cost_section(costs: list[CostRow]) -> list[str]:
     lines = ["## Cost", "",
-             "Search or tuning: trial-seconds x CPUs (GPUs) per trial; wall: time spent in the unit(s), "
+             "Search or tuning: trial-seconds x CPUs (GPUs) per trial; epochs: trained by its trials (fewer than "
+             "trials x schedule where a trial scheduler stopped some); wall: time spent in the unit(s), "
              "interruptions excluded; final evaluation: the arm's retraining runs.", "",
-             "| target | arm | trials | CPU-s | GPU-s | wall | trials per hour | final-evaluation CPU-s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| target | arm | trials | epochs | CPU-s | GPU-s | wall | trials per hour | final-evaluation CPU-s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in costs:
-        lines.append(f"| {c.target} | {c.arm} | {c.trials} | {c.cpu_s:.0f} | {c.gpu_s:.0f} | {c.wall_s:.0f}s "
+        lines.append(f"| {c.target} | {c.arm} | {c.trials} | {c.epochs} | {c.cpu_s:.0f} | {c.gpu_s:.0f} | {c.wall_s:.0f}s "
                      f"| {_fmt(c.trials_per_hour, 3)} | {'-' if c.eval_cpu_s is None else f'{c.eval_cpu_s:.0f}'} |")
     return lines + [""]
 

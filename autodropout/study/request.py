@@ -137,11 +137,9 @@ def _imports(specs: Sequence[str | Path], kind: str, taken: set[str]) -> tuple[I
 def _study_experiment(experiment: ExperimentConfig) -> ExperimentConfig:
     """The experiment as the study runs it: every unit keeps its Tune experiment in its own folder of
     the study (a shared ``search.storage_path`` would put every search in the same place), and the
-    arms decide where a search starts (cold arms from scratch, warm arms at the best tuned mask baseline)."""
-    if experiment.search.scheduler != "none":
-        # The tuned baselines run every trial to its end: arms under a scheduler would get fewer epochs.
-        raise StudyError(f"{experiment.name}: search.scheduler {experiment.search.scheduler!r}: a study runs every "
-                         "trial to the end, so that arms and tuned baselines get the same epochs; set it to 'none'")
+    arms decide where a search starts (cold arms from scratch, warm arms at the best tuned mask baseline).
+    A ``search.scheduler`` stays: the arms and the tuned baselines run under the same one, so they
+    are charged the same epochs (the final evaluation always trains the whole schedule)."""
     return dataclasses.replace(experiment, search=dataclasses.replace(experiment.search, storage_path=None,
                                                                       start_from=None))
 

@@ -200,6 +200,8 @@ class CostRow:
     gpu_s: float
     wall_s: float
     eval_cpu_s: float | None
+    #: epochs trained by the search's or tuning's trials (trials x schedule unless a scheduler stopped some)
+    epochs: int = 0
 
     @property
     def trials_per_hour(self) -> float | None:
@@ -226,8 +228,11 @@ def cost_rows(study: StudyDir) -> list[CostRow]:
             if len(results) < len(units):
                 continue
             total = {k: sum(r["cost"].get(k, 0.0) for r in results) for k in ("trials", "cpu_s", "gpu_s", "wall_s")}
+            # Results written before studies took a scheduler have no epochs: every trial ran its schedule then.
+            epochs = sum(r["cost"].get("epochs", r["cost"]["trials"] * target.experiment.task.train.epochs)
+                         for r in results)
             rows.append(CostRow(target.key, name, int(total["trials"]), total["cpu_s"], total["gpu_s"],
-                                total["wall_s"], _eval_cpu(evaluation, name)))
+                                total["wall_s"], _eval_cpu(evaluation, name), int(epochs)))
     return rows
 
 

@@ -128,7 +128,8 @@ def _evaluate(study: StudyDir, unit: Unit) -> dict[str, Any]:
         cells.append(record)
     seconds = sum(c["seconds"] for c in cells)
     return {**_head(unit, task.metric), "methods": [info for _, info in methods], "missing": missing,
-            "cells": cells, "cost": _cost(len(cells), seconds, target.experiment)}
+            "cells": cells, "cost": _cost(len(cells), seconds, target.experiment,
+                                                       len(cells) * target.experiment.task.train.epochs)}
 
 
 def build_task_metric(experiment: ExperimentConfig) -> str:
@@ -156,7 +157,8 @@ def _trials_result(unit: Unit, records: list[TrialRecord], experiment: Experimen
               for r in records]
     return {**_head(unit, metric), **extra, "seed": seed, "trials": trials, "best": best_of(len(records)),
             "best_at": {str(b): best_of(b) for b in budgets if b < len(records)},
-            "cost": _cost(len(records), sum(r.duration_s for r in records), experiment)}
+            "cost": _cost(len(records), sum(r.duration_s for r in records), experiment,
+                          sum(r.epochs for r in records))}
 
 
 def _head(unit: Unit, metric: str) -> dict[str, Any]:
@@ -165,11 +167,12 @@ def _head(unit: Unit, metric: str) -> dict[str, Any]:
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _cost(trials: int, seconds: float, experiment: ExperimentConfig) -> dict[str, Any]:
-    """Trial-seconds, and what they cost in CPU- and GPU-seconds at the experiment's resources per trial."""
+def _cost(trials: int, seconds: float, experiment: ExperimentConfig, epochs: int) -> dict[str, Any]:
+    """Trial-seconds, what they cost in CPU- and GPU-seconds at the experiment's resources per trial,
+    and the epochs trained (below trials x schedule when a trial scheduler stopped some)."""
     s = experiment.search
     return {"trials": trials, "trial_s": seconds, "cpu_s": seconds * s.cpus_per_trial,
-            "gpu_s": seconds * s.gpus_per_trial}
+            "gpu_s": seconds * s.gpus_per_trial, "epochs": epochs}
 
 
 def _run_dir(folder: Path) -> RunDir | None:

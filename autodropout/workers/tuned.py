@@ -12,7 +12,10 @@ Tune experiment is ``OUTPUT/trials`` with one ``trial_<index>_<id>`` folder per 
 :func:`autodropout.runs.read_trials` reads it back like a search. A run whose driver was killed
 continues with :func:`resume_tuned`: the searcher's saved state (the settings still to run, the live
 trials, every ended trial's reward) is restored with Tune's experiment state, so the total stays at
-the budget and the second round refines around the same best.
+the budget and the second round refines around the same best. Under the experiment's
+``search.scheduler`` the tuning gets the very trial scheduler a search of that experiment gets
+(:func:`autodropout.workers.tuner.scheduler`), so a tuned baseline and a search arm are charged the
+same epochs; a trial the scheduler stopped never counts as the tuning's best.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from autodropout.atomic import atomic_write
+from autodropout.controller.searcher import EPOCH_KEY
 from autodropout.experiment import ExperimentConfig
 from autodropout.runs import Trial
 from autodropout.runs.run_dir import EXPERIMENT_NAME
@@ -32,21 +36,23 @@ from autodropout.tasks import Regularization, build_task
 from autodropout.workers.checkpoint_repair import CheckpointRepair
 from autodropout.workers.lattice import Domain, design, refined, rounds
 from autodropout.workers.trainable import train_trial
-from autodropout.workers.tuner import trial_dirname
+from autodropout.workers.tuner import scheduler, trial_dirname
 
 
 class LatticeSearcher(Searcher):
     """Suggests ``{"regularizer": {"params": ...}}`` for the two rounds of ``trials`` settings of
     ``domains`` (:func:`~autodropout.workers.lattice.rounds`); the second round is planned when
     every first-round trial has ended, around the best one by ``metric`` (a failed trial, or one
-    without a finite ``metric``, never counts as best). At most ``max_concurrent`` live trials; the
+    without a finite ``metric``, or one that ended below ``epochs``, the full schedule, because a
+    trial scheduler stopped it, never counts as best). At most ``max_concurrent`` live trials; the
     whole state is saved and restored (Tune does not call :meth:`set_search_properties` again on a
     restore, so ``metric`` and ``mode`` are part of it).
     """
 
     def __init__(self, domains: Mapping[str, Domain], trials: int, metric: str = "reward", mode: str = "max",
-                 max_concurrent: int | None = None) -> None:
+                 max_concurrent: int | None = None, epochs: int | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
+        self.epochs = epochs
         self.domains = {name: list(spec) for name, spec in domains.items()}
         self.first, self.second = rounds(self.domains, trials)
         self.max_concurrent = max_concurrent
@@ -79,6 +85,9 @@ class LatticeSearcher(Searcher):
             return  # a duplicate completion
         value = None if error or not result else result.get(self.metric)
         usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        epoch = result.get(EPOCH_KEY) if result else None
+        if self.epochs is not None and isinstance(epoch, int) and epoch < self.epochs:
+            usable = False  # stopped by the scheduler: a lower-fidelity reward ranks rates the wrong way (docs/search.md)
         score = (float(value) if self.mode == "max" else -float(value)) if usable else None
         self.ended.append({"params": self.live.pop(trial_id), "score": score})
 
@@ -90,12 +99,14 @@ class LatticeSearcher(Searcher):
         return max(scored, key=lambda e: e["score"])["params"]
 
     def get_state(self) -> dict[str, Any]:
-        return {"metric": self.metric, "mode": self.mode, "domains": self.domains, "first": self.first,
+        return {"metric": self.metric, "mode": self.mode, "epochs": self.epochs, "domains": self.domains,
+                "first": self.first,
                 "second": self.second, "max_concurrent": self.max_concurrent, "pending": self.pending,
                 "live": self.live, "ended": self.ended, "refining": self.refining}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._metric, self._mode = state["metric"], state["mode"]
+        self.epochs = state.get("epochs")  # states saved before schedulers reached tunings have none
         for key in ("domains", "first", "second", "max_concurrent", "pending", "live", "ended", "refining"):
             setattr(self, key, state[key])
 
@@ -121,14 +132,15 @@ def restorable(tune_experiment: str | Path) -> bool:
 def tune_regularizer(experiment: ExperimentConfig, name: str, domains: Mapping[str, Domain], output: str | Path,
                      trials: int, seed: int, concurrency: int | None = None) -> Path:
     """Tune ``name``'s parameters (``domains``) on ``experiment``'s validation metric with ``trials``
-    trials of :class:`LatticeSearcher`; every trial trains with training seed ``seed`` (common
-    random numbers, as a search). Returns the Tune experiment folder. Ray must be connected
+    trials of :class:`LatticeSearcher` under ``experiment.search.scheduler``; every trial trains with
+    training seed ``seed`` (common random numbers, as a search). Returns the Tune experiment folder. Ray must be connected
     (:func:`~autodropout.workers.cluster.connect`).
     """
     search = experiment.search
     task = build_task(experiment.task)
     config = Trial(experiment.task, Regularization(name=name), seed, label=name).to_config()
-    searcher = LatticeSearcher(domains, trials, metric="reward", mode="max")
+    epochs = experiment.task.train.epochs
+    searcher = LatticeSearcher(domains, trials, metric="reward", mode="max", epochs=epochs)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     tuner = tune.Tuner(
@@ -137,7 +149,7 @@ def tune_regularizer(experiment: ExperimentConfig, name: str, domains: Mapping[s
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency or search.concurrency),
             num_samples=trials, metric="reward", mode="max", reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
+            trial_dirname_creator=trial_dirname, scheduler=scheduler(search, epochs),
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT_NAME, storage_path=str(output.resolve()),

@@ -85,12 +85,19 @@ def test_warm_arms_are_compared_costed_reported_and_published(tmp_path, monkeypa
     costs = {c.arm: c for c in cost_rows(study)}
     assert (costs["lstm-warm"].trials, costs["lstm-warm"].cpu_s) == (6, 60.0)
     assert (costs["lstm"].trials, costs["lstm"].cpu_s) == (4, 40.0) and costs["dropout"].trials == 2
+    assert (costs["lstm-warm"].epochs, costs["lstm"].epochs) == (12, 8)
+    unit = study.plan.unit("tune", "main", "dropout")  # a result from before studies took a scheduler:
+    old = study.read_result(unit)
+    del old["cost"]["epochs"]
+    study.write_result(unit, old)
+    assert {c.arm: c.epochs for c in cost_rows(study)}["lstm-warm"] == 12  # every trial ran its schedule
     rebuild_report(study.path)
     report = (study.path / "report.md").read_text()
     assert "lstm-warm (the LSTM controller started from the best tuned mask baseline)" in report
     assert (f"- warm start: `--start-from {START['spec']}` (the best of the tuned mask baselines dropout by "
             "tuning reward, 0.8000); those tunings count in the warm arms' cost") in report
     assert "| lstm-warm | random-warm |" in report
+    assert "| main | lstm-warm | 6 | 12 |" in report  # trials, then epochs
     assert json.loads((study.path / "report.json").read_text())["plan"]["arms"] == list(study.plan.arms)
     # Published: the LSTM arm whose selected pattern validates best (lstm-warm-s0, 0.96 > lstm-s1's 0.95).
     assert "the lstm-warm arm's best pattern" in _pattern_title(study)

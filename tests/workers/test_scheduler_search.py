@@ -1,4 +1,4 @@
-"""``search.scheduler: asha``: the settings, the scheduler Ray gets, and a search that it prunes.
+"""``search.scheduler: asha``: the settings, the scheduler Ray gets, a search and a study's tuning that it prunes.
 
 docs/search.md, "Under a trial scheduler": a trial ASHA stops at a rung is recorded "stopped" with the
 epoch it reached, never learned from and never exported; the run still ends with its trials.
@@ -42,13 +42,34 @@ def test_bad_scheduler_settings_are_refused_naming_the_key(search, message):
         experiment(search)
 
 
-def test_a_study_refuses_a_scheduler(tmp_path):
-    from autodropout.study.plan import StudyError
-
-    path = write_experiment(tmp_path, {"search": {"scheduler": "asha"}, "task": {
+def test_a_study_runs_its_arms_and_its_tunings_under_the_experiments_scheduler(tmp_path):
+    path = write_experiment(tmp_path, {"search": {"scheduler": "asha", "grace_period": 1}, "task": {
         **TINY_VISION["task"], "train": {**TINY_VISION["task"]["train"], "epochs": 4}}})
-    with pytest.raises(StudyError, match="search.scheduler 'asha': a study runs every trial to the end"):
-        make_plan(path, budget=2, search_seeds=1, eval_seeds=2)
+    plan = make_plan(path, budget=2, search_seeds=1, eval_seeds=2)
+    search = plan.main.experiment.search
+    assert (search.scheduler, search.grace_period) == ("asha", 1)  # what every search and tuning unit reads
+
+
+@pytest.mark.slow
+def test_a_tuning_under_asha_records_stopped_trials_and_charges_their_epochs(tmp_path):
+    import os
+
+    import ray
+
+    from autodropout.runs import read_trials
+    from autodropout.workers.tuned import tune_regularizer
+
+    exp = experiment({"scheduler": "asha", "grace_period": 1, "reduction_factor": 2}, epochs=4)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        folder = tune_regularizer(exp, "dropout", {"p": ["uniform", 0.0, 0.6]}, tmp_path / "tune", trials=8, seed=0)
+    finally:
+        ray.shutdown()
+    records = read_trials(folder, "accuracy")
+    assert len(records) == 8 and {r.status for r in records} == {"done", "stopped"}
+    assert all(1 <= r.epochs < 4 for r in records if r.status == "stopped")
+    assert all(r.epochs == 4 for r in records if r.status == "done")
 
 
 @pytest.mark.slow

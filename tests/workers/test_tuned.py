@@ -153,6 +153,17 @@ def test_a_failed_trial_is_never_the_best(failure):
     assert searcher.best() == second
 
 
+def test_a_trial_a_scheduler_stopped_is_never_the_best():
+    searcher = LatticeSearcher(RATE, 4, max_concurrent=2, epochs=12)
+    first, second = (searcher.suggest(t)["regularizer"]["params"] for t in ("a", "b"))
+    searcher.on_trial_complete("a", {"reward": 9.0, "epoch": 9})  # stopped at ASHA's rung, a lower fidelity
+    searcher.on_trial_complete("b", {"reward": 0.5, "epoch": 12})
+    assert searcher.best() == second
+    restored = LatticeSearcher(RATE, 4)
+    restored.set_state(searcher.get_state())
+    assert restored.epochs == 12 and restored.best() == second
+
+
 def test_mode_min_and_no_result_at_all():
     searcher = LatticeSearcher(RATE, 2, metric="perplexity", mode="min")
     for trial_id, value in (("a", 150.0), ("b", 140.0)):
