@@ -40,8 +40,9 @@ import contextlib
 import contextvars
 import fnmatch
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -103,7 +104,7 @@ class PatternHandle:
     def attached(self) -> bool:
         return bool(self._hooks)
 
-    def __enter__(self) -> "PatternHandle":
+    def __enter__(self) -> PatternHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:

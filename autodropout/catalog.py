@@ -9,8 +9,8 @@ from __future__ import annotations
 import inspect
 import math
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from autodropout import patterns, regularizers
 from autodropout.errors import UnknownNameError

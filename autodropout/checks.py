@@ -7,8 +7,8 @@ so these predicates reject bools. Callers raise their own error (``ValueError`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
-from typing import Iterable, Sequence
 
 
 def is_int(value: object, minimum: int | None = None, maximum: int | None = None) -> bool:

@@ -13,7 +13,8 @@ import dataclasses
 import json
 import types
 import typing
-from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar, Union
 
 from autodropout.errors import ConfigError
 

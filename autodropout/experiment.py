@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
@@ -25,8 +26,12 @@ import autodropout.controller.searchers as searcher_registry
 from autodropout import regularizers
 from autodropout.checks import is_int
 from autodropout.config import check_non_negative, check_positive, from_dict, parse_assignments, replace, to_dict
-from autodropout.controller.config import (START_PROBABILITY, ControllerConfig, ControllerSettingError,
-                                           check_start_probability)
+from autodropout.controller.config import (
+    START_PROBABILITY,
+    ControllerConfig,
+    ControllerSettingError,
+    check_start_probability,
+)
 from autodropout.errors import ConfigError
 from autodropout.tasks import Regularization, task_config_from_dict
 
@@ -258,7 +263,7 @@ class ExperimentConfig:
             object.__setattr__(self, "task", dataclasses.replace(self.task, train=dataclasses.replace(
                 train, threads=threads)))
 
-    def with_train(self, **overrides: Any) -> "ExperimentConfig":
+    def with_train(self, **overrides: Any) -> ExperimentConfig:
         """This experiment with ``task.train`` fields replaced (checked like the file's own values);
         ``None`` values leave a field as it is."""
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -267,7 +272,7 @@ class ExperimentConfig:
         train = replace(self.task.train, "task.train", **given)
         return dataclasses.replace(self, task=dataclasses.replace(self.task, train=train))
 
-    def with_search(self, **overrides: Any) -> "ExperimentConfig":
+    def with_search(self, **overrides: Any) -> ExperimentConfig:
         """This experiment with ``search`` fields replaced; ``None`` values are left out."""
         given = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, search=replace(self.search, "search", **given)) if given else self

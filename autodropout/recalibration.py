@@ -15,7 +15,8 @@ SWA does for averaged weights, Izmailov et al. 2018) removes it.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn

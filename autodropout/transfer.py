@@ -25,9 +25,9 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from autodropout import regularizers
 from autodropout.checks import is_int

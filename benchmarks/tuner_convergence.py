@@ -33,7 +33,7 @@ its best rate in the domain), and each searcher's mean regret in units of the se
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator

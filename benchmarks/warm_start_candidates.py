@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

@@ -12,8 +12,9 @@ The defaults were chosen by measurement on a synthetic target-matching reward
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from autodropout.checks import is_int, is_real
 from autodropout.errors import ConfigError
@@ -107,7 +108,7 @@ class ControllerConfig:
             raise ControllerSettingError("share_heads", f"must be true or false, got {self.share_heads!r}")
         _check_real("start_half_life", self.start_half_life, low=0.0, low_open=True)
 
-    def replace(self, **changes: Any) -> "ControllerConfig":
+    def replace(self, **changes: Any) -> ControllerConfig:
         """A copy with some settings changed (validated again); an unknown name raises ``TypeError``."""
         return dataclasses.replace(self, **changes)
 
@@ -116,7 +117,7 @@ class ControllerConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "ControllerConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> ControllerConfig:
         """Inverse of :meth:`as_dict`; an unknown key raises ``KeyError`` naming it."""
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(names))

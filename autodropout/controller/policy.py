@@ -19,7 +19,8 @@ so another policy (a transformer, a tabular one) can be swapped in.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F

@@ -33,10 +33,10 @@ the saved state, and a resumed search never starts again.
 from __future__ import annotations
 
 import logging
-import math
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from ray.tune.search import Searcher

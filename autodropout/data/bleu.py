@@ -4,7 +4,7 @@ The translation reward of the search is ``corpus_bleu(...) / 100`` (see DESIGN.m
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["corpus_bleu"]
 

@@ -31,9 +31,10 @@ import platform
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 from autodropout.atomic import atomic_write
 from autodropout.checks import is_int

@@ -10,8 +10,8 @@ draw their randomness from an explicit ``torch.Generator`` so that a seeded run 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 import torch

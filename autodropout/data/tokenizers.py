@@ -7,8 +7,9 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 from autodropout.checks import is_int
 from autodropout.data.embedded_corpus import write_atomic

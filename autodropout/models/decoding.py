@@ -11,8 +11,8 @@ reaches ``max_len`` tokens without EOS is returned truncated.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +115,7 @@ class _Beams:
 
     @classmethod
     def start(cls, batch: int, k: int, eos_id: int, max_len: int, length_penalty: float,
-              device: torch.device) -> "_Beams":
+              device: torch.device) -> _Beams:
         # All beams start as the same empty prefix: only the first may be extended, or the beam
         # would fill with copies.
         alive_score = torch.full((batch, k), float("-inf"), device=device)

@@ -8,8 +8,8 @@ tasks never restate a model's channel widths or layer stacks.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 

@@ -33,7 +33,8 @@ embedding has unit variance like the sinusoids; the output layer is tied to the 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -136,7 +137,7 @@ class Encoded(NamedTuple):
     states: torch.Tensor
     key_mask: torch.Tensor
 
-    def repeat_interleave(self, repeats: int) -> "Encoded":
+    def repeat_interleave(self, repeats: int) -> Encoded:
         """Each batch row ``repeats`` times in a row (B * repeats, ...), e.g. once per beam."""
         return Encoded(self.states.repeat_interleave(repeats, 0), self.key_mask.repeat_interleave(repeats, 0))
 

@@ -11,7 +11,7 @@ embeddings scaled by sqrt(C). Weights follow GPT-2 / nanoGPT (see ``init_weights
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F

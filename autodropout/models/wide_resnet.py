@@ -9,7 +9,7 @@ classifier bias 0. Parameter counts: WRN-28-10 36.5M, WRN-28-2 1.47M (CIFAR, 10 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -14,7 +14,8 @@ site's activation with forward hooks, and takes one backward for all sites at on
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -129,7 +130,7 @@ class ConductanceEstimator:
             result[name] = (g[:-1] * (y[1:] - y[:-1])).sum(0)
         return result
 
-    def _activations_and_gradients(self, path: "_Path", stacked: tuple[Tensor, ...],
+    def _activations_and_gradients(self, path: _Path, stacked: tuple[Tensor, ...],
                                    targets: Tensor) -> tuple[list[Tensor], tuple[Tensor | None, ...]]:
         """One eval-mode forward on the stacked path: every site's activation and the gradient of the
         summed target with respect to it; every submodule's train/eval flag is restored afterwards."""

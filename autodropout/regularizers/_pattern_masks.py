@@ -3,7 +3,8 @@ Pattern into per-site layers, checking a mask's shape, resolving its device and 
 caller-fixed offsets, and the thin module shell. Private: the public API is in those two modules."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -6,7 +6,7 @@ Training: ``out = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` iid per elemen
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -55,8 +55,8 @@ forward + backward about 25% slower on CPU, so the mask stays in the input's dty
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor

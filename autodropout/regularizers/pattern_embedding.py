@@ -27,8 +27,8 @@ device and in its dtype; random state is ``B`` offsets ("token", or "feature" wi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor

@@ -35,8 +35,8 @@ device and in its dtype (normals are drawn in at least float32).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor

@@ -25,8 +25,9 @@ lookup per step. Modules added to a model after its first call are not seen.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 

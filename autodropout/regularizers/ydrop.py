@@ -251,7 +251,7 @@ class YDrop(nn.Module):
         return ydrop(x, keep, self._keep_ema.reciprocal(), dim)
 
     @classmethod
-    def before_step(cls, modules: list["YDrop"], step: Any) -> dict[str, Tensor]:
+    def before_step(cls, modules: list[YDrop], step: Any) -> dict[str, Tensor]:
         """The training-step hook (:mod:`~autodropout.regularizers.training_step`): one conductance
         pass scores every site of the model when due, and whenever an active site has no scores yet.
 

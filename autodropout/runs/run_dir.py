@@ -29,9 +29,10 @@ Version 2 records (always absolute) are read as they were written.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -112,7 +113,7 @@ class RunDir:
         """How many trials the run is to have (``search.trials`` of its config)."""
         return self.experiment.search.trials
 
-    def with_trials(self, trials: int) -> "RunDir":
+    def with_trials(self, trials: int) -> RunDir:
         """This run, to have ``trials`` trials (not fewer than now); :meth:`save_config` records it."""
         if trials < self.trials:
             raise RunDirError(f"{self.path}: the run is to have {self.trials} trials; --trials {trials} would shrink "
@@ -132,7 +133,7 @@ class RunDir:
     # -- creating and opening --------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, experiment: ExperimentConfig, space: SearchSpace, metric: str,
-               seed: int, start_tokens: Sequence[int] | None = None) -> "RunDir":
+               seed: int, start_tokens: Sequence[int] | None = None) -> RunDir:
         """Make a new run folder (it must not exist, or be empty) and record the run in it."""
         path = cls.check_new(path)
         storage = experiment.search.storage_path
@@ -156,7 +157,7 @@ class RunDir:
         return path
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunDir":
+    def open(cls, path: str | Path) -> RunDir:
         """Read a run folder back; anything missing or damaged is a :class:`RunDirError`."""
         path = Path(path)
         if not (path / "run.json").is_file():

@@ -53,7 +53,7 @@ class SearchSummary:
 
     @classmethod
     def of(cls, run: RunDir, exported: Exported, status: Status, wall_seconds: float | None = None,
-           progress_plot: Path | None = None, checkpoints_kept: int = 0) -> "SearchSummary":
+           progress_plot: Path | None = None, checkpoints_kept: int = 0) -> SearchSummary:
         records = exported.records
         valid = [r for r in records if r.reward is not None and r.status == "done"]
         third = max(1, len(valid) // 3)

@@ -17,8 +17,9 @@ validates it once::
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from autodropout.checks import is_int
 from autodropout.config import to_dict
@@ -54,7 +55,7 @@ class Trial:
             raise ValueError(f"Trial: seed must be an int, got {self.seed!r}")
 
     @classmethod
-    def for_tokens(cls, task: Any, space: SearchSpace, tokens: list[int], seed: int) -> "Trial":
+    def for_tokens(cls, task: Any, space: SearchSpace, tokens: list[int], seed: int) -> Trial:
         """The trial of a searcher's suggestion: the pattern ``tokens`` decode to in ``space``."""
         return cls(task, Regularization(pattern=space.decode(tokens)), seed, space)
 
@@ -63,7 +64,7 @@ class Trial:
         """The pattern's tokens in its space (``None`` without a pattern)."""
         return None if self.space is None else self.space.encode(self.regularization.pattern)
 
-    def with_seed(self, seed: int) -> "Trial":
+    def with_seed(self, seed: int) -> Trial:
         return replace(self, seed=seed)
 
     def to_config(self) -> dict[str, Any]:
@@ -82,7 +83,7 @@ class Trial:
         return config
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Trial":
+    def from_config(cls, config: Mapping[str, Any]) -> Trial:
         """Read :meth:`to_config`'s dict back, validating every part once."""
         unknown = sorted(set(config) - _KEYS)
         if unknown:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from autodropout.checks import first_missing_and_unknown, is_int
 from autodropout.errors import PatternError
@@ -341,7 +342,7 @@ class SearchSpace:
         return config
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "SearchSpace":
+    def from_config(cls, config: Mapping[str, Any]) -> SearchSpace:
         """Inverse of :meth:`config`; a partial ``values`` (or ``embedding_values``) mapping overrides
         only those fields."""
         keys = ["num_sites", "values"] + (["num_embeddings", "embedding_values"] if cls.embedding_type else [])

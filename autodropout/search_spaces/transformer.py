@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 from autodropout.errors import PatternError
 from autodropout.search_spaces.space import EMBEDDING, Mask, SearchSpace, same_value

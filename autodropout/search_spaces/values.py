@@ -86,8 +86,9 @@ every Transformer baseline acts and which carries most of their gain (``docs/sea
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from autodropout.checks import is_int, is_real
 from autodropout.errors import PatternError

@@ -40,7 +40,8 @@ than near its best, p ~ 0.18 (149).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from autodropout.errors import UserInputError
 from autodropout.tasks import task_class

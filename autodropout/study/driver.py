@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
 
 from autodropout.study.plan import StudyDir, StudyPlan
 from autodropout.study.progress import StudyProgress, duration

@@ -270,7 +270,7 @@ class StudyDir:
 
     # -- creating and opening --------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, plan: StudyPlan) -> "StudyDir":
+    def create(cls, path: str | Path, plan: StudyPlan) -> StudyDir:
         path = Path(path)
         plan = dataclasses.replace(plan, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         study = cls(path, plan)
@@ -292,7 +292,7 @@ class StudyDir:
         return path
 
     @classmethod
-    def open(cls, path: str | Path) -> "StudyDir":
+    def open(cls, path: str | Path) -> StudyDir:
         """Read a study folder back; anything missing or damaged is a :class:`StudyError`."""
         path = Path(path)
         if not (path / "study.json").is_file():

@@ -49,7 +49,7 @@ class StudyProgress:
         """Count the trials of a unit that had already finished."""
         self.done += trials
 
-    def watch(self, unit: Unit, experiment_dir: Path, metric: str, epochs: int) -> "_Watch":
+    def watch(self, unit: Unit, experiment_dir: Path, metric: str, epochs: int) -> _Watch:
         """Follow ``unit``, whose trials appear in ``experiment_dir`` and train ``epochs`` epochs each."""
         return _Watch(self, unit, experiment_dir, metric, epochs)
 
@@ -78,7 +78,7 @@ class _Watch:
         self.thread = threading.Thread(target=self._run, name=f"progress {unit.id}", daemon=True)
         self.tick = time.perf_counter()
 
-    def __enter__(self) -> "_Watch":
+    def __enter__(self) -> _Watch:
         self._poll()
         self.thread.start()
         return self

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from autodropout import regularizers
 from autodropout.checks import is_int
@@ -15,8 +15,8 @@ from autodropout.study.baselines import check_baselines, default_baselines, tuna
 from autodropout.study.plan import (
     ARMS,
     EVAL_SEED_BASE,
-    WARM_ARMS,
     MAIN,
+    WARM_ARMS,
     Imported,
     StudyError,
     StudyPlan,

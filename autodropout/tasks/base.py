@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import abc
 import itertools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn

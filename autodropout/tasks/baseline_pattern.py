@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from autodropout import regularizers
 from autodropout.errors import PatternError
-from autodropout.models import ConvSites, SiteLayout, TransformerSites
+from autodropout.models import ConvSites, SiteLayout
 from autodropout.search_spaces import ConvLayerPattern, Pattern, SearchSpace
 from autodropout.search_spaces.transformer import EmbeddingPattern, TransformerLayerPattern, nominal_rate
 from autodropout.tasks.regularization import Regularization

@@ -13,8 +13,9 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -148,7 +149,7 @@ class _Run:
         self.epoch = state["epoch"]
 
 
-def fit(task: "Task", regularization: "Regularization", *, epochs: int, seed: int,
+def fit(task: Task, regularization: Regularization, *, epochs: int, seed: int,
         on_epoch: EpochCallback | None, resume_state: dict[str, Any] | None, progress: bool | None) -> FitResult:
     """Train a fresh model of ``task`` (see :meth:`Task.fit`, which documents the arguments)."""
     cfg = task.config.train
@@ -181,7 +182,7 @@ def fit(task: "Task", regularization: "Regularization", *, epochs: int, seed: in
     return FitResult(model, run.history)
 
 
-def _train_epoch(task: "Task", run: _Run, epochs: int, steps: int, show: bool) -> float:
+def _train_epoch(task: Task, run: _Run, epochs: int, steps: int, show: bool) -> float:
     """One epoch of training steps; returns the mean training loss."""
     cfg, device, model = task.config.train, task.device, run.model
     use_amp = cfg.mixed_precision and device.type == "cuda"

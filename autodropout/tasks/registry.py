@@ -9,7 +9,8 @@ timm's ``@register_model``): adding a task is one new file in this package.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from autodropout.config import from_dict
 from autodropout.errors import ConfigError
@@ -18,10 +19,10 @@ from autodropout.registry import Registry
 if TYPE_CHECKING:
     from autodropout.tasks.base import Task, TaskSites
 
-_TASKS: Registry[type["Task"]] = Registry("task kind")
+_TASKS: Registry[type[Task]] = Registry("task kind")
 
 
-def register_task(cls: type["Task"]) -> type["Task"]:
+def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: make ``cls`` the task of ``cls.kind`` (its config: ``cls.config_type``)."""
     return _TASKS.register(cls.kind, cls)
 
@@ -31,12 +32,12 @@ def task_kinds() -> list[str]:
     return _TASKS.names()
 
 
-def task_class(kind: str) -> type["Task"]:
+def task_class(kind: str) -> type[Task]:
     """The task class of ``kind``; an unknown kind lists the valid ones."""
     return _TASKS.get(kind)
 
 
-def task_sites(config: Any) -> "TaskSites | None":
+def task_sites(config: Any) -> TaskSites | None:
     """What ``config``'s model looks like at its sites, from the config alone (no data loaded);
     ``None`` for a config of no registered kind."""
     kind = getattr(config, "kind", None)

@@ -3,8 +3,9 @@ and the one function that turns it into a model's site arguments (timm's ``drop_
 this role in its ResNet)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -55,7 +56,7 @@ class Regularization:
             raise ConfigError(f"regularizer {self.name!r}: {exc}") from None
 
     @classmethod
-    def none(cls) -> "Regularization":
+    def none(cls) -> Regularization:
         return cls()
 
     def factory(self, channels: int | None = None) -> Factory | None:

@@ -1,8 +1,9 @@
 """Image classification with a WideResNet: embedded digits, or CIFAR-10/100 from python batches."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F

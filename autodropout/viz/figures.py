@@ -15,8 +15,9 @@ Plain :class:`matplotlib.figure.Figure` objects on the Agg canvas (no pyplot sta
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg

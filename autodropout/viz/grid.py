@@ -7,7 +7,7 @@ neighbour) to about the size of the largest site's, and the whole grid to at lea
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

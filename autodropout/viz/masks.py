@@ -11,9 +11,10 @@ in the searched model (a pattern file's ``source.site_shapes``), at a size the u
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

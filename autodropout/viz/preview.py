@@ -1,7 +1,7 @@
 """The terminal preview of ``autodropout show``: one sampled mask per site, at the site's own size."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from autodropout.patterns import load_patterns
 from autodropout.viz.masks import ViewError, site_sizes

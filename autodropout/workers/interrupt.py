@@ -27,8 +27,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from ray.tune import Callback
 

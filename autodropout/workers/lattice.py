@@ -12,8 +12,9 @@ round) the first round's best, so a tuning is reproducible and a resumed one pla
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class Axis:
     values: tuple[Any, ...] = ()
 
     @classmethod
-    def parse(cls, name: str, spec: Domain) -> "Axis":
+    def parse(cls, name: str, spec: Domain) -> Axis:
         """``"p", ["uniform", 0.0, 0.5]`` or ``"block_size", ["choice", [3, 5]]``; anything else raises."""
         kind, *args = spec
         if kind == "uniform" and len(args) == 2:

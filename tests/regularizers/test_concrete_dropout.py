@@ -14,7 +14,10 @@ import autodropout as ad
 from autodropout.cli import main
 from autodropout.experiment import find_experiment
 from autodropout.regularizers.concrete_dropout import (
-    ConcreteDropout, concrete_dropout, concrete_dropout_penalty, relaxed_drop_mask,
+    ConcreteDropout,
+    concrete_dropout,
+    concrete_dropout_penalty,
+    relaxed_drop_mask,
 )
 from autodropout.regularizers.training_step import auxiliary_loss
 from autodropout.tasks import Regularization, build_task

@@ -72,7 +72,7 @@ def nominal_rate(name: str) -> float:
     return float(inspect.signature(entry.factory).parameters[entry.rate_param].default)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def monte_carlo(name: str, kind: str) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(reference output, mean training output, fraction of exact zeros) over MC_CALLS calls."""
     torch.manual_seed(0)

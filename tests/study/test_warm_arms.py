@@ -5,12 +5,12 @@ import json
 import pytest
 
 import autodropout as ad
+from autodropout.runs import Trial
 from autodropout.study import StudyDir, StudyError, make_plan, publish, rebuild_report
 from autodropout.study.baselines import tuning_domain
 from autodropout.study.plan import searcher_of
 from autodropout.study.results import cost_rows, summarize_study
 from autodropout.study.warm_start import mask_baselines, warm_start
-from autodropout.runs import Trial
 from autodropout.tasks import Regularization
 from autodropout.workers.lattice import TUNER
 from tests.study.fake import START, _trials_result, fake_study

@@ -10,7 +10,7 @@ import pytest
 
 from autodropout.errors import PatternError
 from autodropout.experiment import find_experiment, presets
-from autodropout.search_spaces import ConvLayerPattern, Pattern, SUBLAYERS, TransformerLayerPattern
+from autodropout.search_spaces import SUBLAYERS, ConvLayerPattern, Pattern, TransformerLayerPattern
 from autodropout.search_spaces.transformer import EmbeddingPattern
 from autodropout.study.baselines import NONE, default_baselines, tunable_baselines, tuning_domain
 from autodropout.tasks import Regularization, task_class, task_sites

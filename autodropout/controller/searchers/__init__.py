@@ -9,7 +9,14 @@ searcher"). The files are imported on first lookup, not here, so that checking a
 >>> searchers.available()
 ['evolution', 'lstm', 'random']
 """
-from autodropout.controller.searchers.registry import (SearcherInfo, available, build, info, parse_settings, register,
-                                                       unregister)
+from autodropout.controller.searchers.registry import (
+                                                       SearcherInfo,
+                                                       available,
+                                                       build,
+                                                       info,
+                                                       parse_settings,
+                                                       register,
+                                                       unregister,
+)
 
 __all__ = ["SearcherInfo", "available", "build", "info", "parse_settings", "register", "unregister"]

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from autodropout.checks import is_int
 from autodropout.controller.searcher import BaseSearcher

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from autodropout.config import from_dict
 from autodropout.errors import ConfigError, UnknownNameError
@@ -112,7 +113,7 @@ def parse_settings(name: str, values: Mapping[str, Any], path: str) -> Any:
     return from_dict(entry.settings, values, path)
 
 
-def build(name: str, space: "SearchSpace", settings: Any = None, **options: Any) -> "BaseSearcher":
+def build(name: str, space: SearchSpace, settings: Any = None, **options: Any) -> BaseSearcher:
     """A new searcher ``name`` over ``space`` with ``settings`` (its dataclass; ``None``: the defaults)
     and ``BaseSearcher``'s keyword ``options`` (metric, mode, seed, start_tokens, epochs, ...)."""
     entry = info(name)
