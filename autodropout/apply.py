@@ -42,7 +42,7 @@ import fnmatch
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,11 +51,13 @@ from torch.utils.hooks import RemovableHandle
 from autodropout.mapping import depth_map
 from autodropout.regularizers.pattern_conv import check_conv_pattern, conv_pattern
 from autodropout.regularizers.pattern_transformer import check_transformer_pattern, transformer_pattern
-from autodropout.search_spaces import Pattern, PatternSet, load_patterns
+from autodropout.patterns import load_patterns
+from autodropout.search_spaces import Pattern, PatternSet
 
 #: A module type, a tuple of types, an ``fnmatch`` name pattern, or a list of name patterns.
-Where = Union[type, tuple, str, Sequence[str]]
-PatternSource = Union[Pattern, PatternSet, str, os.PathLike]
+Where = type | tuple | str | Sequence[str]
+#: A pattern, a loaded pattern file, a file's path or a shipped pattern's name (``autodropout list patterns``).
+PatternSource = Pattern | PatternSet | str | os.PathLike
 
 _SHAPES = {"conv": (4, "(B, C, H, W)"), "transformer": (3, "(B, T, C)")}
 _PAUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("autodropout_patterns_paused", default=False)
@@ -152,7 +154,8 @@ def apply_patterns(
     Args:
         model: any ``nn.Module``; it is not modified (hooks only).
         pattern: a :class:`~autodropout.search_spaces.Pattern`, a loaded
-            :class:`~autodropout.search_spaces.PatternSet`, or the path of a pattern JSON file.
+            :class:`~autodropout.search_spaces.PatternSet`, the path of a pattern JSON file, or the name
+            of a shipped pattern (``"lm-transformer-lstm"``), read as :func:`autodropout.load_patterns` reads it.
         where: a module type or tuple of types (``isinstance``), or an ``fnmatch`` pattern or list of
             them matched against ``model.named_modules()`` names (e.g. ``"layer*.bn2"``).
         rank: which pattern of a file or pattern set (1 = best).

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import autodropout as ad
+from autodropout.errors import UnknownNameError
 from autodropout.apply import select_modules
 from autodropout.search_spaces import (
     ConvLayerPattern,
@@ -182,6 +183,15 @@ def test_pattern_file_and_rank(resnet, images, tmp_path):
     handle.remove()
     with pytest.raises(KeyError, match=r"no pattern of rank 3; ranks in file: \[1, 2\]"):
         ad.apply_patterns(resnet, path, where=nn.BatchNorm2d, rank=3)
+
+
+def test_a_shipped_name_works_as_in_load_patterns(resnet):
+    handle = ad.apply_patterns(resnet, "digits-wrn-lstm", where=nn.BatchNorm2d)
+    shipped = ad.load_patterns("digits-wrn-lstm").best  # 3 sites mapped by depth onto the model's BatchNorms
+    assert {s.layer for s in handle.sites} <= set(shipped.layers) and handle.sites
+    handle.remove()
+    with pytest.raises(UnknownNameError, match="no-such-pattern"):
+        ad.apply_patterns(resnet, "no-such-pattern", where=nn.BatchNorm2d)
 
 
 def test_wrong_shape_raises_naming_the_module(resnet, images):
