@@ -1,4 +1,4 @@
-"""The package's dependency direction (../shared/DESIGN.md) and size limits, read from the source.
+"""The package's dependency direction (docs/architecture.md) and size limits, read from the source.
 
 Every import statement of ``autodropout/`` is parsed with ``ast`` (function-level ones included, so a
 lazy import cannot hide an upward arrow) and checked against the layer table below.
@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("autodropout.workers",),
     ("autodropout.transfer", "autodropout.transfer_report", "autodropout.study", "autodropout.cli", "autodropout"),
 ]
-#: The only modules that may import Ray (shared/specs/ray_tune_2_60.md).
+#: The only modules that may import Ray (docs/architecture.md, "What the Ray side relies on").
 RAY_MODULES = ("autodropout.workers", "autodropout.controller.searcher")
 
 

@@ -20,7 +20,7 @@ result, a stop of a pending or paused one passes ``result=None``). A trial that 
 and never learned from (the policy learns from full-fidelity rewards only). A paused trial
 (``on_pause``) stays live but holds no concurrency slot.
 
-Ray 2.60 traps handled here (see shared/specs/ray_tune_2_60.md): metric/mode come from the
+Ray 2.60 traps handled here (see docs/architecture.md, "What the Ray side relies on"): metric/mode come from the
 constructor and live in the saved state; the whole state (policy + Adam + baseline, RNG states,
 counters, live trial map, reward buffer) is saved atomically and restored exactly; concurrency is
 limited *inside* the searcher (``set_max_concurrency`` returns True) so that the live trial map is

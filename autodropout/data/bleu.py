@@ -1,6 +1,6 @@
 """Corpus BLEU through sacreBLEU, the score AutoDropout reports for WMT'14 English-French.
 
-The translation reward of the search is ``corpus_bleu(...) / 100`` (see DESIGN.md, Controller).
+The translation reward of the search is ``corpus_bleu(...) / 100`` (docs/architecture.md, step 4 of one trial).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ than the driver's memory means export and the table survive a killed driver, and
 retried appears once.
 
 What happened to a trial is read from what it did, never from ``error.txt`` or ``done`` alone (Ray
-2.60, shared/specs/ray_tune_2_60.md): Ray appends to ``error.txt`` at every failure and never removes
+2.60, docs/architecture.md): Ray appends to ``error.txt`` at every failure and never removes
 it, so a trial retried after a failure (``search.max_failures``) that then completed still has one; and
 no ``result.json`` line of a function trainable says ``done: true``. A trial is therefore done when its
 last result reached the task's last epoch. One that did not was stopped early by a trial scheduler

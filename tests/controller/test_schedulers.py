@@ -3,7 +3,7 @@
 A synthetic function trainable reports, every epoch ``e`` of ``E``, ``reward = match * e / E`` (``match``:
 the share of the suggestion's tokens equal to a hidden target), with a checkpoint so that a trial that
 HyperBand pauses resumes where it stopped. Ray tells a searcher neither that a scheduler stopped a trial
-early nor at which epoch (shared/specs/ray_tune_2_60.md, "Searchers under schedulers"); these tests check
+early nor at which epoch (docs/architecture.md, "What the Ray side relies on"); these tests check
 that the searcher records such trials as "stopped", never as failures, and learns from full-length
 trials only.
 """
