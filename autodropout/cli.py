@@ -359,13 +359,17 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from autodropout import study
 
-    new = [args.experiment, args.budget, args.search_seeds, args.eval_seeds, args.baselines, args.concurrency,
-           args.output, args.transfer_budget, args.arms, args.budgets] + args.transfer_to + args.transfer_from
+    # The options of a new study are StudyRequest's fields (argparse gives each its name and None/[]
+    # when absent, so the request's own defaults apply).
+    names = [field.name for field in dataclasses.fields(study.StudyRequest)]
+    given = {name: getattr(args, name) for name in names if getattr(args, name) not in (None, [])}
     if args.resume or args.report or args.publish:
         option = "--resume" if args.resume else "--report" if args.report else "--publish"
-        if any(v is not None for v in new) or (args.address and not args.resume):
+        if given or args.output is not None or (args.address and not args.resume):
             raise ConfigError(f"{option} works on an existing study folder as planned; give no experiment or options")
         if args.report:
             written = study.rebuild_report(args.report)
@@ -375,20 +379,17 @@ def _study(args: argparse.Namespace) -> int:
         else:
             study.resume_study(args.resume, address=args.address)
         return 0
-    baselines, arms = (None if text is None else [b.strip() for b in text.split(",") if b.strip()]
-                       for text in (args.baselines, args.arms))
-    study.run_study(args.experiment or DEFAULT_EXPERIMENT, budget=args.budget,
-                    search_seeds=2 if args.search_seeds is None else args.search_seeds,
-                    eval_seeds=5 if args.eval_seeds is None else args.eval_seeds, baselines=baselines,
-                    transfer_to=args.transfer_to, output=args.output, address=args.address,
-                    concurrency=args.concurrency, transfer_from=args.transfer_from,
-                    transfer_budget=args.transfer_budget, arms=arms, budgets=_budget_list(args.budgets))
+    for name in ("baselines", "arms"):
+        if name in given:
+            given[name] = [b.strip() for b in given[name].split(",") if b.strip()]
+    if "budgets" in given:
+        given["budgets"] = _budget_list(given["budgets"])
+    given.setdefault("experiment", DEFAULT_EXPERIMENT)
+    study.run_study(output=args.output, address=args.address, **given)
     return 0
 
 
-def _budget_list(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
+def _budget_list(text: str) -> list[int]:
     try:
         return [int(b) for b in text.split(",") if b.strip()]
     except ValueError:

@@ -33,6 +33,7 @@ from autodropout import regularizers
 from autodropout.checks import is_int
 from autodropout.config import parse_assignments
 from autodropout.errors import ConfigError, UserInputError
+from autodropout.folders import check_new_folder
 from autodropout.experiment import ExperimentConfig, find_experiment
 from autodropout.mapping import depth_map
 from autodropout.patterns import load_patterns
@@ -141,8 +142,7 @@ def run_transfer(
     experiment = find_experiment(target).with_train(epochs=epochs, threads=threads)
     methods = baseline_methods(baselines, experiment.task.kind)
     folder = Path(output) if output else Path("transfers") / f"{experiment.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise TransferError(f"output: {folder} exists and is not an empty folder")
+    check_new_folder(folder, TransferError)
 
     task = build_task(experiment.task)
     trials = _trials(task, experiment, patterns_file, rank, methods)

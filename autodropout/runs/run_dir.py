@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from autodropout.atomic import atomic_write
+from autodropout.folders import check_new_folder
 from autodropout.errors import ConfigError, PatternError, UserInputError
 from autodropout.experiment import ExperimentConfig, experiment_from_dict
 from autodropout.search_spaces import SearchSpace, space_from_config
@@ -147,14 +148,8 @@ class RunDir:
 
     @staticmethod
     def check_new(path: str | Path) -> Path:
-        """``path`` if a new run can be created there (it does not exist, or is an empty folder)."""
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise RunDirError(f"{path}: output exists and is not a folder")
-        if path.exists() and any(path.iterdir()):
-            hint = " (it is a run: use --resume)" if (path / "run.json").exists() else ""
-            raise RunDirError(f"{path}: output folder exists and is not empty{hint}")
-        return path
+        """``path`` if a new run can be created there (:func:`~autodropout.folders.check_new_folder`)."""
+        return check_new_folder(path, RunDirError, resumable="run.json", what="run")
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:

@@ -13,9 +13,10 @@ from autodropout.study.baselines import DEFAULTS, DOMAINS, BaselineError, defaul
 from autodropout.study.driver import rebuild_report, resume_study, run_study
 from autodropout.study.plan import StudyDir, StudyError, StudyPlan
 from autodropout.study.provenance import publish
-from autodropout.study.request import make_plan
+from autodropout.study.request import StudyRequest, make_plan
 from autodropout.study.stats import Summary, paired, summarize
 
-__all__ = ["DEFAULTS", "DOMAINS", "BaselineError", "StudyDir", "StudyError", "StudyPlan", "Summary",
+__all__ = ["DEFAULTS", "DOMAINS", "BaselineError", "StudyDir", "StudyError", "StudyPlan", "StudyRequest",
+           "Summary",
            "default_baselines", "make_plan", "paired", "publish", "rebuild_report", "resume_study", "run_study",
            "summarize"]

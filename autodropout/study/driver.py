@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from autodropout.study.plan import StudyDir, StudyPlan
 from autodropout.study.progress import StudyProgress, duration
@@ -22,47 +22,19 @@ def default_output(name: str) -> Path:
     return Path("studies") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def run_study(
-    experiment: str | Path,
-    budget: int | None = None,
-    search_seeds: int = 2,
-    eval_seeds: int = 5,
-    baselines: Sequence[str] | None = None,
-    transfer_to: Sequence[str | Path] = (),
-    output: str | Path | None = None,
-    address: str | None = None,
-    concurrency: int | None = None,
-    transfer_from: Sequence[str | Path] = (),
-    transfer_budget: int | None = None,
-    arms: Sequence[str] | None = None,
-    budgets: Sequence[int] | None = None,
-) -> StudyDir:
-    """Run a new study (see ``docs/study.md``); every input is checked before anything is written.
+def run_study(experiment: str | Path, output: str | Path | None = None, address: str | None = None,
+              **options: Any) -> StudyDir:
+    """Run a new study of ``experiment`` (see ``docs/study.md``) with the
+    :class:`~autodropout.study.request.StudyRequest` fields ``options`` (``budget``, ``search_seeds``,
+    ``baselines``, ``arms``, ``budgets``, ...); every input is checked before anything is written.
 
     Args:
-        experiment: experiment YAML file or preset name (the searched task).
-        budget: trials per search and per tuned baseline (default: the experiment's ``search.trials``).
-        search_seeds: independent searches per search arm (controller and training seed ``train.seed + k``).
-        eval_seeds: training seeds of the final evaluation (``1000 + i``), at least 2.
-        baselines: ``none`` and regularizer names (default: every applicable one, :mod:`~autodropout.study.baselines`).
-        transfer_to: experiments (files or presets) the selected patterns are also scored on.
-        transfer_from: pattern files or shipped pattern names (learned on other tasks) scored on this
-            task beside its own arms.
-        transfer_budget: trials per tuned baseline on each transfer target (default: ``budget``).
         output: the study folder (default ``studies/NAME-TIMESTAMP``); it must be new or empty.
         address: a Ray cluster (``auto`` or ``HOST:PORT``); default: a local instance.
-        concurrency: trials at once in searches and tunings (default: the experiment's ``search.concurrency``).
-        arms: search arms among the registered searchers (:func:`~autodropout.study.plan.search_arms`:
-            ``lstm``, ``random``, ``evolution``, ...) and their ``-warm`` arms (default: ``lstm``, ``random``,
-            ``lstm-warm``, ``random-warm`` when a mask baseline is tuned, else the cold two).
-        budgets: the budget curve's trial counts (``16, 48, 144``): the largest is ``budget``; at each
-            smaller one every search seed's and tuned baseline's best so far is evaluated too
-            (:mod:`autodropout.study.curves`).
     """
     from autodropout.workers.cluster import connect
 
-    plan = make_plan(experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency, transfer_from,
-                     transfer_budget, arms, budgets)
+    plan = make_plan(experiment, **options)
     folder = StudyDir.check_new(Path(output) if output else default_output(plan.main.experiment.name))
     _check_cluster(plan, connect(address))
     return _run(StudyDir.create(folder, plan))

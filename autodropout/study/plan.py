@@ -35,6 +35,7 @@ import yaml
 from autodropout.atomic import atomic_write
 from autodropout.controller import searchers
 from autodropout.errors import ConfigError, UserInputError
+from autodropout.folders import check_new_folder
 from autodropout.experiment import ExperimentConfig, experiment_from_dict
 from autodropout.search_spaces import PatternSet, load_patterns
 from autodropout.study.baselines import tuning_domain
@@ -285,11 +286,8 @@ class StudyDir:
 
     @staticmethod
     def check_new(path: str | Path) -> Path:
-        path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            hint = " (it is a study: use --resume)" if (path / "study.json").exists() else ""
-            raise StudyError(f"{path}: output exists and is not an empty folder{hint}")
-        return path
+        """``path`` if a new study can be created there (:func:`~autodropout.folders.check_new_folder`)."""
+        return check_new_folder(path, StudyError, resumable="study.json", what="study")
 
     @classmethod
     def open(cls, path: str | Path) -> StudyDir:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autodropout import regularizers
 from autodropout.checks import is_int
@@ -30,20 +32,51 @@ from autodropout.study.warm_start import check_warm, mask_baselines
 from autodropout.tasks import task_class
 
 
-def make_plan(
-    experiment: str | Path,
-    budget: int | None = None,
-    search_seeds: int = 2,
-    eval_seeds: int = 5,
-    baselines: Sequence[str] | None = None,
-    transfer_to: Sequence[str | Path] = (),
-    concurrency: int | None = None,
-    transfer_from: Sequence[str | Path] = (),
-    transfer_budget: int | None = None,
-    arms: Sequence[str] | None = None,
-    budgets: Sequence[int] | None = None,
-) -> StudyPlan:
-    """The plan of a study of ``experiment`` (see :func:`autodropout.study.run_study` for the arguments)."""
+@dataclass(frozen=True)
+class StudyRequest:
+    """What the user asked of a new study (``autodropout study`` and :func:`~autodropout.study.run_study`
+    take these fields by name; see ``docs/study.md``). :func:`make_plan` checks every field.
+
+    Attributes:
+        experiment: experiment YAML file or preset name (the searched task).
+        budget: trials per search and per tuned baseline (default: the experiment's ``search.trials``).
+        search_seeds: independent searches per search arm (controller and training seed ``train.seed + k``).
+        eval_seeds: training seeds of the final evaluation (``1000 + i``), at least 2.
+        baselines: ``none`` and regularizer names (default: every applicable one, :mod:`~autodropout.study.baselines`).
+        transfer_to: experiments (files or presets) the selected patterns are also scored on.
+        concurrency: trials at once in searches and tunings (default: the experiment's ``search.concurrency``).
+        transfer_from: pattern files or shipped pattern names (learned on other tasks) scored on this
+            task beside its own arms.
+        transfer_budget: trials per tuned baseline on each transfer target (default: ``budget``).
+        arms: search arms among the registered searchers (:func:`~autodropout.study.plan.search_arms`:
+            ``lstm``, ``random``, ``evolution``, ...) and their ``-warm`` arms (default: ``lstm``, ``random``,
+            ``lstm-warm``, ``random-warm`` when a mask baseline is tuned, else the cold two).
+        budgets: the budget curve's trial counts (``16, 48, 144``): the largest is ``budget``; at each
+            smaller one every search seed's and tuned baseline's best so far is evaluated too
+            (:mod:`autodropout.study.curves`).
+    """
+
+    experiment: str | Path
+    budget: int | None = None
+    search_seeds: int = 2
+    eval_seeds: int = 5
+    baselines: Sequence[str] | None = None
+    transfer_to: Sequence[str | Path] = ()
+    concurrency: int | None = None
+    transfer_from: Sequence[str | Path] = ()
+    transfer_budget: int | None = None
+    arms: Sequence[str] | None = None
+    budgets: Sequence[int] | None = None
+
+
+def make_plan(experiment: str | Path, **options: Any) -> StudyPlan:
+    """The plan of a study of ``experiment`` with the :class:`StudyRequest` fields ``options``."""
+    return _plan(StudyRequest(experiment, **options))
+
+
+def _plan(request: StudyRequest) -> StudyPlan:
+    (experiment, budget, search_seeds, eval_seeds, baselines, transfer_to, concurrency, transfer_from,
+     transfer_budget, arms, budgets) = (getattr(request, field.name) for field in dataclasses.fields(request))
     main = _study_experiment(find_experiment(experiment))
     budget, smaller = _budgets(budget, budgets)
     budget = main.search.trials if budget is None else budget

@@ -83,7 +83,7 @@ def test_existing_output_folder_is_refused(tmp_path, capsys):
     out.mkdir()
     (out / "something").write_text("keep me")
     code, _, err = run_cli(capsys, "search", path, "--output", out)
-    assert code == 2 and "exists and is not empty" in err
+    assert code == 2 and "exists and is not an empty folder" in err
     assert (out / "something").read_text() == "keep me"
 
 
@@ -125,8 +125,8 @@ BAD_INPUTS = [
     (["search", "EXP", "--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
     (["search", "EXP", "--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
     (["search", "EXP", "--controller", "genetic"], "argument --controller: invalid choice: 'genetic'"),
-    (["search", "EXP", "--output", "FILE"], "output exists and is not a folder"),
-    (["search", "EXP", "--output", "DIR"], "output folder exists and is not empty"),
+    (["search", "EXP", "--output", "FILE"], "output exists and is not an empty folder"),
+    (["search", "EXP", "--output", "DIR"], "output exists and is not an empty folder"),
     (["search", "no_such_preset"], "neither an experiment file nor a preset; presets: "),
     (["search", "BADYAML"], "not valid YAML"),
     (["search", "UNKNOWNKEY"], "search.trails: unknown key"),

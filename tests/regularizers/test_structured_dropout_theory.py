@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from autodropout.regularizers import _theory as theory
+from tests.regularizers import structured_dropout_theory as theory
 from autodropout.regularizers.dropblock import dropblock
 from autodropout.regularizers.dropconnect import DropConnect
 from autodropout.regularizers.dropout import dropout

@@ -1,6 +1,6 @@
 """Closed forms from Pal, Lane, Vidal & Haeffele, "On the Regularization Properties of Structured
-Dropout" (CVPR 2020, arXiv 1910.14186), for a single-hidden-layer linear network; used by the tests
-that check the library's masks against the theory. Not a regularizer (not registered).
+Dropout" (CVPR 2020, arXiv 1910.14186), for a single-hidden-layer linear network: the oracle
+``test_structured_dropout_theory.py`` checks the library's masks against.
 
 Setup: data ``X`` (d1, n), targets ``Y`` (d2, n), weights ``U`` (d2, r) and ``V`` (d1, r), a unit
 mask ``z`` in {0, 1}^r with keep probability ``theta``, prediction ``U diag(z / theta) V^T X`` and
