@@ -49,9 +49,9 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from autodropout.mapping import depth_map
-from autodropout.regularizers.pattern_conv import check_conv_pattern, conv_pattern
-from autodropout.regularizers.pattern_transformer import check_transformer_pattern, transformer_pattern
 from autodropout.patterns import load_patterns
+from autodropout.regularizers.pattern_conv import ConvPatternDropout, check_conv_pattern
+from autodropout.regularizers.pattern_transformer import TransformerPatternDropout, check_transformer_pattern
 from autodropout.search_spaces import Pattern, PatternSet
 
 #: A module type, a tuple of types, an ``fnmatch`` name pattern, or a list of name patterns.
@@ -136,9 +136,9 @@ class _PatternHook:
                              f"{tuple(output.shape)}; a {self.kind} pattern needs {layout} activations")
         if not self.active:
             return None
-        if self.kind == "conv":
-            return conv_pattern(output, self.layer, True, self.generator)
-        return transformer_pattern(output, self.layer, True, self.generator)
+        # The layer was checked once, by apply_patterns: the modules' mask step does not check it again.
+        module = ConvPatternDropout if self.kind == "conv" else TransformerPatternDropout
+        return module.apply(output, self.layer, self.generator)
 
 
 def apply_patterns(

@@ -38,8 +38,9 @@ from autodropout.experiment import ExperimentConfig, find_experiment
 from autodropout.mapping import depth_map
 from autodropout.patterns import load_patterns
 from autodropout.runs import Trial
+from autodropout.search_spaces import PatternSet
 from autodropout.tasks import DivergedError, Regularization, Task, build_task, task_class
-from autodropout.training import pattern_for_task
+from autodropout.training import pattern_onto_task
 from autodropout.transfer_report import REPORT_FILES, MethodSummary, RunRecord, TransferReport, write_report
 
 __all__ = [
@@ -145,7 +146,8 @@ def run_transfer(
     check_new_folder(folder, TransferError)
 
     task = build_task(experiment.task)
-    trials = _trials(task, experiment, patterns_file, rank, methods)
+    patterns = load_patterns(patterns_file)  # read once: the trials and the report take it from here
+    trials = _trials(task, experiment, patterns, rank, methods)
     seed_list = [experiment.task.train.seed + i for i in range(seeds)]
     use_ray = _ray_available() if parallel is None else parallel
     runs = (_run_parallel(task, experiment, trials, seed_list, progress) if use_ray
@@ -153,7 +155,7 @@ def run_transfer(
     report = TransferReport(
         patterns_file=str(patterns_file), rank=rank, target=experiment.name, task_kind=experiment.task.kind,
         metric=task.metric, mode=task.mode, epochs=experiment.task.train.epochs, seeds=seed_list,
-        mapping=describe_mapping(len(load_patterns(patterns_file).get(rank)), task),
+        mapping=describe_mapping(len(patterns.get(rank)), task),
         pattern=trials[0].regularization.pattern, methods=_summaries(trials, runs, task.metric), runs=runs,
         parallel=use_ray, seconds=time.perf_counter() - began,
     )
@@ -161,15 +163,13 @@ def run_transfer(
     return report
 
 
-def _trials(task: Task, experiment: ExperimentConfig, patterns_file: str | os.PathLike, rank: int,
+def _trials(task: Task, experiment: ExperimentConfig, patterns: PatternSet, rank: int,
             methods: list[tuple[str, Regularization]]) -> list[Trial]:
     """The transferred pattern's trial, then one per baseline (seeds are set per run)."""
-    patterns = load_patterns(patterns_file)
     ranks = [p.rank for p in patterns.patterns]
     if rank not in ranks:  # checked here: a KeyError from the mapping below is a bug, not a bad rank
         raise TransferError(f"rank: no pattern of rank {rank}; ranks in file: {ranks}")
-    pattern = pattern_for_task(task, patterns_file, rank)
-    space = task.space_with(patterns.space.values, patterns.space.embedding_values)
+    pattern, space = pattern_onto_task(task, patterns.get(rank), patterns.space)
     seed = experiment.task.train.seed
     return [Trial(experiment.task, Regularization(pattern=pattern), seed, space, PATTERN_METHOD)] + [
         Trial(experiment.task, regularization, seed, None, label) for label, regularization in methods]

@@ -8,9 +8,10 @@ import autodropout as ad
 from autodropout.data import cifar
 from autodropout.experiment import experiment_from_dict, find_experiment, presets
 from autodropout.models import WideResNet
-from autodropout.runs import RunDir, Trial, export_run
+from autodropout.runs import RunDir, export_run
 from autodropout.tasks import build_task, task_sites
 from autodropout.tasks.vision import CIFAR_SIDE
+from tests.helpers import trial_for_tokens
 from tests.tiny import TINY_VISION
 
 
@@ -58,7 +59,7 @@ def test_export_records_the_site_shapes(tmp_path):
     for index, seed in enumerate((1, 2)):
         folder = run.experiment_dir / f"trial_{index}_t{index}"
         folder.mkdir(parents=True)
-        trial = Trial.for_tokens(experiment.task, space, space.sample(seed), seed=0)
+        trial = trial_for_tokens(experiment.task, space, space.sample(seed), seed=0)
         (folder / "params.json").write_text(json.dumps(trial.to_config()))
         (folder / "result.json").write_text(json.dumps({"accuracy": 0.5 + index / 10, "reward": 0.5 + index / 10,
                                                         "epoch": 2, "done": True}) + "\n")

@@ -1,7 +1,8 @@
 """The controller as a Ray Tune ``Searcher`` (the only controller file that imports Ray).
 
-Each suggestion is ``{"pattern": <pattern JSON layers>, "tokens": [...], "seed": int}``, with
-``"embeddings": <pattern JSON embedding sites>`` when the space has embedding sites. Completed
+Each suggestion is ``{"pattern": <pattern JSON layers>, "seed": int}``, with ``"embeddings": <pattern
+JSON embedding sites>`` when the space has embedding sites: the pattern travels once, as its sites
+(Tune merges it over the ``param_space`` that holds the space; :mod:`autodropout.runs.trial`). Completed
 trials feed REINFORCE every ``samples_per_update`` valid results, as they arrive, so workers never
 wait for a batch (asynchronous REINFORCE, as in ENAS).
 
@@ -46,7 +47,7 @@ from autodropout.checks import is_int, is_real
 from autodropout.controller.config import START_PROBABILITY, ControllerConfig, check_start_probability
 from autodropout.controller.reinforce import Reinforce, UpdateStats
 from autodropout.controller.warm_start import PriorPolicy, mutate, start_prior
-from autodropout.search_spaces import SearchSpace, space_from_config
+from autodropout.search_spaces import SearchSpace, space_from_json, space_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class BaseSearcher(Searcher):
         self.live[trial_id] = tokens
         self.num_suggested += 1
         pattern = self.space.decode(tokens)
-        config = {"pattern": pattern.to_json(), "tokens": tokens, "seed": self.seed}
+        config = {"pattern": pattern.to_json(), "seed": self.seed}
         if self.space.num_embeddings:  # the trial config's layout (autodropout.runs.trial)
             config["embeddings"] = pattern.embeddings_to_json()
         return config
@@ -209,8 +210,7 @@ class BaseSearcher(Searcher):
     # -- state -----------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         return {
-            "space_kind": self.space.kind,
-            "space_config": self.space.config(),
+            **space_to_json(self.space),
             "metric": self.metric,
             "mode": self.mode,
             "seed": self.seed,
@@ -228,7 +228,8 @@ class BaseSearcher(Searcher):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.space = space_from_config(state["space_kind"], state["space_config"])
+        # States saved before the space had one serialized form named its kind "space_kind".
+        self.space = space_from_json({**state, "space": state.get("space", state.get("space_kind"))})
         self._metric, self._mode = state["metric"], state["mode"]
         self.seed = state["seed"]
         self.max_concurrent = state["max_concurrent"]

@@ -14,24 +14,25 @@ from autodropout.search_spaces import Pattern
 _INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 
-def pattern_layers(pattern: Pattern | Sequence[object], kind: str, layer_type: type) -> list:
-    """The per-site layer patterns of ``pattern`` (a ``kind`` Pattern or a list of ``layer_type``)."""
+def pattern_layers(pattern: Pattern | Sequence[object], kind: str, layer_type: type,
+                   check: Callable[[Any], Any]) -> list:
+    """The per-site layer patterns of ``pattern``: a ``kind`` Pattern's as they are (its space validated
+    them where the pattern entered: decoded tokens, a pattern file, a trial config), or a hand-made list
+    of ``layer_type``, each checked here with ``check``."""
     if isinstance(pattern, Pattern):
         if pattern.kind != kind:
             raise ValueError(f"pattern: expected a {kind!r} Pattern, got a {pattern.kind!r} one")
-        layers = list(pattern.layers)
-    elif isinstance(pattern, Sequence) and not isinstance(pattern, (str, bytes)):
-        layers = list(pattern)
-    else:
+        return list(pattern.layers)
+    if not isinstance(pattern, Sequence) or isinstance(pattern, (str, bytes)):
         raise TypeError(
             f"pattern: expected a Pattern or a list of {layer_type.__name__}, got {type(pattern).__name__}"
         )
-    for site, layer in enumerate(layers):
+    for site, layer in enumerate(pattern):
         if not isinstance(layer, layer_type):
             raise TypeError(
                 f"pattern: site {site} is a {type(layer).__name__}, expected {layer_type.__name__}"
             )
-    return layers
+    return [check(layer) for layer in pattern]
 
 
 def mask_request(
@@ -65,8 +66,10 @@ def fixed_offsets(offsets: object, shape: tuple[int, ...], high: Tensor | int, b
 
 
 class PatternModule(nn.Module):
-    """The thin module shell of a learned-pattern regularizer: the pattern is validated once, here;
-    the forward pass masks in training mode and is the identity in eval mode or for ``None``.
+    """The thin module shell of a learned-pattern regularizer: a pattern given to the constructor is
+    validated once, there (a user's hand-made site pattern enters here), and :meth:`of_valid` takes
+    one already validated where it entered (a site of a space's :class:`Pattern`); the forward pass
+    masks in training mode and is the identity in eval mode or for ``None``.
 
     Subclasses set ``check`` (pattern -> pattern, or raise) and ``apply`` (``(x, pattern, generator)``
     -> masked ``x``, for a validated pattern), and describe the pattern in ``describe``.
@@ -78,6 +81,14 @@ class PatternModule(nn.Module):
     def __init__(self, pattern: Any) -> None:
         super().__init__()
         self.pattern = None if pattern is None else type(self).check(pattern)
+
+    @classmethod
+    def of_valid(cls, pattern: Any) -> PatternModule:
+        """The module of a site pattern that was validated where it entered, built without checking it
+        again (the site factories' path)."""
+        module = cls(None)
+        module.pattern = pattern
+        return module
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.pattern is None:

@@ -242,7 +242,8 @@ class ConvPatternDropout(PatternModule):
 
     Args:
         pattern: the site's :class:`~autodropout.search_spaces.ConvLayerPattern`, validated here once
-            (the forward pass does not check it again); ``None`` is the identity.
+            (the forward pass does not check it again; :meth:`of_valid` takes a validated one);
+            ``None`` is the identity.
 
     Attributes:
         masks_residual: ``pattern.residual``: the WideResNet block also applies this module to its
@@ -252,9 +253,9 @@ class ConvPatternDropout(PatternModule):
     check = staticmethod(check_conv_pattern)
     apply = staticmethod(_apply)
 
-    def __init__(self, pattern: ConvLayerPattern | None) -> None:
-        super().__init__(pattern)
-        self.masks_residual = bool(pattern is not None and pattern.residual)
+    @property
+    def masks_residual(self) -> bool:
+        return bool(self.pattern is not None and self.pattern.residual)
 
     def describe(self, pattern: ConvLayerPattern) -> str:
         if pattern.unit != TILE:
@@ -271,11 +272,12 @@ def conv_site_factories(
 ) -> list[Callable[[], ConvPatternDropout]]:
     """One zero-argument factory per site, in site order, each building that site's module.
 
-    ``pattern`` is a ``"conv"`` :class:`~autodropout.search_spaces.Pattern` or a list of
-    :class:`~autodropout.search_spaces.ConvLayerPattern` (models take one factory per site).
+    ``pattern`` is a ``"conv"`` :class:`~autodropout.search_spaces.Pattern`, whose sites its space
+    validated where it entered, or a list of :class:`~autodropout.search_spaces.ConvLayerPattern`,
+    checked here (models take one factory per site).
     """
-    layers = pattern_layers(pattern, "conv", ConvLayerPattern)
-    return [partial(ConvPatternDropout, check_conv_pattern(layer)) for layer in layers]
+    layers = pattern_layers(pattern, "conv", ConvLayerPattern, check_conv_pattern)
+    return [partial(ConvPatternDropout.of_valid, layer) for layer in layers]
 
 
 register(

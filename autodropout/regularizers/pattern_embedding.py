@@ -127,8 +127,8 @@ class EmbeddingPatternDropout(PatternModule):
     """Module form of :func:`embedding_pattern` for one embedding output (AutoDropout, Pham & Le 2021).
 
     Args:
-        pattern: the site's :class:`~autodropout.search_spaces.EmbeddingPattern`, validated here once;
-            ``None`` (and unit "off") is the identity.
+        pattern: the site's :class:`~autodropout.search_spaces.EmbeddingPattern`, validated here once
+            (:meth:`of_valid` takes a validated one); ``None`` (and unit "off") is the identity.
     """
 
     check = staticmethod(check_embedding_pattern)
@@ -146,14 +146,16 @@ def embedding_site_factories(
 ) -> list[Callable[[], EmbeddingPatternDropout] | None]:
     """Per embedding site, a zero-argument factory of its module, or ``None`` for "off" (nothing is
     placed there). ``pattern`` is a ``"transformer"`` :class:`~autodropout.search_spaces.Pattern`
-    (its ``embeddings``; none for a pattern of a space without embedding sites) or a list of
-    :class:`~autodropout.search_spaces.EmbeddingPattern`."""
+    (its ``embeddings``, which its space validated where it entered; none for a pattern of a space
+    without embedding sites) or a list of :class:`~autodropout.search_spaces.EmbeddingPattern`,
+    checked here."""
     if isinstance(pattern, Pattern):
         if pattern.kind != "transformer":
             raise ValueError(f"pattern: expected a 'transformer' Pattern, got a {pattern.kind!r} one")
-        pattern = pattern.embeddings
-    embeddings = [check_embedding_pattern(embedding) for embedding in pattern]
-    return [None if e.unit == "off" else partial(EmbeddingPatternDropout, e) for e in embeddings]
+        embeddings = list(pattern.embeddings)
+    else:
+        embeddings = [check_embedding_pattern(embedding) for embedding in pattern]
+    return [None if e.unit == "off" else partial(EmbeddingPatternDropout.of_valid, e) for e in embeddings]
 
 
 register(

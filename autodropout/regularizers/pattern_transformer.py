@@ -191,7 +191,8 @@ class TransformerPatternDropout(PatternModule):
 
     Args:
         pattern: the layer's :class:`~autodropout.search_spaces.TransformerLayerPattern`, validated
-            here once (the forward pass does not check it again); ``None`` is the identity. Which
+            here once (the forward pass does not check it again; :meth:`of_valid` takes a validated
+            one); ``None`` is the identity. Which
             sublayers it is placed at is the model's business (see :func:`transformer_site_factories`).
     """
 
@@ -211,15 +212,14 @@ def transformer_site_factories(
     """Per layer, a dict from each sublayer the layer's pattern switches on (names from
     :data:`~autodropout.search_spaces.SUBLAYERS`) to a zero-argument factory of its module.
 
-    ``pattern`` is a ``"transformer"`` :class:`~autodropout.search_spaces.Pattern` or a list of
-    :class:`~autodropout.search_spaces.TransformerLayerPattern`; a layer that switches nothing on
-    gets an empty dict.
+    ``pattern`` is a ``"transformer"`` :class:`~autodropout.search_spaces.Pattern`, whose sites its
+    space validated where it entered, or a list of
+    :class:`~autodropout.search_spaces.TransformerLayerPattern`, checked here; a layer that switches
+    nothing on gets an empty dict.
     """
-    layers = [
-        check_transformer_pattern(layer)
-        for layer in pattern_layers(pattern, "transformer", TransformerLayerPattern)
-    ]
-    return [{name: partial(TransformerPatternDropout, layer) for name in layer.sublayers} for layer in layers]
+    layers = pattern_layers(pattern, "transformer", TransformerLayerPattern, check_transformer_pattern)
+    return [{name: partial(TransformerPatternDropout.of_valid, layer) for name in layer.sublayers}
+            for layer in layers]
 
 
 register(

@@ -40,7 +40,7 @@ from autodropout.atomic import atomic_write
 from autodropout.folders import check_new_folder
 from autodropout.errors import ConfigError, PatternError, UserInputError
 from autodropout.experiment import ExperimentConfig, experiment_from_dict
-from autodropout.search_spaces import SearchSpace, space_from_config
+from autodropout.search_spaces import SearchSpace, space_from_json, space_to_json
 
 FORMAT = "autodropout.run"
 #: Version 2 records the search space (version 1 runs searched the pixel-geometry conv space); version 3
@@ -171,7 +171,7 @@ class RunDir:
                               f"autodropout (this one reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
                               "start a new search")
         try:
-            space = space_from_config(info["space"], info["space_config"])
+            space = space_from_json(info)
             start = info.get("start_tokens")  # absent in runs from before start points: from scratch
             start = None if start is None else tuple(space.encode(space.decode(start)))
             # A relative experiment_dir is the run folder's own; "/" joins an absolute one as it is.
@@ -186,7 +186,7 @@ class RunDir:
         inside = self.experiment.search.storage_path is None
         where = EXPERIMENT_NAME if inside else str(self.experiment_dir)
         return {"format": FORMAT, "version": VERSION, "experiment_dir": where, "seed": self.seed,
-                "metric": self.metric, "space": self.space.kind, "space_config": self.space.config(),
+                "metric": self.metric, **space_to_json(self.space),
                 "start_from": self.experiment.search.start_from,
                 "start_tokens": None if self.start_tokens is None else list(self.start_tokens)}
 

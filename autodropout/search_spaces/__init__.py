@@ -9,16 +9,15 @@ True
 from autodropout.errors import PatternError
 from autodropout.search_spaces.conv import ConvLayerPattern, ConvSpace
 from autodropout.search_spaces.pattern_json import (
-    SPACES,
     PatternFormatError,
     PatternSet,
     RankedPattern,
     load_patterns,
     parse_patterns,
     save_patterns,
-    space_from_config,
 )
 from autodropout.search_spaces.space import Decision, Pattern, SearchSpace
+from autodropout.search_spaces.space_json import SPACES, pattern_from_json, space_from_json, space_to_json
 from autodropout.search_spaces.transformer import (
     EMBEDDING_UNITS,
     SUBLAYERS,
@@ -34,5 +33,6 @@ __all__ = [
     "EMBEDDING_UNITS", "SPACES", "SUBLAYERS", "ConvLayerPattern", "ConvSpace", "ConvValues", "Decision",
     "EmbeddingPattern", "EmbeddingValues", "Pattern", "PatternError", "PatternFormatError", "PatternSet",
     "RankedPattern", "SearchSpace", "TransformerLayerPattern", "TransformerSpace", "TransformerValues",
-    "hidden_run", "load_patterns", "nominal_rate", "parse_patterns", "save_patterns", "space_from_config",
+    "hidden_run", "load_patterns", "nominal_rate", "parse_patterns", "pattern_from_json", "save_patterns",
+    "space_from_json", "space_to_json",
 ]

@@ -161,6 +161,11 @@ class ConvSpace(SearchSpace):
         for rate in types["rate"]:
             if rate is not None and not is_real(rate, 0.0, 1.0, low_open=True, high_open=True):
                 raise PatternError(f"values.rate: {rate!r} is neither null nor a drop probability in (0, 1)")
+        for shear_x in types["shear_x"]:
+            for shear_y in types["shear_y"]:
+                if math.isclose(shear_x * shear_y, 1.0):
+                    raise PatternError(f"values.shear_x, values.shear_y: {shear_x!r} and {shear_y!r} multiply to 1 "
+                                       "(that shear is not invertible)")
         self._units: tuple[str, ...] = types["unit"]
         # Per unit, the mask of each later decision of its site, in token order.
         self._rules: dict[str, tuple[Mask, ...]] = {unit: self._unit_rules(unit) for unit in self._units}

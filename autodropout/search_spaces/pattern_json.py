@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,15 +59,13 @@ from typing import Any
 
 from autodropout.atomic import atomic_write
 from autodropout.errors import PatternError, UnknownNameError
-from autodropout.search_spaces.conv import ConvSpace
 from autodropout.search_spaces.space import Pattern, SearchSpace
-from autodropout.search_spaces.transformer import TransformerSpace
+from autodropout.search_spaces.space_json import SPACES, pattern_from_json, space_from_json, space_to_json
 
 FORMAT = "autodropout.patterns"
 VERSION = 3
 #: Versions this reader accepts (version 2 is upgraded on reading, see the module docstring).
 READABLE = (2, 3)
-SPACES: dict[str, type[SearchSpace]] = {"conv": ConvSpace, "transformer": TransformerSpace}
 
 _TOP_KEYS = {"format", "version", "space", "space_config", "source", "patterns"}
 _SOURCE_KEYS = {"experiment", "trial_id", "metric", "value", "reward", "created", "site_shapes", "study"}
@@ -124,12 +122,6 @@ class PatternSet:
         return None if shapes is None else tuple(tuple(shape) for shape in shapes)
 
 
-def space_from_config(kind: str, config: Mapping[str, Any]) -> SearchSpace:
-    if kind not in SPACES:
-        raise PatternError(f"unknown space {kind!r}; expected one of {sorted(SPACES)}")
-    return SPACES[kind].from_config(config)
-
-
 def save_patterns(
     path: str | os.PathLike,
     patterns: Iterable[Pattern | RankedPattern | tuple[Pattern, float | None]],
@@ -181,8 +173,7 @@ def save_patterns(
     document = {
         "format": FORMAT,
         "version": VERSION,
-        "space": space.kind,
-        "space_config": space.config(),
+        **space_to_json(space),
         "source": {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in src.items()},
         "patterns": entries,
     }
@@ -238,11 +229,8 @@ def parse_patterns(document: Any) -> PatternSet:
         raise PatternError(f"field 'version': unsupported version {version!r} (this reader knows "
                            f"{' and '.join(map(str, READABLE))})")
     _check_keys(document, _TOP_KEYS, set(), "")
-    kind = document["space"]
-    if kind not in SPACES:
-        raise PatternError(f"field 'space': {kind!r} is not one of {sorted(SPACES)}")
-    upgrade = SPACES[kind].v2_upgrade if version == 2 else {}
-    space = _read_space(kind, document["space_config"], version)
+    space = _read_space(document, version)
+    upgrade = SPACES[space.kind].v2_upgrade if version == 2 else {}
     source = document["source"]
     if not isinstance(source, dict):
         raise PatternError("field 'source': expected an object")
@@ -261,22 +249,23 @@ def parse_patterns(document: Any) -> PatternSet:
     return PatternSet(space, tuple(sorted(ranked, key=lambda r: r.rank)), dict(source))
 
 
-def _read_space(kind: str, config: Any, version: int) -> SearchSpace:
-    """The space of ``space_config``; a version-2 one has no embedding sites and gets a one-choice
-    value set of each field of ``v2_upgrade`` (the value those layers take)."""
-    if not isinstance(config, dict):
-        raise PatternError("field 'space_config': expected an object")
-    if version == 2:
+def _read_space(document: Mapping[str, Any], version: int) -> SearchSpace:
+    """The document's space; a version-2 one has no embedding sites and gets a one-choice value set of
+    each field of ``v2_upgrade`` (the value those layers take)."""
+    config, kind = document["space_config"], document["space"]
+    space_type = SPACES.get(kind) if isinstance(kind, str) else None
+    if version == 2 and isinstance(config, dict) and space_type is not None:
         unknown = sorted(set(config) - _V2_SPACE_KEYS)
         if unknown:
             raise PatternError(f"space_config: unknown key {unknown[0]!r} in a version-2 file "
                                f"(expected {', '.join(sorted(_V2_SPACE_KEYS))})")
         values = config.get("values", {})
-        upgrade = SPACES[kind].v2_upgrade
+        upgrade = space_type.v2_upgrade
         if isinstance(values, dict) and upgrade:
             _check_not_v2(values, upgrade, "space_config: values: ")
-            config = {**config, "values": {**values, **{name: [value] for name, value in upgrade.items()}}}
-    return space_from_config(kind, config)
+            values = {**values, **{name: [value] for name, value in upgrade.items()}}
+            document = {**document, "space_config": {**config, "values": values}}
+    return space_from_json(document)
 
 
 def _check_not_v2(fields: Mapping[str, Any], upgrade: Mapping[str, Any], where: str) -> None:
@@ -306,38 +295,19 @@ def _parse_entry(entry: Any, where: str, space: SearchSpace, upgrade: Mapping[st
             raise PatternError(f"{where}field 'seed_rewards': expected a list of [seed, reward] pairs, "
                                f"got {seed_rewards!r}")
         seed_rewards = tuple((seed, float(value)) for seed, value in seed_rewards)
-    embeddings = _parse_sites(entry.get("embeddings", []), "embeddings", space.num_embeddings, where,
-                              lambda fields, at: space.embedding_from_json(fields, where=f"{where}embedding {at}: "))
-    layers = _parse_sites(entry["layers"], "layers", space.num_sites, where,
-                          lambda fields, at: space.layer_from_json(_upgraded(fields, upgrade, f"{where}site {at}: "),
-                                                                   where=f"{where}site {at}: "))
-    return RankedPattern(rank, Pattern(space.kind, layers, embeddings), reward, trial_id, seed_rewards)
+    layers = entry["layers"]
+    if upgrade and isinstance(layers, list):
+        layers = [_upgraded(fields, upgrade, f"{where}site {at}: ") if isinstance(fields, dict) else fields
+                  for at, fields in enumerate(layers)]
+    pattern = pattern_from_json(space, layers, entry.get("embeddings", []), where)
+    return RankedPattern(rank, pattern, reward, trial_id, seed_rewards)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _parse_sites(sites: Any, field_name: str, count: int, where: str,
-                 parse: Callable[[Mapping[str, Any], int], Any]) -> tuple[Any, ...]:
-    """A list of ``count`` site objects (``field_name`` of a pattern entry), each parsed by ``parse``."""
-    label = "site" if field_name == "layers" else "embedding"
-    if not isinstance(sites, list):
-        raise PatternError(f"{where}field {field_name!r}: expected a list, got {type(sites).__name__}")
-    if len(sites) != count:
-        counted = "space_config.num_sites" if field_name == "layers" else "space_config.num_embeddings"
-        raise PatternError(f"{where}has {len(sites)} {label}s but {counted} is {count}")
-    parsed = []
-    for at, fields in enumerate(sites):
-        if not isinstance(fields, dict):
-            raise PatternError(f"{where}{label} {at}: expected an object, got {type(fields).__name__}")
-        parsed.append(parse(fields, at))
-    return tuple(parsed)
-
-
 def _upgraded(fields: Mapping[str, Any], upgrade: Mapping[str, Any], where: str) -> Mapping[str, Any]:
-    if not upgrade:
-        return fields
     _check_not_v2(fields, upgrade, where)
     return {**upgrade, **fields}
 

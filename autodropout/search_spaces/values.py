@@ -88,22 +88,39 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from autodropout.checks import is_int, is_real
 from autodropout.errors import PatternError
 
 
+class _BadChoice(PatternError):
+    """A choice that makes no usable mask; ``detail`` is the message without the value set's name."""
+
+    def __init__(self, detail: str, where: str) -> None:
+        super().__init__(f"{where}.{detail}")
+        self.detail = detail
+
+
 class _Values:
+    #: What errors call a value set built in Python (``from_mapping`` names its own).
+    where: ClassVar[str] = "values"
+
+    def __post_init__(self) -> None:
+        # Every choice must make a usable mask, however the value set was built: the regularizers
+        # trust the patterns of a space (they check only hand-made site patterns).
+        for f in dataclasses.fields(self):
+            for value in getattr(self, f.name):
+                _check_like(f.name, value, f.default[0], self.where)
+
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], where: str = "values") -> Any:
-        """Build from JSON/YAML lists; unknown keys and empty or duplicate lists name ``where`` and
-        the key."""
+        """Build from JSON/YAML lists; unknown keys, empty or duplicate lists and unusable choices name
+        ``where`` and the key."""
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(mapping) - set(names))
         if unknown:
             raise PatternError(f"{where}: unknown key {unknown[0]!r} (expected one of {names})")
-        defaults = cls()
         out = {}
         for name in names:
             if name not in mapping:
@@ -111,14 +128,14 @@ class _Values:
             raw = mapping[name]
             if not isinstance(raw, (list, tuple)) or not raw:
                 raise PatternError(f"{where}.{name}: expected a non-empty list, got {raw!r}")
-            template = getattr(defaults, name)[0]
             choices = tuple(tuple(v) if isinstance(v, list) else v for v in raw)
-            for v in choices:
-                _check_like(name, v, template, where)
             if len(set(choices)) != len(choices):
                 raise PatternError(f"{where}.{name}: duplicate choices in {list(raw)}")
             out[name] = choices
-        return cls(**out)
+        try:
+            return cls(**out)
+        except _BadChoice as exc:
+            raise PatternError(f"{where}.{exc.detail}") from None
 
 
 def _check_like(name: str, value: Any, template: Any, where: str) -> None:
@@ -131,6 +148,8 @@ def _check_like(name: str, value: Any, template: Any, where: str) -> None:
         ok = is_real(value)
     elif name == "rate":  # null (a tile's rate) or a probability; ConvSpace checks the range
         ok = value is None or is_real(value)
+    elif name == "noise":
+        ok = value in _NOISES
     elif name == "span":
         ok = value == "all" or is_int(value, 1)
     elif isinstance(template, int):
@@ -138,7 +157,7 @@ def _check_like(name: str, value: Any, template: Any, where: str) -> None:
     else:
         ok = isinstance(value, type(template))
     if not ok:
-        raise PatternError(f"{where}.{name}: {value!r} is not a valid choice (defaults look like {template!r})")
+        raise _BadChoice(f"{name}: {value!r} is not a valid choice (defaults look like {template!r})", where)
 
 
 def _pairs(sides: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
@@ -188,6 +207,8 @@ class TransformerValues(_Values):
 @dataclass(frozen=True)
 class EmbeddingValues(_Values):
     """Value sets of the Transformer space's embedding sites, one pattern per embedding output."""
+
+    where: ClassVar[str] = "embedding_values"
 
     unit: tuple[str, ...] = ("off", "feature", "token")
     size: tuple[int, ...] = _COMB_SIZES

@@ -41,6 +41,7 @@ from autodropout.controller.searcher import EPOCH_KEY
 from autodropout.experiment import SearchConfig
 from autodropout.runs import RunDir
 from autodropout.runs.run_dir import EXPERIMENT_NAME
+from autodropout.search_spaces import space_to_json
 from autodropout.tasks import Task
 from autodropout.workers.checkpoint_repair import CheckpointRepair
 from autodropout.workers.checkpoints import KeepCheckpoints
@@ -84,7 +85,7 @@ def new_tuner(run: RunDir, task: Task, searcher: Searcher, quiet: bool, storage_
     search = run.experiment.search
     return tune.Tuner(
         function or trainable(task, search),
-        param_space={"task": to_dict(run.experiment.task), "space": {"kind": run.space.kind, **run.space.config()}},
+        param_space={"task": to_dict(run.experiment.task), **space_to_json(run.space)},
         tune_config=tune.TuneConfig(
             search_alg=ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=search.concurrency), run.trials,
                                         str(run.experiment_dir.parent)),

@@ -8,6 +8,7 @@ import torch
 from autodropout.controller.searchers.evolution import EvolutionConfig, EvolutionSearcher, allowed, mutate_one
 from autodropout.errors import ConfigError
 from autodropout.search_spaces import ConvSpace, TransformerSpace
+from tests.helpers import suggested_tokens
 
 SPACES = [ConvSpace(num_sites=3), TransformerSpace(num_sites=2)]
 
@@ -118,12 +119,12 @@ def test_while_the_population_fills_suggestions_are_random_search_s_even_with_tr
     s = EvolutionSearcher(space, seed=5, config=EvolutionConfig(population=4, sample_size=2))
     r = RandomSearcher(space, seed=5)
     for i in range(4):
-        assert s.suggest(f"t{i}")["tokens"] == r.suggest(f"t{i}")["tokens"]
+        assert suggested_tokens(s, f"t{i}") == suggested_tokens(r, f"t{i}")
     for i in range(3):
         complete(s, f"t{i}", 0.1 * i)
-    assert s.suggest("t4")["tokens"] == r.suggest("t4")["tokens"]  # 3 finished of 4: still filling
+    assert suggested_tokens(s, "t4") == suggested_tokens(r, "t4")  # 3 finished of 4: still filling
     complete(s, "t3", 0.5), complete(s, "t4", 0.6)
-    child = s.suggest("t5")["tokens"]  # full: a mutation of a member
+    child = suggested_tokens(s, "t5")  # full: a mutation of a member
     assert any(is_one_mutation(space, tokens, child) for tokens, _ in s.members)
 
 
@@ -131,8 +132,8 @@ def test_before_the_population_is_full_a_start_point_is_mutated_as_random_search
     space = ConvSpace(num_sites=3)
     start = space.sample(random.Random(5))
     s = EvolutionSearcher(space, seed=2, start_tokens=start, start_probability=0.9)
-    assert s.suggest("a")["tokens"] == start  # the start point itself first
-    near = [s.suggest(f"b{i}")["tokens"] for i in range(10)]
+    assert suggested_tokens(s, "a") == start  # the start point itself first
+    near = [suggested_tokens(s, f"b{i}") for i in range(10)]
     assert sum(sum(x != y for x, y in zip(t, start)) for t in near) / 10 < 0.3 * len(start)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from autodropout.controller import ControllerConfig
 from autodropout.controller.searcher import ControllerSearcher, RandomSearcher
-from autodropout.search_spaces import TransformerSpace
+from autodropout.search_spaces import TransformerSpace, pattern_from_json
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # Ray searches; the module shares one local Ray instance
@@ -59,7 +59,7 @@ def synthetic(target: list[int]):
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
                 start = json.loads((Path(folder) / "epoch.json").read_text())["epoch"] + 1
-        value = match(config["tokens"], target)
+        value = match(SPACE.encode(pattern_from_json(SPACE, config["pattern"])), target)
         for epoch in range(start, EPOCHS + 1):
             with tempfile.TemporaryDirectory() as folder:
                 (Path(folder) / "epoch.json").write_text(json.dumps({"epoch": epoch}))

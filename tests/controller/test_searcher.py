@@ -8,7 +8,8 @@ import torch
 
 from autodropout.controller import ControllerConfig
 from autodropout.controller.searcher import ControllerSearcher, RandomSearcher
-from autodropout.search_spaces import ConvSpace, TransformerSpace
+from autodropout.search_spaces import ConvSpace, TransformerSpace, pattern_from_json, space_to_json
+from tests.helpers import suggested_tokens
 
 SETTINGS = {f.name for f in dataclasses.fields(ControllerConfig)}
 
@@ -24,20 +25,20 @@ def make(cls=ControllerSearcher, **kwargs):
     return cls(ConvSpace(3), metric="reward", **kwargs)
 
 
-def test_suggestion_holds_pattern_tokens_and_seed():
+def test_suggestion_holds_the_pattern_once_and_the_seed():
     searcher = make()
     config = searcher.suggest("t1")
-    assert set(config) == {"pattern", "tokens", "seed"}
+    assert set(config) == {"pattern", "seed"}  # the tokens follow from the pattern and the space
     assert config["seed"] == 3
     space = ConvSpace(3)
-    assert space.decode(config["tokens"]).to_json() == config["pattern"]
-    assert searcher.live == {"t1": config["tokens"]}
+    assert searcher.live == {"t1": space.encode(pattern_from_json(space, config["pattern"]))}
 
 
 def test_a_space_with_embedding_sites_suggests_them_too():
     space = TransformerSpace(2, num_embeddings=1)
-    config = RandomSearcher(space, seed=0).suggest("t1")
-    pattern = space.decode(config["tokens"])
+    searcher = RandomSearcher(space, seed=0)
+    config = searcher.suggest("t1")
+    pattern = space.decode(searcher.live["t1"])
     assert (config["pattern"], config["embeddings"]) == (pattern.to_json(), pattern.embeddings_to_json())
     assert len(config["embeddings"]) == 1
 
@@ -107,7 +108,7 @@ def test_concurrency_is_limited_inside_the_searcher():
 @pytest.mark.parametrize("cls", [ControllerSearcher, RandomSearcher])
 def test_seeded_determinism(cls):
     a, b, c = make(cls), make(cls), make(cls, seed=4)
-    seq = lambda s: [s.suggest(f"t{i}")["tokens"] for i in range(4)]  # noqa: E731
+    seq = lambda s: [suggested_tokens(s, f"t{i}") for i in range(4)]  # noqa: E731
     assert seq(a) == seq(b) != seq(c)
 
 
@@ -129,8 +130,8 @@ def test_save_restore_reproduces_next_suggestions_and_updates(tmp_path, cls):
     assert (restored.metric, restored.mode, restored.seed) == ("reward", "max", 3)
     for s in (searcher, restored):
         s.on_trial_complete("live", {"reward": 0.9})
-    assert [searcher.suggest(f"n{i}")["tokens"] for i in range(3)] == \
-           [restored.suggest(f"n{i}")["tokens"] for i in range(3)]
+    assert [suggested_tokens(searcher, f"n{i}") for i in range(3)] == \
+           [suggested_tokens(restored, f"n{i}") for i in range(3)]
     if cls is ControllerSearcher:
         assert restored.trainer.step == searcher.trainer.step == 2
         assert restored.trainer.baseline == searcher.trainer.baseline
@@ -191,7 +192,7 @@ def drive(searcher, reward, n, concurrency=2, order_seed=0):
     while len(tokens) < n or live:
         while len(live) < concurrency and len(tokens) < n:
             trial_id = f"t{len(tokens)}"
-            tokens.append(searcher.suggest(trial_id)["tokens"])
+            tokens.append(suggested_tokens(searcher, trial_id))
             live.append(trial_id)
         trial_id = live.pop(rng.randrange(len(live)))
         searcher.on_trial_complete(trial_id, {"reward": reward(tokens[int(trial_id[1:])])})
@@ -307,8 +308,8 @@ def test_state_round_trip_keeps_the_settings_and_the_asynchronous_bookkeeping(tm
     assert restored.trainer.step == searcher.trainer.step == 3
     for p, q in zip(searcher.policy.parameters(), restored.policy.parameters()):
         assert torch.equal(p, q)
-    assert [searcher.suggest(f"n{i}")["tokens"] for i in range(2)] == \
-           [restored.suggest(f"n{i}")["tokens"] for i in range(2)]
+    assert [suggested_tokens(searcher, f"n{i}") for i in range(2)] == \
+           [suggested_tokens(restored, f"n{i}") for i in range(2)]
 
 
 def test_config_must_be_a_controller_config():
@@ -324,3 +325,16 @@ def test_a_state_saved_without_settings_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="saved by an older autodropout"):
         make().set_state(old)
     make().set_state(state)  # the current format loads
+
+
+def test_the_state_holds_the_space_in_its_one_form_and_an_older_state_still_reads():
+    space = TransformerSpace(2, num_embeddings=1)
+    searcher = RandomSearcher(space, seed=4)
+    searcher.suggest("t0")
+    state = searcher.get_state()
+    assert {key: state[key] for key in ("space", "space_config")} == space_to_json(space)
+    old = {("space_kind" if key == "space" else key): value for key, value in state.items()}  # before the one form
+    restored = RandomSearcher(ConvSpace(1))
+    restored.set_state(old)
+    assert restored.space == space
+    assert suggested_tokens(restored, "t1") == suggested_tokens(searcher, "t1")

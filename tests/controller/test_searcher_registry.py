@@ -16,6 +16,7 @@ from autodropout.controller.searchers.evolution import EvolutionConfig, Evolutio
 from autodropout.errors import ConfigError, UnknownNameError
 from autodropout.experiment import CONTROLLER_KEYS, experiment_from_dict
 from autodropout.search_spaces import TransformerSpace
+from tests.helpers import suggested_tokens
 from tests.tiny import TINY_VISION
 
 BUILT_IN = ["evolution", "lstm", "random"]
@@ -117,7 +118,7 @@ def test_a_registered_searcher_reaches_the_config_the_command_line_and_the_build
     searcher = searchers.build("tiny", space, search.searcher_settings(), seed=7)
     rng = random.Random(7)
     expected = [space.sample(rng) for _ in range(3)][2]  # step 3: the third draw of random search
-    assert isinstance(searcher, TinySearcher) and searcher.suggest("t0")["tokens"] == expected
+    assert isinstance(searcher, TinySearcher) and suggested_tokens(searcher, "t0") == expected
     with pytest.raises(TypeError, match="takes TinySettings settings, got EvolutionConfig"):
         searchers.build("tiny", space, EvolutionConfig(), seed=7)
     with pytest.raises(ValueError, match="'tiny' is already registered"):

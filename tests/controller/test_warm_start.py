@@ -11,6 +11,7 @@ from autodropout.controller.searcher import ControllerSearcher, RandomSearcher
 from autodropout.controller.warm_start import allowed_counts, mutate
 from autodropout.errors import PatternError
 from autodropout.search_spaces import TransformerSpace
+from tests.helpers import suggested_tokens
 
 # The Transformer space forbids a layer with every sublayer off (choice_mask), so it exercises the repairs.
 SPACE = TransformerSpace(2)
@@ -33,7 +34,7 @@ def suggest_and_complete(searcher, n: int, seed: int = 0) -> list[list[int]]:
     noise = random.Random(seed)
     tokens = []
     for i in range(n):
-        tokens.append(searcher.suggest(f"t{i}")["tokens"])
+        tokens.append(suggested_tokens(searcher, f"t{i}"))
         searcher.on_trial_complete(f"t{i}", {"reward": noise.gauss(0.5, 0.05)})
     return tokens
 
@@ -43,7 +44,7 @@ def test_the_first_suggestion_is_the_start_point(cls):
     start = start_point()
     searcher = cls(SPACE, seed=1, start_tokens=start)
     config = searcher.suggest("first")
-    assert config["tokens"] == start and config["pattern"] == SPACE.decode(start).to_json()
+    assert searcher.live["first"] == start and config["pattern"] == SPACE.decode(start).to_json()
 
 
 def test_the_controllers_first_samples_stay_near_the_start_and_a_cold_ones_do_not():
@@ -81,7 +82,7 @@ def test_random_search_mutates_the_start_point_with_the_stated_probability():
     Hamming distance is about 22 * 0.2 = 4.4 (SE 0.1; repairs of forced decisions add a little)."""
     start = start_point()
     searcher = RandomSearcher(SPACE, seed=2, start_tokens=start)
-    draws = [searcher.suggest(f"t{i}")["tokens"] for i in range(401)][1:]
+    draws = [suggested_tokens(searcher, f"t{i}") for i in range(401)][1:]
     expected = free(start) * (1 - START_PROBABILITY)
     assert abs(sum(distance(t, start) for t in draws) / 400 - expected) < 0.5
     assert len({tuple(t) for t in draws}) > 300  # it explores, it does not repeat the start
@@ -121,7 +122,7 @@ def test_state_round_trip_keeps_the_start_and_a_resume_does_not_start_again(tmp_
     if cls is ControllerSearcher:  # the prior, faded as far as the suggestions so far, not started again
         assert restored.policy.prior_scale == searcher.policy.prior_scale == 0.5 ** (5 / 8)
         assert all(torch.equal(p, q) for p, q in zip(restored.policy.prior, searcher.policy.prior))
-    following = [s.suggest("next")["tokens"] for s in (searcher, restored)]
+    following = [suggested_tokens(s, "next") for s in (searcher, restored)]
     assert following[0] == following[1] != start
 
 

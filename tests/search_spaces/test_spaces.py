@@ -11,6 +11,7 @@ from autodropout.search_spaces import (
     ConvLayerPattern,
     ConvSpace,
     ConvValues,
+    EmbeddingValues,
     Pattern,
     PatternError,
     TransformerSpace,
@@ -176,6 +177,27 @@ def test_config_round_trip_with_custom_values(cls):
 def test_bad_value_sets_name_the_key(mapping, message):
     with pytest.raises(PatternError, match=message):
         ConvValues.from_mapping(mapping)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: ConvValues(stride=(0, 1)), "values.stride: 0 is not a valid choice"),
+        (lambda: TransformerValues(noise=("bernoulli", "uniform")), "values.noise: 'uniform' is not a valid choice"),
+        (lambda: EmbeddingValues(size=(0,)), "embedding_values.size: 0 is not a valid choice"),
+        (lambda: ConvSpace(1, dataclasses.replace(ConvValues(), shear_x=(2.0,), shear_y=(0.5,))),
+         "values.shear_x, values.shear_y: 2.0 and 0.5 multiply to 1"),
+    ],
+)
+def test_value_sets_built_in_python_make_only_usable_patterns(build, message):
+    # The regularizers trust a space's patterns, so every way of building a space checks its choices.
+    with pytest.raises(PatternError, match=message):
+        build()
+
+
+def test_an_unknown_noise_names_the_key_of_the_mapping():
+    with pytest.raises(PatternError, match="search.values.noise: 'uniform' is not a valid choice"):
+        TransformerValues.from_mapping({"noise": ["uniform"]}, "search.values")
 
 
 def test_transformer_span_accepts_all_and_ints():

@@ -10,6 +10,7 @@ from autodropout.study.plan import ARMS, WARM_ARMS, StudyDir, arm_of, is_warm
 from autodropout.study.request import make_plan
 from autodropout.tasks import Regularization, task_sites
 from autodropout.workers.lattice import TUNER
+from tests.helpers import trial_for_tokens
 from tests.tiny import write_experiment
 
 SEEDS = (1000, 1001, 1002)
@@ -73,7 +74,7 @@ def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm
     space = ConvSpace(num_sites=3)
     shapes = [list(s) for s in task_sites(task).shapes]
     for n, unit in enumerate(plan.search_units()):
-        trial = Trial.for_tokens(task, space, space.sample(n), seed=plan.search_seeds[int(unit.name[-1])])
+        trial = trial_for_tokens(task, space, space.sample(n), seed=plan.search_seeds[int(unit.name[-1])])
         arm = arm_of(unit.name)
         result = _trials_result(unit, trial, [0.5 + 0.1 * n, 0.4 + 0.1 * n], arm=arm, search_seed=trial.seed,
                                 site_shapes=shapes, start=START if is_warm(arm) else None)

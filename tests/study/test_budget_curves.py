@@ -19,6 +19,7 @@ from autodropout.study.request import make_plan
 from autodropout.study.units import _trials_result
 from autodropout.tasks import Regularization
 from autodropout.workers.lattice import design
+from tests.helpers import trial_for_tokens
 from tests.tiny import write_experiment
 
 SEEDS = (1000, 1001)
@@ -48,7 +49,7 @@ def study(tmp_path):
     experiment = plan.main.experiment
     space = ConvSpace(num_sites=3)
     for n, unit in enumerate(plan.search_units()):
-        made = records(task, REWARDS[unit.name], lambda i: Trial.for_tokens(task, space, space.sample(10 * n + i), 0))
+        made = records(task, REWARDS[unit.name], lambda i: trial_for_tokens(task, space, space.sample(10 * n + i), 0))
         study.write_result(unit, _trials_result(unit, made, experiment, 0, plan.budgets, arm=unit.name[:-3]))
     for name in ("dropout", "concrete_dropout"):
         unit = plan.unit("tune", MAIN, name)

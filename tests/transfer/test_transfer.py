@@ -18,6 +18,7 @@ from autodropout.search_spaces import (
     PatternError,
     TransformerLayerPattern,
     TransformerSpace,
+    pattern_json,
     save_patterns,
 )
 from autodropout.tasks import Regularization, build_task
@@ -229,10 +230,19 @@ def test_a_key_error_while_mapping_a_valid_rank_is_a_bug_not_a_bad_rank(lm_file,
     def broken(*args, **kwargs):
         raise KeyError("decoder")
 
-    monkeypatch.setattr("autodropout.transfer.pattern_for_task", broken)
+    monkeypatch.setattr("autodropout.transfer.pattern_onto_task", broken)
     with pytest.raises(KeyError, match="decoder") as caught:
         run_transfer(lm_file, translation_yaml, output=tmp_path / "out", parallel=False)
     assert not isinstance(caught.value, TransferError)
+
+
+def test_the_pattern_file_is_read_once(lm_file, translation_yaml, tmp_path, no_training, monkeypatch):
+    reads = []
+    parse = pattern_json.parse_patterns
+    monkeypatch.setattr(pattern_json, "parse_patterns", lambda document: reads.append(1) or parse(document))
+    with pytest.raises(AssertionError, match="training started"):  # everything before training has run
+        run_transfer(lm_file, translation_yaml, output=tmp_path / "out", parallel=False)
+    assert len(reads) == 1
 
 
 def test_output_folder_must_be_new_or_empty(lm_file, translation_yaml, tmp_path, no_training):

@@ -7,11 +7,12 @@ import pytest
 
 from autodropout.errors import ConfigError
 from autodropout.experiment import experiment_from_dict
-from autodropout.runs import RunDir, SearchSummary, Trial, export_run
+from autodropout.runs import RunDir, SearchSummary, export_run
 from autodropout.runs.reevaluation import save_reevaluation
 from autodropout.search_spaces import load_patterns
 from autodropout.search_spaces.pattern_json import PatternError, parse_patterns
 from autodropout.tasks import build_task
+from tests.helpers import trial_for_tokens
 from tests.tiny import TINY_VISION, write_experiment
 from tests.workers.test_search_e2e import autodropout, read_table
 
@@ -25,7 +26,7 @@ def run_with_trials(tmp_path, rewards):
     for index, reward in enumerate(rewards, start=1):
         folder = run.experiment_dir / f"trial_{index:05d}_id{index}"
         folder.mkdir(parents=True)
-        trial = Trial.for_tokens(experiment.task, space, space.sample(rng), 0)
+        trial = trial_for_tokens(experiment.task, space, space.sample(rng), 0)
         (folder / "params.json").write_text(json.dumps(trial.to_config()))
         (folder / "result.json").write_text(json.dumps({"epoch": 2, "reward": reward, "accuracy": reward,
                                                         "trial_id": f"id{index}"}) + "\n")
