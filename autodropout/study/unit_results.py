@@ -292,7 +292,8 @@ class TrialsResult(_UnitResult):
         for key in best_at.data:
             if not key.isdigit():
                 raise ConfigError(f"{f.where}: best_at: expected trial counts as keys, got {key!r}")
-        return dict(seed=f.integer("seed"), trials=tuple(f.each("trials", TrialRow.read)), best=f.nested("best", Best.read, optional=True),
+        return dict(seed=f.integer("seed"), trials=tuple(f.each("trials", TrialRow.read)),
+                    best=f.nested("best", Best.read, optional=True),
                     best_at={int(b): best_at.nested(b, Best.read, optional=True) for b in best_at.data})
 
 

@@ -151,9 +151,9 @@ def build_task_metric(experiment: ExperimentConfig) -> str:
 
 def _trials_fields(unit: Unit, records: list[TrialRecord], experiment: ExperimentConfig, seed: int,
                    budgets: tuple[int, ...]) -> dict[str, Any]:
-    """The fields of a search's or tuning's result (:class:`~autodropout.study.unit_results.TrialsResult`): the unit's trials, its best on
-    validation and, under ``best_at``, its best among its first ``b`` trials (in sampling order) for each
-    budget ``b`` of the curve below its own trial count."""
+    """The fields of a search's or tuning's result (:class:`~autodropout.study.unit_results.TrialsResult`):
+    the unit's trials, its best on validation and, under ``best_at``, its best among its first ``b``
+    trials (in sampling order) for each budget ``b`` of the curve below its own trial count."""
     metric = build_task_metric(experiment)
 
     def best_of(first: int) -> Best | None:  # records are in sampling order (read_trials)
@@ -166,7 +166,8 @@ def _trials_fields(unit: Unit, records: list[TrialRecord], experiment: Experimen
                             None if r.trial.tokens is None else tuple(r.trial.tokens)) for r in records)
     return dict(**_head(unit, metric), seed=seed, trials=trials, best=best_of(len(records)),
                 best_at={b: best_of(b) for b in budgets if b < len(records)},
-                cost=_cost(len(records), sum(r.duration_s for r in records), experiment, sum(r.epochs for r in records)))
+                cost=_cost(len(records), sum(r.duration_s for r in records), experiment,
+                           sum(r.epochs for r in records)))
 
 
 def _head(unit: Unit, metric: str) -> dict[str, Any]:
