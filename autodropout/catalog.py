@@ -7,14 +7,15 @@ are missing (the table says where they are expected).
 from __future__ import annotations
 
 import inspect
-import math
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 from autodropout import patterns, regularizers
+from autodropout.checks import finite
 from autodropout.errors import UnknownNameError
 from autodropout.experiment import DEFAULT_EXPERIMENT, find_experiment, presets
+from autodropout.stats import Summary, mean_se
 from autodropout.tasks import TaskSites, task_sites
 
 #: Seconds per search trial of the embedded presets, on one CPU thread and on one GPU: one trial =
@@ -129,22 +130,16 @@ def patterns_table() -> str:
         versus = next((v for v in study.get("versus") or [] if v.get("reference") == "none"), {})
         rows.append([name, f"{loaded.space.kind}, {loaded.space.num_sites} sites", str(loaded.source.get("experiment")),
                      f"{study.get('arm', '?')}, {study.get('budget', '?')} trials, seed {study.get('search_seed', '?')}",
-                     f"{study.get('metric', '?')} {_mean_se(test)}", _mean_se(versus, signed=True)])
+                     f"{study.get('metric', '?')} {mean_se(_summary(test))}", mean_se(_summary(versus), signed=True)])
     header = ["name", "space", "searched on", "found by", "test (mean ± SE)", "vs none (paired)"]
     return "\n".join([head, table(header, rows)])
 
 
-def _mean_se(summary: dict, signed: bool = False) -> str:
-    """``0.7246 ± 0.0074``, ``-26.6 ± 1.1``: the standard error to 2 significant digits, the mean to the
-    same decimal place (more digits than the error supports would be noise)."""
-    mean, se = summary.get("mean"), summary.get("se")
-    if not isinstance(mean, (int, float)):
-        return "-"
-    sign = "+" if signed else ""
-    if not isinstance(se, (int, float)) or not math.isfinite(se) or se <= 0:
-        return f"{mean:{sign}.4g}"
-    decimals = max(0, 1 - math.floor(math.log10(se)))
-    return f"{mean:{sign}.{decimals}f} ± {se:.{decimals}f}"
+def _summary(summary: dict) -> Summary:
+    """A pattern file's ``source.study`` summary (``{"n", "mean", "se", "ci95"}``, written by a study) as a
+    :class:`Summary` for :func:`mean_se`; a field that is no finite number reads as absent."""
+    mean, se = finite(summary.get("mean")), finite(summary.get("se"))
+    return Summary(0, mean, None, None if mean is None else se, None, None)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], notes: Sequence[str] | None = None) -> str:

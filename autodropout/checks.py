@@ -1,4 +1,5 @@
-"""Type predicates shared by every validator of the project (standard library only).
+"""Type predicates shared by every validator of the project, and the one coercion of a metric to what
+JSON can hold (standard library only).
 
 JSON, YAML and Python all let ``True`` pass as ``1``; a count or a rate given as a bool is a mistake,
 so these predicates reject bools. Callers raise their own error (``ValueError`` in library code,
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
+from typing import Any
 
 
 def is_int(value: object, minimum: int | None = None, maximum: int | None = None) -> bool:
@@ -37,3 +39,20 @@ def first_missing_and_unknown(given: Iterable[str], expected: Sequence[str]) -> 
     given = set(given)
     missing = next((name for name in expected if name not in given), None)
     return missing, min(given - set(expected), default=None)
+
+
+def finite(value: object) -> float | None:
+    """``value`` as a float when it is a finite real number (not a bool), else ``None``: how every writer
+    stores a metric, since JSON has no NaN or infinity (a diverged run's metric is written as null)."""
+    return float(value) if is_real(value) else None
+
+
+def finite_json(value: Any) -> Any:
+    """A JSON value with every non-finite float in it (at any depth) replaced by ``None``."""
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_json(v) for v in value]
+    return value

@@ -10,9 +10,10 @@ WRN-28-2 pattern to WRN-28-10. Here any pattern file goes to any task of its kin
 2. the target trains with the pattern and with each baseline for ``seeds`` seeds
    (``train.seed + i``; the data split stays the same), on Ray when it is available (one Tune trial
    per (method, seed), the search's own trainable) and one after the other otherwise;
-3. every model is evaluated on validation and test; the comparison (mean, spread = sample standard
-   deviation, every seed) is printed and written to the output folder as ``report.md``,
-   ``report.json``, ``report.csv`` (one row per run) and ``report.png``.
+3. every model is evaluated on validation and test; the comparison (per method the mean ± standard
+   error and 95% t-interval over seeds, every seed, and the pattern minus each baseline paired by
+   seed: the statistics of ``autodropout study``, :mod:`autodropout.stats`) is printed and written to
+   the output folder as ``report.md``, ``report.json``, ``report.csv`` (one row per run) and ``report.png``.
 
 Baselines are ``none`` (nothing at the sites) or registry names with their default parameters;
 ``name:key=value;key=value`` sets parameters (values read as JSON, else strings), e.g.
@@ -33,24 +34,27 @@ from autodropout import regularizers
 from autodropout.checks import is_int
 from autodropout.config import parse_assignments
 from autodropout.errors import ConfigError, UserInputError
-from autodropout.folders import check_new_folder
 from autodropout.experiment import ExperimentConfig, find_experiment
+from autodropout.folders import check_new_folder
 from autodropout.mapping import depth_map
 from autodropout.patterns import load_patterns
 from autodropout.runs import Trial
 from autodropout.search_spaces import PatternSet
 from autodropout.tasks import DivergedError, Regularization, Task, build_task, task_class
 from autodropout.training import pattern_onto_task
-from autodropout.transfer_report import REPORT_FILES, MethodSummary, RunRecord, TransferReport, write_report
+from autodropout.transfer_report import (
+    PATTERN_METHOD,
+    REPORT_FILES,
+    MethodSummary,
+    RunRecord,
+    TransferReport,
+    write_report,
+)
 
 __all__ = [
     "PATTERN_METHOD", "REPORT_FILES", "MethodSummary", "RunRecord", "TransferError", "TransferReport",
     "baseline_methods", "describe_mapping", "parse_baseline", "run_transfer", "valid_baselines", "write_report",
 ]
-
-#: Label of the transferred pattern in reports (not a valid baseline name).
-PATTERN_METHOD = "pattern"
-
 
 class TransferError(UserInputError, ValueError):
     """A transfer request is invalid (baselines, seeds, rank, output folder); the message says why."""
@@ -176,12 +180,13 @@ def _trials(task: Task, experiment: ExperimentConfig, patterns: PatternSet, rank
 
 
 def _summaries(trials: list[Trial], runs: list[RunRecord], metric: str) -> list[MethodSummary]:
+    """Per method, its successful runs' metrics (a run whose metric is not finite counts as failed)."""
     summaries = []
     for trial in trials:
         mine = [r for r in runs if r.method == trial.label]
-        ok = [r for r in mine if r.error is None]
+        ok = [scores for scores in (r.scores(metric) for r in mine) if scores is not None]
         summaries.append(MethodSummary(trial.label, trial.regularization.describe(), len(mine), len(mine) - len(ok),
-                                       [r.val[metric] for r in ok], [r.test[metric] for r in ok]))
+                                       [val for val, _ in ok], [test for _, test in ok]))
     return summaries
 
 

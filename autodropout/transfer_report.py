@@ -1,5 +1,10 @@
-"""The report of a transfer: every run, a summary per method, and the files it is written to
-(``report.md``, ``report.json``, ``report.csv``, ``report.png``, each atomically)."""
+"""The report of a transfer: every run, a summary per method, the paired differences of the pattern
+against each baseline, and the files it is written to (``report.md``, ``report.json``, ``report.csv``,
+``report.png``, each atomically).
+
+The statistics are the study's (:mod:`autodropout.stats`): per method the mean over seeds, its standard
+error and 95% t-interval; the pattern minus each baseline on test, paired by training seed (every
+method trains with the same seeds); both written "mean ± SE" as the study's report writes them."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +12,6 @@ import dataclasses
 import io
 import json
 import math
-import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,10 +21,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from autodropout.atomic import atomic_write
+from autodropout.checks import finite, finite_json
 from autodropout.search_spaces import Pattern
+from autodropout.stats import Summary, fmt, interval, mean_se, paired, summarize, verdict
 from autodropout.viz import save_figure
 
 REPORT_FILES = ("report.md", "report.json", "report.csv", "report.png")
+#: Label of the transferred pattern in reports (not a valid baseline name).
+PATTERN_METHOD = "pattern"
 
 
 @dataclass
@@ -34,11 +42,19 @@ class RunRecord:
     seconds: float
     error: str | None = None
 
+    def scores(self, metric: str) -> tuple[float, float] | None:
+        """The run's validation and test ``metric``, or ``None`` when it failed or either is not finite."""
+        if self.error is not None:
+            return None
+        val, test = finite(self.val[metric]), finite(self.test[metric])
+        return None if val is None or test is None else (val, test)
+
 
 @dataclass
 class MethodSummary:
-    """One method's results: the main metric of each successful seed on validation and test; the
-    spread is the sample standard deviation (``None`` with fewer than two successful runs)."""
+    """One method's results: the main metric of each successful seed on validation and test (finite
+    values), summarized by :func:`~autodropout.stats.summarize` (no standard error or interval with
+    fewer than two successful runs)."""
 
     method: str
     regularization: str
@@ -48,26 +64,25 @@ class MethodSummary:
     test: list[float]
 
     @property
+    def val_summary(self) -> Summary:
+        return summarize(self.val)
+
+    @property
+    def test_summary(self) -> Summary:
+        return summarize(self.test)
+
+    @property
     def val_mean(self) -> float | None:
-        return statistics.fmean(self.val) if self.val else None
+        return self.val_summary.mean
 
     @property
     def test_mean(self) -> float | None:
-        return statistics.fmean(self.test) if self.test else None
-
-    @property
-    def val_std(self) -> float | None:
-        return statistics.stdev(self.val) if len(self.val) > 1 else None
-
-    @property
-    def test_std(self) -> float | None:
-        return statistics.stdev(self.test) if len(self.test) > 1 else None
+        return self.test_summary.mean
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "regularization": self.regularization, "runs": self.runs,
-                "failed": self.failed,
-                "val": {"mean": self.val_mean, "std": self.val_std, "values": self.val},
-                "test": {"mean": self.test_mean, "std": self.test_std, "values": self.test}}
+                "failed": self.failed, "val": {**self.val_summary.to_json(), "values": self.val},
+                "test": {**self.test_summary.to_json(), "values": self.test}}
 
 
 @dataclass
@@ -100,6 +115,17 @@ class TransferReport:
         top = max(scored) if self.mode == "max" else min(scored)
         return [name for name, v in means.items() if v is not None and math.isclose(v, top, rel_tol=1e-9)]
 
+    def comparisons(self) -> list[tuple[str, Summary]]:
+        """``(baseline, pattern - baseline)`` per baseline: the test metric's difference, paired by
+        training seed over the seeds where both runs succeeded."""
+        def test_by_seed(method: str) -> dict[int, float]:
+            return {r.seed: r.scores(self.metric)[1] for r in self.runs
+                    if r.method == method and r.scores(self.metric) is not None}
+
+        pattern = test_by_seed(PATTERN_METHOD)
+        return [(m.method, paired(pattern, test_by_seed(m.method))) for m in self.methods
+                if m.method != PATTERN_METHOD]
+
     def markdown(self) -> str:
         better = "higher" if self.mode == "max" else "lower"
         lines = [
@@ -111,16 +137,20 @@ class TransferReport:
             f"- runs: {len(self.runs)} ({'in parallel on Ray' if self.parallel else 'one after the other'}), "
             f"{self.seconds:.0f}s",
             "",
-            f"| method | val {self.metric} (mean ± std) | test {self.metric} (mean ± std) | val per seed "
+            f"| method | val {self.metric} (mean ± SE) | test {self.metric} (mean ± SE) | 95% CI | val per seed "
             f"| test per seed | regularization |",
-            "|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|",
         ]
         for m in self.methods:
             failed = f" ({m.failed} failed)" if m.failed else ""
-            lines.append(
-                f"| {m.method}{failed} | {_mean_std(m.val_mean, m.val_std)} | {_mean_std(m.test_mean, m.test_std)} "
-                f"| {_values(m.val)} | {_values(m.test)} | {m.regularization} |"
-            )
+            lines.append(f"| {m.method}{failed} | {mean_se(m.val_summary)} | {mean_se(m.test_summary)} "
+                         f"| {interval(m.test_summary)} | {_values(m.val)} | {_values(m.test)} | {m.regularization} |")
+        comparisons = [(name, diff) for name, diff in self.comparisons() if diff.n]
+        if comparisons:
+            lines += ["", f"Paired test differences (pattern - baseline, same training seeds; {better} is better):", "",
+                      "| arm | reference | difference (mean ± SE) | 95% CI | verdict |", "|---|---|---|---|---|"]
+            lines += [f"| {PATTERN_METHOD} | {name} | {mean_se(diff, True)} | {interval(diff, True)} "
+                      f"| {verdict(diff, self.mode)} |" for name, diff in comparisons]
         best = self.best("test")
         if len(best) == 1:
             lines += ["", f"Best mean test {self.metric}: **{best[0]}**."]
@@ -140,12 +170,14 @@ class TransferReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": "autodropout.transfer", "version": 1, "created": self.created,
+            "format": "autodropout.transfer", "version": 2, "created": self.created,
             "patterns_file": self.patterns_file, "rank": self.rank, "target": self.target,
             "task_kind": self.task_kind, "metric": self.metric, "mode": self.mode, "epochs": self.epochs,
             "seeds": self.seeds, "mapping": self.mapping, "pattern": self.pattern.to_json(),
             "parallel": self.parallel, "seconds": self.seconds,
             "methods": [m.to_json() for m in self.methods],
+            "comparisons": [{"arm": PATTERN_METHOD, "reference": name, **diff.to_json()}
+                            for name, diff in self.comparisons()],
             "runs": [dataclasses.asdict(r) for r in self.runs],
         }
 
@@ -164,7 +196,7 @@ def write_report(report: TransferReport, folder: Path) -> None:
     """Write ``report.{md,json,csv,png}`` into ``folder`` (created), each file atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     report.output = folder
-    atomic_write(folder / "report.json", json.dumps(_finite(report.to_json()), indent=1, allow_nan=False) + "\n")
+    atomic_write(folder / "report.json", json.dumps(finite_json(report.to_json()), indent=1, allow_nan=False) + "\n")
     atomic_write(folder / "report.csv", report.csv())
     atomic_write(folder / "report.md", report.markdown())
     save_figure(report_figure(report), folder / "report.png")
@@ -182,7 +214,7 @@ def report_figure(report: TransferReport) -> Figure:
             offsets = [0.0] if len(values) == 1 else [0.24 * (i / (len(values) - 1) - 0.5) for i in range(len(values))]
             ax.scatter([x + o for o in offsets], values, s=22, color=f"C{x}", alpha=0.8, zorder=3)
             if values:
-                ax.hlines(statistics.fmean(values), x - 0.3, x + 0.3, color=f"C{x}", linewidth=2.5, zorder=2)
+                ax.hlines(summarize(values).mean, x - 0.3, x + 0.3, color=f"C{x}", linewidth=2.5, zorder=2)
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
         ax.set_title(f"{'validation' if split == 'val' else 'test'} {report.metric}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
@@ -193,22 +225,5 @@ def report_figure(report: TransferReport) -> Figure:
     return figure
 
 
-def _mean_std(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.4g}" + (f" ± {std:.2g}" if std is not None else "")
-
-
 def _values(values: list[float]) -> str:
-    return ", ".join(f"{v:.4g}" for v in values) or "-"
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: a diverged metric is written as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    return ", ".join(fmt(v) for v in values) or "-"

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autodropout"
 
 #: Layers, lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("autodropout.errors", "autodropout.checks", "autodropout.atomic", "autodropout.folders", "autodropout.config", "autodropout.registry"),
+    ("autodropout.errors", "autodropout.checks", "autodropout.atomic", "autodropout.folders", "autodropout.config",
+     "autodropout.registry", "autodropout.stats"),
     ("autodropout.search_spaces", "autodropout.mapping", "autodropout.patterns"),
     # The searchers sit below the experiment config, which checks ``search.controller`` and its
     # settings against their registry (autodropout.controller.searchers).

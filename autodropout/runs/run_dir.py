@@ -37,9 +37,9 @@ from typing import Any
 import yaml
 
 from autodropout.atomic import atomic_write
-from autodropout.folders import check_new_folder
 from autodropout.errors import ConfigError, PatternError, UserInputError
 from autodropout.experiment import ExperimentConfig, experiment_from_dict
+from autodropout.folders import check_new_folder
 from autodropout.search_spaces import SearchSpace, space_from_json, space_to_json
 
 FORMAT = "autodropout.run"

@@ -49,7 +49,6 @@ Reading is strict and never executes anything (plain ``json``): any deviation ra
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from autodropout.atomic import atomic_write
+from autodropout.checks import finite
 from autodropout.errors import PatternError, UnknownNameError
 from autodropout.search_spaces.space import Pattern, SearchSpace
 from autodropout.search_spaces.space_json import SPACES, pattern_from_json, space_from_json, space_to_json
@@ -151,7 +151,7 @@ def save_patterns(
             space.validate(pattern)
         except PatternError as exc:
             raise PatternError(f"pattern {rank}: {exc}") from None
-        entry: dict[str, Any] = {"rank": rank, "reward": _finite_or_none(reward)}
+        entry: dict[str, Any] = {"rank": rank, "reward": finite(reward)}
         if space.num_embeddings:
             entry["embeddings"] = pattern.embeddings_to_json()
         entry["layers"] = pattern.to_json()
@@ -174,18 +174,11 @@ def save_patterns(
         "format": FORMAT,
         "version": VERSION,
         **space_to_json(space),
-        "source": {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in src.items()},
+        "source": {k: finite(v) if isinstance(v, float) else v for k, v in src.items()},
         "patterns": entries,
     }
     text = json.dumps(document, indent=1, allow_nan=False)
     return atomic_write(path, text + "\n")
-
-
-def _finite_or_none(value: Any) -> Any:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def load_patterns(path: str | os.PathLike) -> PatternSet:

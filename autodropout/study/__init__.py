@@ -9,12 +9,12 @@ See ``docs/study.md``.
 >>> from autodropout.study import run_study
 >>> study = run_study("digits_wrn_quick", budget=16, search_seeds=2, eval_seeds=5)  # doctest: +SKIP
 """
+from autodropout.stats import Summary, paired, summarize
 from autodropout.study.baselines import DEFAULTS, DOMAINS, BaselineError, default_baselines
 from autodropout.study.driver import rebuild_report, resume_study, run_study
 from autodropout.study.plan import StudyDir, StudyError, StudyPlan
 from autodropout.study.provenance import publish
 from autodropout.study.request import StudyRequest, make_plan
-from autodropout.study.stats import Summary, paired, summarize
 
 __all__ = ["DEFAULTS", "DOMAINS", "BaselineError", "StudyDir", "StudyError", "StudyPlan", "StudyRequest",
            "Summary",

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from autodropout.stats import Summary, paired, summarize
 from autodropout.study.plan import MAIN, StudyDir, arm_label, searcher_of
 from autodropout.study.results import NONE, MethodScores, method_scores
-from autodropout.study.stats import Summary, paired, summarize
+from autodropout.study.unit_results import TrialsResult
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,11 @@ def budget_curves(study: StudyDir) -> list[Curve]:
             result = study.read_result(plan.unit("tune", MAIN, baseline))
             points = []
             for b in plan.curve_budgets:
-                if result is None or (b > len(result["trials"]) and points):
+                if result is None or (b > len(result.trials) and points):
                     break  # a tuning shorter than the curve (one trial: nothing to tune) ends its curve
                 scores = _scores_at(methods, result, baseline, None, b)
                 if scores is not None:
-                    points.append(CurvePoint(min(b, len(result["trials"])), _seconds(result, b) * cpus,
+                    points.append(CurvePoint(min(b, len(result.trials)), _seconds(result, b) * cpus,
                                              summarize(list(scores.test.values())), scores.test))
         curves.append(Curve(baseline, "baseline", points))
     return curves
@@ -117,19 +118,19 @@ def curve_comparisons(study: StudyDir, curves: list[Curve]) -> list[CurveCompari
     return out
 
 
-def _scores_at(methods: list[MethodScores], result: dict[str, Any] | None, arm: str, k: int | None,
+def _scores_at(methods: list[MethodScores], result: TrialsResult | None, arm: str, k: int | None,
                budget: int) -> MethodScores | None:
     """The evaluated method of ``arm`` (search seed ``k``) that is its unit's best within ``budget``
     trials, or ``None`` (unit unfinished, no successful trial yet, or not evaluated)."""
     if result is None:
         return None
-    best = result["best"] if budget >= len(result["trials"]) else result.get("best_at", {}).get(str(budget))
+    best = result.best if budget >= len(result.trials) else result.best_at.get(budget)
     if best is None:
         return None
     return next((m for m in methods if m.arm == arm and m.search_seed == k and m.test
-                 and m.info.get("source") == best["trial_id"]), None)
+                 and m.info.source == best.trial_id), None)
 
 
-def _seconds(result: dict[str, Any], budget: int) -> float:
+def _seconds(result: TrialsResult, budget: int) -> float:
     """Trial-seconds of the unit's first ``budget`` trials."""
-    return sum(t["seconds"] or 0.0 for t in sorted(result["trials"], key=lambda t: t["index"])[:budget])
+    return sum(t.seconds for t in sorted(result.trials, key=lambda t: t.index)[:budget])

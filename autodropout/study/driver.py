@@ -15,6 +15,7 @@ from autodropout.study.plan import StudyDir, StudyPlan
 from autodropout.study.progress import StudyProgress, duration
 from autodropout.study.report import write_report
 from autodropout.study.request import make_plan
+from autodropout.study.unit_results import EvalResult, UnitResult
 from autodropout.study.units import UnitInterrupted, build_task_metric, experiment_dir, run_unit
 
 
@@ -88,7 +89,7 @@ def _run(study: StudyDir) -> StudyDir:
             print(f"{exc or unit.id + ' interrupted'}; continue with: autodropout study --resume {study.path}",
                   file=sys.stderr, flush=True)
             raise KeyboardInterrupt from None
-        result["cost"]["wall_s"] = progress.walls.get(unit.id, 0.0)
+        result = result.with_wall(progress.walls.get(unit.id, 0.0))
         study.write_result(unit, result)
         progress.line(f"{unit.id} finished: {_unit_summary(result)}")
     write_report(study)
@@ -115,11 +116,10 @@ def estimate_seconds(plan: StudyPlan) -> float | None:
     return total
 
 
-def _unit_summary(result: dict) -> str:
-    if result["kind"] == "eval":
-        failed = sum(c["error"] is not None for c in result["cells"])
-        return f"{len(result['cells'])} runs ({failed} failed) evaluated on test"
-    best = result["best"]
-    failed = sum(t["status"] != "done" for t in result["trials"])
-    head = f"{len(result['trials'])} trials ({failed} failed)"
-    return head + (f", best reward {best['reward']:.4f}" if best else ", none succeeded")
+def _unit_summary(result: UnitResult) -> str:
+    if isinstance(result, EvalResult):
+        failed = sum(c.error is not None for c in result.cells)
+        return f"{len(result.cells)} runs ({failed} failed) evaluated on test"
+    failed = sum(t.status != "done" for t in result.trials)
+    head = f"{len(result.trials)} trials ({failed} failed)"
+    return head + (f", best reward {result.best.reward:.4f}" if result.best else ", none succeeded")

@@ -3,22 +3,23 @@ task), each search arm's selected pattern mapped onto a transfer target, each im
 (``--transfer-from``, searched task only) mapped onto the searched task, each tuned baseline's best
 configuration, and ``none``; on the searched task of a study with ``--budgets``, also each search
 seed's and tuned baseline's best of its first ``b`` trials for every smaller budget ``b`` (labelled
-``LABEL@b``, with ``info["budget"] = b``), unless that trial is already evaluated at a larger budget.
+``LABEL@b``, with ``info.budget = b``), unless that trial is already evaluated at a larger budget.
 They come from finished unit results and the study folder only, so a resumed study rebuilds exactly
 the same list.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from autodropout.runs import Trial
 from autodropout.search_spaces import Pattern, SearchSpace
 from autodropout.study.plan import MAIN, StudyDir, Target, arm_label
 from autodropout.study.results import NONE, select_pattern
+from autodropout.study.unit_results import Best, EvalMethod, SearchResult, TuneResult
 from autodropout.tasks import Regularization, Task
 from autodropout.training import pattern_onto_task
 
-Method = tuple[Trial, dict[str, Any]]
+Method = tuple[Trial, EvalMethod]
+#: A search seed's pattern method before it is built: ``(label, arm, k, that search's result)``.
+Searched = tuple[str, str, int | None, SearchResult | None]
 
 
 def eval_methods(study: StudyDir, target: Target, task: Task) -> tuple[list[Method], list[str]]:
@@ -26,85 +27,80 @@ def eval_methods(study: StudyDir, target: Target, task: Task) -> tuple[list[Meth
     evaluated (a search or tuning in which every trial failed)."""
     methods: list[Method] = []
     missing: list[str] = []
-    pattern_methods = _searched(study) if target.key == MAIN else _transferred(study, target, task)
-    for label, arm, k, best in pattern_methods:
-        best = None if best is None else best.get("best")
+    pattern_methods = _searched(study) if target.key == MAIN else _transferred(study, target)
+    for label, arm, k, result in pattern_methods:
+        best = None if result is None else result.best
         if best is None:
             missing.append(f"{label}: no successful trial to evaluate")
             continue
-        source = Trial.from_config(best["config"])
+        source = best.trial
         pattern, space = source.regularization.pattern, source.space
         if target.key != MAIN:
             pattern, space = pattern_onto_task(task, pattern, source.space)
-        methods.append(_pattern_method(target, label, pattern, space, {
-            "arm": arm, "search_seed": k, "source": best["trial_id"], "search_reward": best["reward"]}))
+        methods.append(_pattern_method(target, label, arm, k, pattern, space, best.trial_id, best.reward))
     if target.key == MAIN:
         for imported in study.plan.imports:
             patterns = study.read_import(imported)
             pattern, space = pattern_onto_task(task, patterns.best, patterns.space)
-            methods.append(_pattern_method(target, imported.label, pattern, space, {
-                "arm": imported.label, "search_seed": None, "source": imported.source, "search_reward": None}))
-    tunings = []
+            methods.append(_pattern_method(target, imported.label, imported.label, None, pattern, space,
+                                           imported.source, None))
+    tunings: list[tuple[str, TuneResult]] = []
     for baseline in target.baselines:
         if baseline == NONE:
-            methods.append(_baseline_method(target, baseline, Regularization.none(), None, {}))
+            methods.append(_baseline_method(target, baseline, baseline, None))
             continue
-        result = study.read_result(study.plan.unit("tune", target.key, baseline)) or {}
-        if result.get("best") is None:
+        result = study.read_result(study.plan.unit("tune", target.key, baseline))
+        if result is None or result.best is None:
             missing.append(f"{baseline}: no successful tuning trial to evaluate")
             continue
-        methods.append(_baseline_method(target, baseline, None, result["best"], {}))
+        methods.append(_baseline_method(target, baseline, baseline, result.best))
         tunings.append((baseline, result))
     if target.key == MAIN:
         methods += _at_budgets(study, target, pattern_methods, tunings, methods)
     return methods, missing
 
 
-def _at_budgets(study: StudyDir, target: Target, searched: list[tuple[str, str, int, dict | None]],
-                tunings: list[tuple[str, dict]], methods: list[Method]) -> list[Method]:
+def _at_budgets(study: StudyDir, target: Target, searched: list[Searched], tunings: list[tuple[str, TuneResult]],
+                methods: list[Method]) -> list[Method]:
     """The budget curve's extra methods: per smaller budget (largest first), each search seed's and
     tuned baseline's best of its first ``b`` trials, if not already evaluated for that arm and seed."""
-    evaluated = {(info["arm"], info["search_seed"], info["source"]) for _, info in methods}
+    evaluated = {(info.arm, info.search_seed, info.source) for _, info in methods}
     out: list[Method] = []
     for b in reversed(study.plan.budgets):
         for label, arm, k, result in searched:
-            best = (result or {}).get("best_at", {}).get(str(b))
-            if best is None or (arm, k, best["trial_id"]) in evaluated:
+            best = None if result is None else result.best_at.get(b)
+            if best is None or (arm, k, best.trial_id) in evaluated:
                 continue
-            evaluated.add((arm, k, best["trial_id"]))
-            source = Trial.from_config(best["config"])
-            out.append(_pattern_method(target, f"{label}@{b}", source.regularization.pattern, source.space, {
-                "arm": arm, "search_seed": k, "budget": b, "source": best["trial_id"],
-                "search_reward": best["reward"]}))
+            evaluated.add((arm, k, best.trial_id))
+            source = best.trial
+            out.append(_pattern_method(target, f"{label}@{b}", arm, k, source.regularization.pattern, source.space,
+                                       best.trial_id, best.reward, budget=b))
         for baseline, result in tunings:
-            best = result.get("best_at", {}).get(str(b))
-            if best is None or (baseline, None, best["trial_id"]) in evaluated:
+            best = result.best_at.get(b)
+            if best is None or (baseline, None, best.trial_id) in evaluated:
                 continue
-            evaluated.add((baseline, None, best["trial_id"]))
-            out.append(_baseline_method(target, f"{baseline}@{b}", None, best, {"arm": baseline, "budget": b}))
+            evaluated.add((baseline, None, best.trial_id))
+            out.append(_baseline_method(target, f"{baseline}@{b}", baseline, best, budget=b))
     return out
 
 
-def _baseline_method(target: Target, label: str, regularization: Regularization | None, best: dict | None,
-                     extra: dict[str, Any]) -> Method:
-    """A baseline's method: ``regularization`` (``none``) or the one of tuning trial ``best``."""
-    if best is not None:
-        regularization = Trial.from_config(best["config"]).regularization
-    info = {"search_reward": None if best is None else best["reward"],
-            "source": None if best is None else best["trial_id"]}
+def _baseline_method(target: Target, label: str, arm: str, best: Best | None, budget: int | None = None) -> Method:
+    """A baseline's method: no regularization (``none``, ``best`` is ``None``) or the one of tuning trial ``best``."""
+    regularization = Regularization.none() if best is None else best.trial.regularization
     trial = Trial(target.experiment.task, regularization, 0, None, label)
-    return trial, {"label": label, "arm": label, "search_seed": None, **info, **extra,
-                   "regularization": regularization.describe(), "params": dict(regularization.params),
-                   "pattern": None}
+    return trial, EvalMethod(label, arm, None, None if best is None else best.trial_id,
+                             None if best is None else best.reward, regularization.describe(),
+                             dict(regularization.params), None, budget)
 
 
-def _pattern_method(target: Target, label: str, pattern: Pattern, space: SearchSpace, info: dict[str, Any]) -> Method:
+def _pattern_method(target: Target, label: str, arm: str, k: int | None, pattern: Pattern, space: SearchSpace,
+                    source: str, search_reward: float | None, budget: int | None = None) -> Method:
     trial = Trial(target.experiment.task, Regularization(pattern=pattern), 0, space, label)
-    return trial, {"label": label, **info, "regularization": trial.regularization.describe(), "params": None,
-                   "pattern": pattern.to_json()}
+    return trial, EvalMethod(label, arm, k, source, search_reward, trial.regularization.describe(), None,
+                             pattern.to_json(), budget)
 
 
-def _searched(study: StudyDir) -> list[tuple[str, str, int, dict | None]]:
+def _searched(study: StudyDir) -> list[Searched]:
     """``(label, arm, k, search result)`` per search seed of every arm."""
     plan = study.plan
     out = []
@@ -115,7 +111,7 @@ def _searched(study: StudyDir) -> list[tuple[str, str, int, dict | None]]:
     return out
 
 
-def _transferred(study: StudyDir, target: Target, task: Task) -> list[tuple[str, str, int, dict | None]]:
+def _transferred(study: StudyDir, target: Target) -> list[Searched]:
     """Each search arm's selected pattern (best mean validation on the searched task): the
     ``(label, arm, k, search result)`` of the search it came from."""
     plan = study.plan

@@ -35,10 +35,11 @@ import yaml
 from autodropout.atomic import atomic_write
 from autodropout.controller import searchers
 from autodropout.errors import ConfigError, UserInputError
-from autodropout.folders import check_new_folder
 from autodropout.experiment import ExperimentConfig, experiment_from_dict
+from autodropout.folders import check_new_folder
 from autodropout.search_spaces import PatternSet, load_patterns
 from autodropout.study.baselines import tuning_domain
+from autodropout.study.unit_results import UnitResult, result_from_json
 
 FORMAT = "autodropout.study"
 #: Version 2 added ``imports`` (``--transfer-from``) and ``transfer_budget``; version 1 files read as
@@ -259,15 +260,22 @@ class StudyDir:
     def walls_file(self) -> Path:
         return self.path / "walls.json"
 
-    def read_result(self, unit: Unit) -> dict[str, Any] | None:
-        """The unit's result, or ``None`` while it has not finished."""
+    def read_result(self, unit: Unit) -> UnitResult | None:
+        """The unit's result (:mod:`autodropout.study.unit_results`), or ``None`` while it has not finished;
+        a damaged result file is a :class:`~autodropout.errors.ConfigError` naming the file and the field."""
         path = self.result_file(unit)
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: damaged unit result: {exc}") from None
+        return result_from_json(unit.kind, data, str(path), self.plan.target(unit.target).experiment.task.train.epochs)
 
-    def write_result(self, unit: Unit, result: dict[str, Any]) -> Path:
+    def write_result(self, unit: Unit, result: UnitResult) -> Path:
         path = self.result_file(unit)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
+        return atomic_write(path, json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n")
 
     # -- creating and opening --------------------------------------------------------------------
     @classmethod

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from autodropout.patterns import check_name, patterns_dir, shipped
-from autodropout.runs import Trial
 from autodropout.search_spaces import PatternSet, RankedPattern, load_patterns, save_patterns
+from autodropout.stats import paired, summarize
 from autodropout.study.plan import MAIN, StudyDir, StudyError
 from autodropout.study.results import MethodScores, TargetSummary
-from autodropout.study.stats import paired, summarize
 
 #: The arms whose pattern can be published: the LSTM controller's, cold or warm-started.
 PUBLISHED_ARMS = ("lstm", "lstm-warm")
@@ -51,14 +50,14 @@ def write_pattern_files(study: StudyDir, summaries: list[TargetSummary]) -> list
         sign = 1 if main.mode == "max" else -1
         ranked = sorted(arm.members, key=lambda m: -sign * statistics.fmean(m.val.values()) if m.val else 0.0)
         searches = [study.read_result(study.plan.unit("search", MAIN, m.label)) for m in ranked]
-        best = searches[0]["best"]
-        space = Trial.from_config(best["config"]).space
-        entries = [RankedPattern(rank, Trial.from_config(s["best"]["config"]).regularization.pattern,
-                                 s["best"]["reward"], s["best"]["trial_id"])
+        best = searches[0].best
+        space = best.trial.space
+        entries = [RankedPattern(rank, s.best.trial.regularization.pattern, s.best.reward, s.best.trial_id)
                    for rank, s in enumerate(searches, start=1)]
-        source = {"experiment": main.experiment, "trial_id": best["trial_id"], "metric": main.metric,
-                  "value": best["value"], "reward": best["reward"], "created": evaluation["finished"],
-                  "site_shapes": searches[0].get("site_shapes"),
+        shapes = searches[0].site_shapes
+        source = {"experiment": main.experiment, "trial_id": best.trial_id, "metric": main.metric,
+                  "value": best.value, "reward": best.reward, "created": evaluation.finished,
+                  "site_shapes": None if shapes is None else [list(s) for s in shapes],
                   "study": study_provenance(study, summaries, arm.name, ranked[0])}
         path = pattern_file(study, arm.name)
         path.parent.mkdir(exist_ok=True)

@@ -11,25 +11,23 @@ from typing import Any
 
 from autodropout.atomic import atomic_write
 from autodropout.controller import searchers
+from autodropout.stats import fmt, interval, mean_se, summarize, verdict
 from autodropout.study.baselines import describe_domain, tuning_domain
-from autodropout.study.curves import Curve, CurveComparison, budget_curves, curve_comparisons
+from autodropout.study.curves import Curve, budget_curves, curve_comparisons
 from autodropout.study.plan import MAIN, StudyDir, Target, is_warm, searcher_of
 from autodropout.study.provenance import write_pattern_files
 from autodropout.study.results import (
     NONE,
     ArmSummary,
-    Comparison,
     CostRow,
     TargetSummary,
     cost_rows,
     search_curves,
     summarize_study,
 )
-from autodropout.study.stats import Summary, summarize
+from autodropout.study.unit_results import EvalMethod
 from autodropout.workers.lattice import TUNER
 
-#: The tuner of the results that name none (studies from before the lattice tuner).
-RANDOM_TUNER = "Ray Tune's random search (BasicVariantGenerator)"
 REPORT_FILES = ("report.md", "report.json", "search_curves.png", "test_metrics.png", "budget_curves.png",
                 "best_pattern.png")
 
@@ -50,41 +48,11 @@ def write_report(study: StudyDir) -> list[Path]:
     return written
 
 
-def _number(value: float, digits: int, sign: str = "") -> str:
-    """``digits`` significant digits, trailing zeros kept (0.8600), no exponent below ``10**digits``."""
-    if abs(value) >= 10 ** digits:
-        return f"{value:{sign}.0f}"
-    return f"{value:{sign}#.{digits}g}".rstrip(".")
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else _number(value, digits)
-
-
-def _signed(value: float | None) -> str:
-    return "-" if value is None else _number(value, 3, "+")
-
-
-def _ci(s: Summary, signed: bool = False) -> str:
-    if s.low is None:
-        return "-"
-    f = _signed if signed else _fmt
-    return f"[{f(s.low)}, {f(s.high)}]"
-
-
-def _mean_se(s: Summary, signed: bool = False) -> str:
-    head = _signed(s.mean) if signed else _fmt(s.mean)
-    if s.se is None:
-        return head
-    se = 0.0 if s.se < 1e-12 * max(1.0, abs(s.mean)) else s.se
-    return head + " ± " + (_number(se, 2) if se else "0")
-
-
-def describe_method(info: dict[str, Any]) -> str:
+def describe_method(info: EvalMethod) -> str:
     """``dropblock(p=0.123, block_size=5)``, ``learned conv pattern (3 sites)``, ``none``."""
-    if info.get("params"):
-        return f"{info['arm']}({_params(info['params'])})"
-    return str(info["regularization"])
+    if info.params:
+        return f"{info.arm}({_params(info.params)})"
+    return info.regularization
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -95,16 +63,10 @@ def _describe_arm(arm: ArmSummary) -> str:
     if not arm.members:
         return "not evaluated"
     if arm.kind == "imported":
-        return f"{describe_method(arm.members[0].info)}, imported from {arm.members[0].info['source']}"
+        return f"{describe_method(arm.members[0].info)}, imported from {arm.members[0].info.source}"
     if len(arm.members) == 1:
         return describe_method(arm.members[0].info)
     return f"{len(arm.members)} patterns (one per search seed), averaged per training seed"
-
-
-def verdict(target: TargetSummary, c: Comparison | CurveComparison) -> str:
-    if not c.diff.excludes_zero():
-        return "no difference at 95%"
-    return "better" if target.better(c.diff.mean) else "worse"
 
 
 def markdown(study: StudyDir, summaries: list[TargetSummary], costs: list[CostRow], figures: set[str],
@@ -177,25 +139,26 @@ def arm_text(arm: str) -> str:
 def _warm_lines(study: StudyDir) -> list[str]:
     """Where the warm-started arms started, as their first finished search recorded it."""
     for unit in study.plan.search_units():
-        start = (study.read_result(unit) or {}).get("start")
+        result = study.read_result(unit)
+        start = None if result is None else result.start
         if start is not None:
-            return [f"- warm start: `--start-from {start['spec']}` (the best of the tuned mask baselines "
-                    f"{', '.join(t.rsplit('/', 1)[1] for t in start['tunings'])} by tuning reward, "
-                    f"{_fmt(start['reward'])}); those tunings count in the warm arms' cost"]
+            return [f"- warm start: `--start-from {start.spec}` (the best of the tuned mask baselines "
+                    f"{', '.join(t.rsplit('/', 1)[1] for t in start.tunings)} by tuning reward, "
+                    f"{fmt(start.reward)}); those tunings count in the warm arms' cost"]
     return []
 
 
 def _domain(study: StudyDir, target: Target, baseline: str) -> str:
     """The domain ``baseline`` was tuned over on ``target``, as its result recorded it (a study keeps the
     domain it ran with); before it has finished, the one it will run with."""
-    result = study.read_result(study.plan.unit("tune", target.key, baseline)) or {}
-    return describe_domain(result.get("domain") or tuning_domain(baseline, target.experiment.task.kind))
+    result = study.read_result(study.plan.unit("tune", target.key, baseline))
+    return describe_domain((result and result.domain) or tuning_domain(baseline, target.experiment.task.kind))
 
 
 def _tuners(study: StudyDir) -> str:
     """How the finished tunings chose their trials (before any has finished, how they will)."""
     results = [study.read_result(unit) for unit in study.plan.units() if unit.kind == "tune"]
-    return "; ".join(sorted({r.get("tuner", RANDOM_TUNER) for r in results if r is not None})) or TUNER
+    return "; ".join(sorted({r.tuner for r in results if r is not None})) or TUNER
 
 
 def _target_section(study: StudyDir, t: TargetSummary) -> list[str]:
@@ -206,15 +169,15 @@ def _target_section(study: StudyDir, t: TargetSummary) -> list[str]:
              "|---|---|---|---|---|---|"]
     for arm in t.arms:
         what = _describe_arm(arm)
-        lines.append(f"| {arm.name} | {what} | {_fmt(arm.val.mean)} | {_mean_se(arm.test)} | {_ci(arm.test)} "
+        lines.append(f"| {arm.name} | {what} | {fmt(arm.val.mean)} | {mean_se(arm.test)} | {interval(arm.test)} "
                      f"| {arm.test.n} |")
     lines += ["", f"Best tuned baseline (by mean validation {t.metric}): **{t.best_baseline or '-'}**.", "",
               f"Paired test differences (arm - reference, same training seeds; {better} is better):", "",
               "| arm | reference | difference (mean ± SE) | 95% CI | verdict |", "|---|---|---|---|---|"]
     for c in t.comparisons:
         reference = c.reference + (" (best tuned)" if c.reference == t.best_baseline else "")
-        lines.append(f"| {c.arm} | {reference} | {_mean_se(c.diff, True)} | {_ci(c.diff, True)} "
-                     f"| {verdict(t, c)} |")
+        lines.append(f"| {c.arm} | {reference} | {mean_se(c.diff, True)} | {interval(c.diff, True)} "
+                     f"| {verdict(c.diff, t.mode)} |")
     if t.key == MAIN:
         lines += ["", "Each search seed's best pattern on its own:", "",
                   f"| pattern | search reward | val {t.metric} | test {t.metric} (mean ± SE) | 95% CI |",
@@ -223,8 +186,8 @@ def _target_section(study: StudyDir, t: TargetSummary) -> list[str]:
             for m in arm.members:
                 test = summarize(list(m.test.values()))
                 val = summarize(list(m.val.values()))
-                lines.append(f"| {m.label} | {_fmt(m.info.get('search_reward'))} | {_fmt(val.mean)} "
-                             f"| {_mean_se(test)} | {_ci(test)} |")
+                lines.append(f"| {m.label} | {fmt(m.info.search_reward)} | {fmt(val.mean)} "
+                             f"| {mean_se(test)} | {interval(test)} |")
     if t.missing:
         lines += ["", "Not evaluated: " + "; ".join(t.missing) + "."]
     return lines + [""]
@@ -243,10 +206,10 @@ def _curve_section(study: StudyDir, t: TargetSummary, curves: list[Curve]) -> li
         at = {p.budget: p for p in curve.points}
         if len(curve.points) == 1 and curve.points[0].budget < budgets[0]:  # none (0 trials), one-trial baselines
             p = curve.points[0]
-            cells = [f"{_mean_se(p.test)} at {p.budget} trial{'s' * (p.budget != 1)}"] + [""] * (len(budgets) - 1)
+            cells = [f"{mean_se(p.test)} at {p.budget} trial{'s' * (p.budget != 1)}"] + [""] * (len(budgets) - 1)
             cpu = p.cpu_s
         else:
-            cells = [_mean_se(at[b].test) if b in at else "-" for b in budgets]
+            cells = [mean_se(at[b].test) if b in at else "-" for b in budgets]
             cpu = at[budgets[-1]].cpu_s if budgets[-1] in at else None
         lines.append(f"| {curve.arm} | " + " | ".join(cells) + f" | {'-' if cpu is None else f'{cpu / 3600:.2f}'} |")
     comparisons = curve_comparisons(study, curves)
@@ -254,8 +217,8 @@ def _curve_section(study: StudyDir, t: TargetSummary, curves: list[Curve]) -> li
         lines += ["", f"Searcher - random search started the same way, paired over search seeds ({better} is better):",
                   "", "| arm | reference | b | difference (mean ± SE) | 95% CI | verdict |", "|---|---|---|---|---|---|"]
         for c in comparisons:
-            lines.append(f"| {c.arm} | {c.reference} | {c.budget} | {_mean_se(c.diff, True)} | {_ci(c.diff, True)} "
-                         f"| {verdict(t, c)} |")
+            lines.append(f"| {c.arm} | {c.reference} | {c.budget} | {mean_se(c.diff, True)} | {interval(c.diff, True)} "
+                         f"| {verdict(c.diff, t.mode)} |")
     return lines + [""]
 
 
@@ -269,8 +232,8 @@ def _search_section(study: StudyDir) -> list[str]:
             third = max(1, len(ok) // 3)
             first = sum(ok[:third]) / len(ok[:third]) if ok else None
             last = sum(ok[-third:]) / len(ok[-third:]) if ok else None
-            lines.append(f"| {arm} | {k} | {len(rewards)} ({len(rewards) - len(ok)}) | {_fmt(max(ok, default=None))} "
-                         f"| {_fmt(first)} | {_fmt(last)} |")
+            lines.append(f"| {arm} | {k} | {len(rewards)} ({len(rewards) - len(ok)}) | {fmt(max(ok, default=None))} "
+                         f"| {fmt(first)} | {fmt(last)} |")
     lines += ["", "| target | tuned baseline | domain | best configuration | best reward | trials (failed) |",
               "|---|---|---|---|---|---|"]
     for target in study.plan.targets:
@@ -278,11 +241,11 @@ def _search_section(study: StudyDir) -> list[str]:
             result = study.read_result(study.plan.unit("tune", target.key, baseline))
             if result is None:
                 continue
-            failed = sum(t["status"] != "done" for t in result["trials"])
-            best = result["best"]
-            config = "-" if best is None else _params(best["config"]["regularizer"]["params"])
+            failed = sum(t.status != "done" for t in result.trials)
+            best = result.best
+            config = "-" if best is None else _params(best.trial.regularization.params)
             lines.append(f"| {target.key} | {baseline} | {_domain(study, target, baseline)} | {config} "
-                         f"| {_fmt(best['reward'] if best else None)} | {len(result['trials'])} ({failed}) |")
+                         f"| {fmt(best.reward if best else None)} | {len(result.trials)} ({failed}) |")
     return lines + [""]
 
 
@@ -295,7 +258,7 @@ def _cost_section(costs: list[CostRow]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     for c in costs:
         lines.append(f"| {c.target} | {c.arm} | {c.trials} | {c.epochs} | {c.cpu_s:.0f} | {c.gpu_s:.0f} | {c.wall_s:.0f}s "
-                     f"| {_fmt(c.trials_per_hour, 3)} | {'-' if c.eval_cpu_s is None else f'{c.eval_cpu_s:.0f}'} |")
+                     f"| {fmt(c.trials_per_hour, 3)} | {'-' if c.eval_cpu_s is None else f'{c.eval_cpu_s:.0f}'} |")
     return lines + [""]
 
 
@@ -304,7 +267,7 @@ def report_json(study: StudyDir, summaries: list[TargetSummary], costs: list[Cos
     def arm(a: Any) -> dict[str, Any]:
         return {"name": a.name, "kind": a.kind, "search": a.search, "val": a.val.to_json(), "test": a.test.to_json(),
                 "test_by_seed": {str(k): v for k, v in a.test_by_seed.items()},
-                "methods": [{"label": m.label, "search_seed": m.search_seed, "regularization": m.info["regularization"],
+                "methods": [{"label": m.label, "search_seed": m.search_seed, "regularization": m.info.regularization,
                              "val": {str(k): v for k, v in m.val.items()},
                              "test": {str(k): v for k, v in m.test.items()}, "failed": m.failed} for m in a.members]}
 

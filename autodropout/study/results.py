@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+from autodropout.stats import Summary, paired, per_seed_mean, summarize
 from autodropout.study.plan import MAIN, StudyDir, StudyPlan, Target, Unit, arm_of, is_warm, searcher_of
-from autodropout.study.stats import Summary, paired, per_seed_mean, summarize
+from autodropout.study.unit_results import EvalMethod, EvalResult, SearchResult, TuneResult
 
 NONE = "none"
 
@@ -34,7 +35,7 @@ class MethodScores:
     label: str
     arm: str
     search_seed: int | None
-    info: dict[str, Any]
+    info: EvalMethod
     val: dict[int, float]
     test: dict[int, float]
     failed: int
@@ -43,7 +44,7 @@ class MethodScores:
     def budget(self) -> int | None:
         """The smaller budget of the curve this method is the best at (``--budgets``); ``None`` for
         the study's own budget, the method every table uses."""
-        return self.info.get("budget")
+        return self.info.budget
 
 
 #: What an arm is: a search arm of this study, a pattern imported with ``--transfer-from``, or a
@@ -89,19 +90,15 @@ class TargetSummary:
     def arm(self, name: str) -> ArmSummary | None:
         return next((a for a in self.arms if a.name == name), None)
 
-    def better(self, value: float) -> bool:
-        return value > 0 if self.mode == "max" else value < 0
 
-
-def method_scores(evaluation: dict[str, Any]) -> list[MethodScores]:
+def method_scores(evaluation: EvalResult) -> list[MethodScores]:
     """Every method of an evaluation result, in table order."""
     scores = []
-    for info in evaluation["methods"]:
-        cells = [c for c in evaluation["cells"] if c["label"] == info["label"]]
-        ok = [c for c in cells if c["error"] is None]
-        scores.append(MethodScores(info["label"], info["arm"], info.get("search_seed"), info,
-                                   {c["seed"]: c["val"] for c in ok}, {c["seed"]: c["test"] for c in ok},
-                                   len(cells) - len(ok)))
+    for info in evaluation.methods:
+        cells = [c for c in evaluation.cells if c.label == info.label]
+        ok = [c for c in cells if c.error is None]
+        scores.append(MethodScores(info.label, info.arm, info.search_seed, info, {c.seed: c.val for c in ok},
+                                   {c.seed: c.test for c in ok}, len(cells) - len(ok)))
     return scores
 
 
@@ -110,16 +107,16 @@ def _key(values: dict[int, float], mode: str) -> float:
     return mean if mode == "max" else -mean
 
 
-def select_pattern(evaluation: dict[str, Any], arm: str) -> MethodScores | None:
+def select_pattern(evaluation: EvalResult, arm: str) -> MethodScores | None:
     """The arm's pattern with the best mean validation metric (first on a tie), or ``None``."""
     candidates = [m for m in method_scores(evaluation)
                   if m.arm == arm and m.search_seed is not None and m.budget is None and m.val]
-    return max(candidates, key=lambda m: _key(m.val, evaluation["mode"]), default=None)
+    return max(candidates, key=lambda m: _key(m.val, evaluation.mode), default=None)
 
 
-def summarize_target(plan: StudyPlan, target: Target, evaluation: dict[str, Any]) -> TargetSummary:
+def summarize_target(plan: StudyPlan, target: Target, evaluation: EvalResult) -> TargetSummary:
     """Arms, the best tuned baseline and the paired comparisons of one evaluated target."""
-    mode = evaluation["mode"]
+    mode = evaluation.mode
     members = method_scores(evaluation)
     arms = []
     imported = plan.imported_on(target)
@@ -132,8 +129,8 @@ def summarize_target(plan: StudyPlan, target: Target, evaluation: dict[str, Any]
     tuned = [a for a in arms if a.kind == "baseline" and a.name != NONE and a.val_by_seed]
     best = max(tuned, key=lambda a: _key(a.val_by_seed, mode), default=None)
     comparisons = _comparisons(plan, arms, best)
-    return TargetSummary(target.key, target.experiment.name, evaluation["metric"], mode, arms,
-                         best.name if best else None, comparisons, list(evaluation.get("missing", [])))
+    return TargetSummary(target.key, target.experiment.name, evaluation.metric, mode, arms,
+                         best.name if best else None, comparisons, list(evaluation.missing))
 
 
 def _comparisons(plan: StudyPlan, arms: list[ArmSummary], best: ArmSummary | None) -> list[Comparison]:
@@ -171,10 +168,15 @@ def search_curves(study: StudyDir) -> dict[str, list[list[float | None]]]:
     (``None`` for a failed trial); only finished searches."""
     curves: dict[str, list[list[float | None]]] = {arm: [] for arm in study.plan.arms}
     for unit in study.plan.search_units():
-        result = study.read_result(unit)
+        result: SearchResult | None = study.read_result(unit)
         if result is not None:
-            curves[result["arm"]].append([t["reward"] if t["status"] == "done" else None for t in result["trials"]])
+            curves[result.arm].append(_rewards(result))
     return curves
+
+
+def _rewards(result: SearchResult | TuneResult) -> list[float | None]:
+    """The validation reward of each trial in sampling order (``None`` for a failed trial)."""
+    return [t.reward if t.status == "done" else None for t in result.trials]
 
 
 def tuning_curves(study: StudyDir, key: str = MAIN) -> dict[str, list[float | None]]:
@@ -185,7 +187,7 @@ def tuning_curves(study: StudyDir, key: str = MAIN) -> dict[str, list[float | No
             continue
         result = study.read_result(study.plan.unit("tune", key, baseline))
         if result is not None:
-            curves[baseline] = [t["reward"] if t["status"] == "done" else None for t in result["trials"]]
+            curves[baseline] = _rewards(result)
     return curves
 
 
@@ -227,24 +229,22 @@ def cost_rows(study: StudyDir) -> list[CostRow]:
             results = [r for r in map(study.read_result, units) if r is not None]
             if len(results) < len(units):
                 continue
-            total = {k: sum(r["cost"].get(k, 0.0) for r in results) for k in ("trials", "cpu_s", "gpu_s", "wall_s")}
-            # Results written before studies took a scheduler have no epochs: every trial ran its schedule then.
-            epochs = sum(r["cost"].get("epochs", r["cost"]["trials"] * target.experiment.task.train.epochs)
-                         for r in results)
-            rows.append(CostRow(target.key, name, int(total["trials"]), total["cpu_s"], total["gpu_s"],
-                                total["wall_s"], _eval_cpu(evaluation, name), int(epochs)))
+            costs = [r.cost for r in results]
+            rows.append(CostRow(target.key, name, sum(c.trials for c in costs), sum(c.cpu_s for c in costs),
+                                sum(c.gpu_s for c in costs), sum(c.wall_s for c in costs), _eval_cpu(evaluation, name),
+                                sum(c.epochs for c in costs)))
     return rows
 
 
 def _start_tunings(study: StudyDir, searches: list[Unit]) -> set[str]:
     """The ids of the tunings a warm arm's searches chose their start point from."""
-    return {unit for r in map(study.read_result, searches) if r is not None for unit in r["start"]["tunings"]}
+    return {unit for r in map(study.read_result, searches) if r is not None for unit in r.start.tunings}
 
 
-def _eval_cpu(evaluation: dict[str, Any] | None, arm: str) -> float | None:
+def _eval_cpu(evaluation: EvalResult | None, arm: str) -> float | None:
     if evaluation is None:
         return None
-    cost = evaluation["cost"]
-    per_second = cost["cpu_s"] / cost["trial_s"] if cost["trial_s"] else 0.0
-    labels = {m["label"] for m in evaluation["methods"] if m["arm"] == arm}
-    return per_second * sum(c["seconds"] for c in evaluation["cells"] if c["label"] in labels)
+    cost = evaluation.cost
+    per_second = cost.cpu_s / cost.trial_s if cost.trial_s else 0.0
+    labels = {m.label for m in evaluation.methods if m.arm == arm}
+    return per_second * sum(c.seconds for c in evaluation.cells if c.label in labels)

@@ -16,11 +16,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from autodropout.checks import finite
 from autodropout.experiment import ExperimentConfig
 from autodropout.runs import RunDir, RunDirError, TrialRecord, read_trials
 from autodropout.study.methods import eval_methods
 from autodropout.study.plan import StudyDir, Unit, arm_of, is_warm, searcher_of
 from autodropout.study.progress import ended_trials
+from autodropout.study.unit_results import (
+    Best,
+    Cell,
+    Cost,
+    EvalResult,
+    SearchResult,
+    TrialRow,
+    TuneResult,
+    UnitResult,
+)
 from autodropout.study.warm_start import warm_start
 from autodropout.tasks import build_task, task_sites
 from autodropout.tasks.reward import METRICS
@@ -42,7 +53,7 @@ def check_ended(study: StudyDir, unit: Unit, expected: int) -> None:
         raise UnitInterrupted(f"{unit.id} stopped with {ended} of {expected} trials ended")
 
 
-def run_unit(study: StudyDir, unit: Unit) -> dict[str, Any]:
+def run_unit(study: StudyDir, unit: Unit) -> UnitResult:
     """Run (or continue) ``unit`` and return its result (the caller writes it); a unit that Ray Tune
     stopped early (Ctrl-C) raises :class:`UnitInterrupted` and leaves no result."""
     logging.getLogger(_RESTORE_LOGGER).setLevel(logging.ERROR)
@@ -57,7 +68,7 @@ def experiment_dir(study: StudyDir, unit: Unit) -> Path:
     return study.unit_dir(unit) / (GRID_NAME if unit.kind == "eval" else EXPERIMENT_NAME)
 
 
-def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
+def _search(study: StudyDir, unit: Unit) -> SearchResult:
     from autodropout.workers.run import resume_search, run_search
     from autodropout.workers.tuned import restorable
 
@@ -68,7 +79,7 @@ def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
     start = warm_start(study) if is_warm(arm) else None
     experiment = plan.main.experiment.with_search(trials=plan.budget, controller=searcher_of(arm),
                                                   concurrency=plan.concurrency,
-                                                  start_from=None if start is None else start["spec"])
+                                                  start_from=None if start is None else start.spec)
     if _run_dir(folder) is not None and restorable(experiment_dir(study, unit)):
         resume_search(folder, quiet=True)
     else:
@@ -77,11 +88,11 @@ def _search(study: StudyDir, unit: Unit) -> dict[str, Any]:
     check_ended(study, unit, plan.budget)
     records = read_trials(experiment_dir(study, unit), RunDir.open(folder).metric)
     sites = task_sites(experiment.task)
-    return _trials_result(unit, records, experiment, seed, plan.budgets, arm=arm, search_seed=seed, start=start,
-                          site_shapes=[list(s) for s in sites.shapes] if sites else None)
+    return SearchResult(**_trials_fields(unit, records, experiment, seed, plan.budgets), arm=arm, search_seed=seed,
+                        start=start, site_shapes=tuple(tuple(s) for s in sites.shapes) if sites else None)
 
 
-def _tune(study: StudyDir, unit: Unit) -> dict[str, Any]:
+def _tune(study: StudyDir, unit: Unit) -> TuneResult:
     from autodropout.study.baselines import tuning_domain
     from autodropout.workers.lattice import TUNER
     from autodropout.workers.tuned import restorable, resume_tuned, tune_regularizer
@@ -97,11 +108,11 @@ def _tune(study: StudyDir, unit: Unit) -> dict[str, Any]:
                          concurrency=study.plan.concurrency)
     check_ended(study, unit, unit.trials)
     records = read_trials(experiment_dir(study, unit), build_task_metric(experiment))
-    return _trials_result(unit, records, experiment, seed, study.plan.budgets, baseline=unit.name, domain=domain,
-                          tuner=TUNER)
+    return TuneResult(**_trials_fields(unit, records, experiment, seed, study.plan.budgets), baseline=unit.name,
+                      domain=domain, tuner=TUNER)
 
 
-def _evaluate(study: StudyDir, unit: Unit) -> dict[str, Any]:
+def _evaluate(study: StudyDir, unit: Unit) -> EvalResult:
     from autodropout.workers.parallel import run_grid
 
     target = study.plan.target(unit.target)
@@ -109,27 +120,26 @@ def _evaluate(study: StudyDir, unit: Unit) -> dict[str, Any]:
     methods, missing = eval_methods(study, target, task)
     by_label = {trial.label: trial for trial, _ in methods}
     search = target.experiment.search
-    cells: list[dict[str, Any]] = []
+    cells: list[Cell] = []
     grid = run_grid(task, list(by_label.values()), study.plan.eval_seeds, search.cpus_per_trial,
                     search.gpus_per_trial, progress=False, storage=study.unit_dir(unit)) if by_label else iter(())
     for cell in grid:
         if not cells:  # the grid has run: every (method, seed) must have ended
             check_ended(study, unit, len(by_label) * len(study.plan.eval_seeds))
-        record: dict[str, Any] = {"label": cell.method, "seed": cell.seed, "seconds": cell.seconds, "val": None,
-                                  "test": None, "error": cell.error}
-        if cell.state is not None:
-            model = task.build_model(by_label[cell.method].regularization).to(task.device)
-            model.load_state_dict(cell.state)
-            val, test = task.evaluate(model, "val"), task.evaluate(model, "test")
-            record.update(val=_finite(val[task.metric]), test=_finite(test[task.metric]),
-                          val_metrics=_finite_dict(val), test_metrics=_finite_dict(test))
-            if record["val"] is None or record["test"] is None:
-                record["error"] = "non-finite metric"
-        cells.append(record)
-    seconds = sum(c["seconds"] for c in cells)
-    return {**_head(unit, task.metric), "methods": [info for _, info in methods], "missing": missing,
-            "cells": cells, "cost": _cost(len(cells), seconds, target.experiment,
-                                                       len(cells) * target.experiment.task.train.epochs)}
+        if cell.state is None:
+            cells.append(Cell(cell.method, cell.seed, cell.seconds, None, None, cell.error))
+            continue
+        model = task.build_model(by_label[cell.method].regularization).to(task.device)
+        model.load_state_dict(cell.state)
+        val, test = task.evaluate(model, "val"), task.evaluate(model, "test")
+        scores = finite(val[task.metric]), finite(test[task.metric])
+        error = "non-finite metric" if None in scores else cell.error
+        cells.append(Cell(cell.method, cell.seed, cell.seconds, *scores, error,
+                          {k: finite(v) for k, v in val.items()}, {k: finite(v) for k, v in test.items()}))
+    seconds = sum(c.seconds for c in cells)
+    return EvalResult(**_head(unit, task.metric), methods=tuple(info for _, info in methods), missing=tuple(missing),
+                      cells=tuple(cells), cost=_cost(len(cells), seconds, target.experiment,
+                                                     len(cells) * target.experiment.task.train.epochs))
 
 
 def build_task_metric(experiment: ExperimentConfig) -> str:
@@ -139,40 +149,36 @@ def build_task_metric(experiment: ExperimentConfig) -> str:
     return task_class(experiment.task.kind).metric
 
 
-def _trials_result(unit: Unit, records: list[TrialRecord], experiment: ExperimentConfig, seed: int,
-                   budgets: tuple[int, ...], **extra: Any) -> dict[str, Any]:
-    """The unit's trials, its best on validation and, under ``best_at``, its best among its first
-    ``b`` trials (in sampling order) for each budget ``b`` of the curve below its own trial count."""
+def _trials_fields(unit: Unit, records: list[TrialRecord], experiment: ExperimentConfig, seed: int,
+                   budgets: tuple[int, ...]) -> dict[str, Any]:
+    """The fields of a search's or tuning's result (:class:`~autodropout.study.unit_results.TrialsResult`):
+    the unit's trials, its best on validation and, under ``best_at``, its best among its first ``b``
+    trials (in sampling order) for each budget ``b`` of the curve below its own trial count."""
     metric = build_task_metric(experiment)
 
-    def best_of(first: int) -> dict[str, Any] | None:  # records are in sampling order (read_trials)
+    def best_of(first: int) -> Best | None:  # records are in sampling order (read_trials)
         done = [r for r in records[:first] if r.status == "done" and r.reward is not None and math.isfinite(r.reward)]
         best = max(done, key=lambda r: r.reward, default=None)
-        return None if best is None else {"trial_id": best.trial_id, "reward": best.reward,
-                                          "value": _finite(best.metric), "config": best.trial.to_config()}
+        return None if best is None else Best(best.trial_id, best.reward, finite(best.metric), best.trial.to_config())
 
-    trials = [{"index": r.index, "trial_id": r.trial_id, "status": r.status, "reward": _finite(r.reward),
-               "value": _finite(r.metric), "seconds": r.duration_s,
-               "params": None if r.trial.space else dict(r.trial.regularization.params), "tokens": r.trial.tokens}
-              for r in records]
-    return {**_head(unit, metric), **extra, "seed": seed, "trials": trials, "best": best_of(len(records)),
-            "best_at": {str(b): best_of(b) for b in budgets if b < len(records)},
-            "cost": _cost(len(records), sum(r.duration_s for r in records), experiment,
-                          sum(r.epochs for r in records))}
+    trials = tuple(TrialRow(r.index, r.trial_id, r.status, finite(r.reward), finite(r.metric), r.duration_s,
+                            None if r.trial.space else dict(r.trial.regularization.params),
+                            None if r.trial.tokens is None else tuple(r.trial.tokens)) for r in records)
+    return dict(**_head(unit, metric), seed=seed, trials=trials, best=best_of(len(records)),
+                best_at={b: best_of(b) for b in budgets if b < len(records)},
+                cost=_cost(len(records), sum(r.duration_s for r in records), experiment,
+                           sum(r.epochs for r in records)))
 
 
 def _head(unit: Unit, metric: str) -> dict[str, Any]:
-    return {"format": "autodropout.study.unit", "unit": unit.id, "kind": unit.kind, "target": unit.target,
-            "name": unit.name, "metric": metric, "mode": METRICS[metric],
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return dict(unit=unit.id, target=unit.target, name=unit.name, metric=metric, mode=METRICS[metric],
+                finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _cost(trials: int, seconds: float, experiment: ExperimentConfig, epochs: int) -> dict[str, Any]:
-    """Trial-seconds, what they cost in CPU- and GPU-seconds at the experiment's resources per trial,
-    and the epochs trained (below trials x schedule when a trial scheduler stopped some)."""
+def _cost(trials: int, seconds: float, experiment: ExperimentConfig, epochs: int) -> Cost:
+    """The unit's :class:`Cost` at the experiment's resources per trial (the driver adds the wall time)."""
     s = experiment.search
-    return {"trials": trials, "trial_s": seconds, "cpu_s": seconds * s.cpus_per_trial,
-            "gpu_s": seconds * s.gpus_per_trial, "epochs": epochs}
+    return Cost(trials, seconds, seconds * s.cpus_per_trial, seconds * s.gpus_per_trial, epochs)
 
 
 def _run_dir(folder: Path) -> RunDir | None:
@@ -186,11 +192,3 @@ def _clear(folder: Path) -> None:
     """Remove what a driver killed before Tune's first saved state left in a unit's own folder."""
     if folder.exists():
         shutil.rmtree(folder)
-
-
-def _finite(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def _finite_dict(values: dict[str, Any]) -> dict[str, float | None]:
-    return {k: _finite(v) for k, v in values.items()}

@@ -10,10 +10,12 @@ It is made from the tunings' own rewards: the final evaluation runs after the wa
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from autodropout.study.baselines import tunable_baselines
 from autodropout.study.plan import MAIN, StudyDir, StudyError, StudyPlan, is_warm
+from autodropout.study.unit_results import WarmStart
 from autodropout.tasks import task_class
 from autodropout.tasks.baseline_pattern import MASKS
 
@@ -35,21 +37,22 @@ def check_warm(plan: StudyPlan) -> None:
                          f"baseline, and --baselines has none (add one of: {', '.join(masks)})")
 
 
-def warm_start(study: StudyDir) -> dict[str, Any]:
-    """``{"spec", "baseline", "reward", "tunings"}``: the start point (a ``--start-from`` spec), the
-    baseline it comes from, that tuning's best validation reward, and the unit ids of every mask
-    tuning consulted. Raises :class:`StudyError` when no mask tuning has a successful trial."""
+def warm_start(study: StudyDir) -> WarmStart:
+    """The start point (a ``--start-from`` spec), the baseline it comes from, that tuning's best
+    validation reward, and the unit ids of every mask tuning consulted. Raises :class:`StudyError` when
+    no mask tuning has a successful trial."""
     plan = study.plan
-    best: tuple[float, str, dict[str, Any]] | None = None
+    best: tuple[float, str, Mapping[str, Any]] | None = None
     tunings = []
     for baseline in mask_baselines(plan):
         unit = plan.unit("tune", MAIN, baseline)
         tunings.append(unit.id)
-        found = (study.read_result(unit) or {}).get("best")
-        if found is not None and (best is None or found["reward"] > best[0]):
-            best = (found["reward"], baseline, found["config"]["regularizer"]["params"])
+        result = study.read_result(unit)
+        found = None if result is None else result.best
+        if found is not None and (best is None or found.reward > best[0]):
+            best = (found.reward, baseline, found.trial.regularization.params)
     if best is None:
         raise StudyError(f"{study.path}: no tuned mask baseline has a successful trial to start the warm arms from")
     reward, baseline, params = best
     spec = baseline + (":" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items())) if params else "")
-    return {"spec": spec, "baseline": baseline, "reward": reward, "tunings": tunings}
+    return WarmStart(spec, baseline, reward, tuple(tunings))

@@ -15,11 +15,11 @@ import pytest
 import torch
 from torch import nn
 
-from tests.regularizers import structured_dropout_theory as theory
 from autodropout.regularizers.dropblock import dropblock
 from autodropout.regularizers.dropconnect import DropConnect
 from autodropout.regularizers.dropout import dropout
 from autodropout.regularizers.droppath import drop_path
+from tests.regularizers import structured_dropout_theory as theory
 
 P = 0.4
 THETA = 1 - P

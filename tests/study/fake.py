@@ -8,6 +8,17 @@ from autodropout.search_spaces import ConvSpace
 from autodropout.study.baselines import tuning_domain
 from autodropout.study.plan import ARMS, WARM_ARMS, StudyDir, arm_of, is_warm
 from autodropout.study.request import make_plan
+from autodropout.study.unit_results import (
+    Best,
+    Cell,
+    Cost,
+    EvalMethod,
+    EvalResult,
+    SearchResult,
+    TrialRow,
+    TuneResult,
+    WarmStart,
+)
 from autodropout.tasks import Regularization, task_sites
 from autodropout.workers.lattice import TUNER
 from tests.helpers import trial_for_tokens
@@ -38,24 +49,33 @@ EVOLUTION = {
     "evolution-s1": ([0.89] * 3, [0.87, 0.88, 0.86]),
 }
 #: Where the fake warm arms started.
-START = {"spec": "dropout:p=0.2", "baseline": "dropout", "reward": 0.8, "tunings": ["tune/main/dropout"]}
+START = WarmStart("dropout:p=0.2", "dropout", 0.8, ("tune/main/dropout",))
 
 
-def _cost(trials: int, seconds: float) -> dict:
-    return {"trials": trials, "trial_s": seconds, "cpu_s": seconds, "gpu_s": 0.0, "wall_s": seconds / 2,
-            "epochs": 2 * trials}  # every trial ran the tiny schedule's 2 epochs
+def _cost(trials: int, seconds: float) -> Cost:
+    return Cost(trials, seconds, seconds, 0.0, 2 * trials, seconds / 2)  # each trial ran the tiny schedule's 2 epochs
 
 
-def _trials_result(unit, best_trial: Trial, rewards: list[float], **extra) -> dict:
+def _head(unit, finished: str) -> dict:
+    return dict(unit=unit.id, target=unit.target, name=unit.name, metric="accuracy", mode="max", finished=finished)
+
+
+def _trials_fields(unit, best_trial: Trial, rewards: list[float]) -> dict:
     best = max(range(len(rewards)), key=rewards.__getitem__)
-    trials = [{"index": i, "trial_id": f"t{i}", "status": "done", "reward": r, "value": r, "seconds": 10.0,
-               "params": None, "tokens": None} for i, r in enumerate(rewards)]
-    return {"format": "autodropout.study.unit", "unit": unit.id, "kind": unit.kind, "target": unit.target,
-            "name": unit.name, "metric": "accuracy", "mode": "max", "finished": "2026-01-01T00:00:00+00:00",
-            "seed": 0, "trials": trials, **extra,
-            "best": {"trial_id": f"t{best}", "reward": rewards[best], "value": rewards[best],
-                     "config": best_trial.to_config()},
-            "cost": _cost(len(rewards), 10.0 * len(rewards))}
+    trials = tuple(TrialRow(i, f"t{i}", "done", r, r, 10.0, None, None) for i, r in enumerate(rewards))
+    return dict(**_head(unit, "2026-01-01T00:00:00+00:00"), seed=0, trials=trials,
+                best=Best(f"t{best}", rewards[best], rewards[best], best_trial.to_config()), best_at={},
+                cost=_cost(len(rewards), 10.0 * len(rewards)))
+
+
+def search_result(unit, best_trial: Trial, rewards: list[float], **extra) -> SearchResult:
+    """A search's result whose trials have ``rewards`` and whose best is ``best_trial``."""
+    return SearchResult(**_trials_fields(unit, best_trial, rewards), **extra)
+
+
+def tune_result(unit, best_trial: Trial, rewards: list[float], **extra) -> TuneResult:
+    """A tuning's result whose trials have ``rewards`` and whose best is ``best_trial``."""
+    return TuneResult(**_trials_fields(unit, best_trial, rewards), **extra)
 
 
 def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm: bool = False,
@@ -72,35 +92,31 @@ def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm
     study = StudyDir.create(folder / "study", plan)
     task = load_experiment(experiment_file).task
     space = ConvSpace(num_sites=3)
-    shapes = [list(s) for s in task_sites(task).shapes]
+    shapes = tuple(tuple(s) for s in task_sites(task).shapes)
     for n, unit in enumerate(plan.search_units()):
         trial = trial_for_tokens(task, space, space.sample(n), seed=plan.search_seeds[int(unit.name[-1])])
         arm = arm_of(unit.name)
-        result = _trials_result(unit, trial, [0.5 + 0.1 * n, 0.4 + 0.1 * n], arm=arm, search_seed=trial.seed,
-                                site_shapes=shapes, start=START if is_warm(arm) else None)
+        result = search_result(unit, trial, [0.5 + 0.1 * n, 0.4 + 0.1 * n], arm=arm, search_seed=trial.seed,
+                               site_shapes=shapes, start=START if is_warm(arm) else None)
         study.write_result(unit, result)
     tune = plan.unit("tune", "main", "dropout")
     dropout = Trial(task, Regularization(name="dropout", params={"p": 0.2}), 0, label="dropout")
-    study.write_result(tune, _trials_result(tune, dropout, [0.7, 0.8], baseline="dropout",
-                                            domain=tuning_domain("dropout", "vision"), tuner=TUNER))
+    study.write_result(tune, tune_result(tune, dropout, [0.7, 0.8], baseline="dropout",
+                                         domain=tuning_domain("dropout", "vision"), tuner=TUNER))
     if finished:
         study.write_result(plan.unit("eval", "main"), _evaluation(plan.unit("eval", "main"), imported, warm,
                                                                   evolution))
     return study
 
 
-def _evaluation(unit, imported: bool, warm: bool, evolution: bool = False) -> dict:
+def _evaluation(unit, imported: bool, warm: bool, evolution: bool = False) -> EvalResult:
     methods, cells = [], []
     searched = {**SCORES, **(WARM if warm else {}), **(EVOLUTION if evolution else {})}
     for label, (val, test) in {**searched, **(IMPORTED if imported else {})}.items():
         arm, _, k = label.rpartition("-s") if label in searched and "-s" in label else (label, "", "")
         regularization = {"dropout": "dropout(p=0.2)", **{name: "learned conv pattern (3 sites)" for name in IMPORTED}}
-        methods.append({"label": label, "arm": arm, "search_seed": int(k) if k else None,
-                        "source": label if label in IMPORTED else "t1", "search_reward": 0.9,
-                        "regularization": regularization.get(arm, arm),
-                        "params": {"p": 0.2} if arm == "dropout" else None, "pattern": None})
-        cells += [{"label": label, "seed": s, "seconds": 5.0, "val": v, "test": t, "error": None}
-                  for s, v, t in zip(SEEDS, val, test)]
-    return {"format": "autodropout.study.unit", "unit": unit.id, "kind": "eval", "target": "main", "name": "eval",
-            "metric": "accuracy", "mode": "max", "finished": "2026-01-02T00:00:00+00:00", "methods": methods,
-            "missing": [], "cells": cells, "cost": _cost(len(cells), 5.0 * len(cells))}
+        methods.append(EvalMethod(label, arm, int(k) if k else None, label if label in IMPORTED else "t1", 0.9,
+                                  regularization.get(arm, arm), {"p": 0.2} if arm == "dropout" else None, None))
+        cells += [Cell(label, s, 5.0, v, t, None) for s, v, t in zip(SEEDS, val, test)]
+    return EvalResult(**_head(unit, "2026-01-02T00:00:00+00:00"), methods=tuple(methods), missing=(),
+                      cells=tuple(cells), cost=_cost(len(cells), 5.0 * len(cells)))

@@ -11,14 +11,16 @@ from autodropout.experiment import load_experiment
 from autodropout.runs import Trial
 from autodropout.runs.results import TrialRecord
 from autodropout.search_spaces import ConvSpace
+from autodropout.study.baselines import tuning_domain
 from autodropout.study.curves import budget_curves, curve_comparisons
 from autodropout.study.methods import eval_methods
 from autodropout.study.plan import MAIN, StudyDir, StudyError
 from autodropout.study.report import write_report
 from autodropout.study.request import make_plan
-from autodropout.study.units import _trials_result
+from autodropout.study.unit_results import Cell, Cost, EvalResult, SearchResult, TuneResult
+from autodropout.study.units import _trials_fields
 from autodropout.tasks import Regularization
-from autodropout.workers.lattice import design
+from autodropout.workers.lattice import TUNER, design
 from tests.helpers import trial_for_tokens
 from tests.tiny import write_experiment
 
@@ -50,12 +52,14 @@ def study(tmp_path):
     space = ConvSpace(num_sites=3)
     for n, unit in enumerate(plan.search_units()):
         made = records(task, REWARDS[unit.name], lambda i: trial_for_tokens(task, space, space.sample(10 * n + i), 0))
-        study.write_result(unit, _trials_result(unit, made, experiment, 0, plan.budgets, arm=unit.name[:-3]))
+        study.write_result(unit, SearchResult(**_trials_fields(unit, made, experiment, 0, plan.budgets),
+                                              arm=unit.name[:-3], search_seed=0, start=None, site_shapes=None))
     for name in ("dropout", "concrete_dropout"):
         unit = plan.unit("tune", MAIN, name)
         made = records(task, REWARDS[name], lambda i: Trial(task, Regularization(name=name, params={"p": 0.1 * i}
                                                                                if name == "dropout" else {}), 0))
-        study.write_result(unit, _trials_result(unit, made, experiment, 0, plan.budgets, baseline=name))
+        study.write_result(unit, TuneResult(**_trials_fields(unit, made, experiment, 0, plan.budgets), baseline=name,
+                                            domain=tuning_domain(name, "vision"), tuner=TUNER))
     return study
 
 
@@ -85,23 +89,23 @@ def test_a_damaged_budgets_entry_is_refused_on_open(study):
 
 def test_each_unit_records_its_best_within_each_smaller_budget(study):
     lstm0 = study.read_result(study.plan.unit("search", MAIN, "lstm-s0"))
-    assert lstm0["best"]["trial_id"] == "t3" and lstm0["best_at"]["2"]["trial_id"] == "t1"
-    assert lstm0["best_at"]["2"]["reward"] == 0.70
+    assert lstm0.best.trial_id == "t3" and lstm0.best_at[2].trial_id == "t1"
+    assert lstm0.best_at[2].reward == 0.70
     concrete = study.read_result(study.plan.unit("tune", MAIN, "concrete_dropout"))
-    assert concrete["best_at"] == {} and concrete["best"]["trial_id"] == "t0"  # one trial: nothing below it
+    assert concrete.best_at == {} and concrete.best.trial_id == "t0"  # one trial: nothing below it
 
 
 def test_the_evaluation_adds_each_seeds_best_so_far_once(study):
     methods, missing = eval_methods(study, study.plan.main, None)
-    labels = [info["label"] for _, info in methods]
+    labels = [info.label for _, info in methods]
     assert missing == []
     assert labels == ["lstm-s0", "lstm-s1", "random-s0", "random-s1", "none", "dropout", "concrete_dropout",
                       # lstm-s1's best of 2 is its best of 4 (t0), random-s1's too (t0): not again
                       "lstm-s0@2", "random-s0@2", "dropout@2"]
-    extra = {info["label"]: info for _, info in methods}
-    assert extra["lstm-s0@2"]["arm"] == "lstm" and extra["lstm-s0@2"]["budget"] == 2
-    assert extra["lstm-s0@2"]["source"] == "t1" and extra["dropout@2"]["params"] == {"p": 0.1}
-    assert "budget" not in extra["lstm-s0"]
+    extra = {info.label: info for _, info in methods}
+    assert extra["lstm-s0@2"].arm == "lstm" and extra["lstm-s0@2"].budget == 2
+    assert extra["lstm-s0@2"].source == "t1" and extra["dropout@2"].params == {"p": 0.1}
+    assert extra["lstm-s0"].budget is None and "budget" not in extra["lstm-s0"].to_json()
 
 
 def evaluate(study, test):
@@ -109,14 +113,12 @@ def evaluate(study, test):
     (seed 1001 a little higher), validation = test."""
     methods, _ = eval_methods(study, study.plan.main, None)
     infos = [info for _, info in methods]
-    cells = [{"label": i["label"], "seed": s, "seconds": 5.0, "val": test[i["label"]] + 0.01 * (s - 1000),
-              "test": test[i["label"]] + 0.01 * (s - 1000), "error": None} for i in infos for s in SEEDS]
+    cells = [Cell(i.label, s, 5.0, test[i.label] + 0.01 * (s - 1000), test[i.label] + 0.01 * (s - 1000), None)
+             for i in infos for s in SEEDS]
     unit = study.plan.unit("eval", MAIN)
-    study.write_result(unit, {"format": "autodropout.study.unit", "unit": unit.id, "kind": "eval", "target": MAIN,
-                              "name": "eval", "metric": "accuracy", "mode": "max", "finished": "x", "methods": infos,
-                              "missing": [], "cells": cells,
-                              "cost": {"trials": len(cells), "trial_s": 5.0 * len(cells), "cpu_s": 5.0 * len(cells),
-                                       "gpu_s": 0.0, "wall_s": 1.0}})
+    study.write_result(unit, EvalResult(unit.id, MAIN, "eval", "accuracy", "max", "x",
+                                        Cost(len(cells), 5.0 * len(cells), 5.0 * len(cells), 0.0, 2 * len(cells), 1.0),
+                                        methods=tuple(infos), missing=(), cells=tuple(cells)))
 
 
 TEST = {"lstm-s0": 0.90, "lstm-s1": 0.80, "random-s0": 0.70, "random-s1": 0.74, "none": 0.50, "dropout": 0.76,

@@ -10,10 +10,11 @@ from autodropout.study import StudyDir, StudyError, make_plan, publish, rebuild_
 from autodropout.study.baselines import tuning_domain
 from autodropout.study.plan import searcher_of
 from autodropout.study.results import cost_rows, summarize_study
+from autodropout.study.unit_results import WarmStart
 from autodropout.study.warm_start import mask_baselines, warm_start
 from autodropout.tasks import Regularization
 from autodropout.workers.lattice import TUNER
-from tests.study.fake import START, _trials_result, fake_study
+from tests.study.fake import START, fake_study, tune_result
 from tests.tiny import write_experiment
 
 
@@ -29,14 +30,14 @@ def test_the_start_point_is_the_best_tuned_mask_baseline(tmp_path):
                                   ("dropblock", {"p": 0.25, "block_size": 2}, [0.8, 0.5])]:
         unit = plan.unit("tune", "main", name)
         trial = Trial(task, Regularization(name=name, params=params), 0, label=name)
-        study.write_result(unit, _trials_result(unit, trial, rewards, baseline=name,
-                                                domain=tuning_domain(name, "vision"), tuner=TUNER))
+        study.write_result(unit, tune_result(unit, trial, rewards, baseline=name,
+                                             domain=tuning_domain(name, "vision"), tuner=TUNER))
     start = warm_start(study)
     # The best mask tuning by its own best reward (dropblock 0.8 > dropout 0.7; ydrop's 0.95 is no mask),
     # as a --start-from spec that parses back to the same parameters.
-    assert start == {"spec": "dropblock:block_size=2,p=0.25", "baseline": "dropblock", "reward": 0.8,
-                     "tunings": ["tune/main/dropout", "tune/main/dropblock"]}
-    parsed = plan.main.experiment.with_search(start_from=start["spec"]).search.start_point()
+    assert start == WarmStart("dropblock:block_size=2,p=0.25", "dropblock", 0.8,
+                              ("tune/main/dropout", "tune/main/dropblock"))
+    parsed = plan.main.experiment.with_search(start_from=start.spec).search.start_point()
     assert parsed.regularizer == "dropblock" and dict(parsed.params) == {"block_size": 2, "p": 0.25}
 
 
@@ -87,14 +88,14 @@ def test_warm_arms_are_compared_costed_reported_and_published(tmp_path, monkeypa
     assert (costs["lstm"].trials, costs["lstm"].cpu_s) == (4, 40.0) and costs["dropout"].trials == 2
     assert (costs["lstm-warm"].epochs, costs["lstm"].epochs) == (12, 8)
     unit = study.plan.unit("tune", "main", "dropout")  # a result from before studies took a scheduler:
-    old = study.read_result(unit)
+    old = json.loads(study.result_file(unit).read_text())
     del old["cost"]["epochs"]
-    study.write_result(unit, old)
+    study.result_file(unit).write_text(json.dumps(old))
     assert {c.arm: c.epochs for c in cost_rows(study)}["lstm-warm"] == 12  # every trial ran its schedule
     rebuild_report(study.path)
     report = (study.path / "report.md").read_text()
     assert "lstm-warm (the LSTM controller started from the best tuned mask baseline)" in report
-    assert (f"- warm start: `--start-from {START['spec']}` (the best of the tuned mask baselines dropout by "
+    assert (f"- warm start: `--start-from {START.spec}` (the best of the tuned mask baselines dropout by "
             "tuning reward, 0.8000); those tunings count in the warm arms' cost") in report
     assert "| lstm-warm | random-warm |" in report
     assert "| main | lstm-warm | 6 | 12 |" in report  # trials, then epochs

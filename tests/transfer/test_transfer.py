@@ -11,6 +11,7 @@ import torch
 
 from autodropout import cli
 from autodropout.experiment import find_experiment
+from autodropout.runs import Trial
 from autodropout.search_spaces import (
     ConvLayerPattern,
     ConvSpace,
@@ -33,7 +34,9 @@ from autodropout.transfer import (
     parse_baseline,
     run_transfer,
     valid_baselines,
+    write_report,
 )
+from autodropout.transfer import _summaries as method_summaries
 
 TRANSLATION_YAML = """\
 name: tiny_translation
@@ -137,7 +140,10 @@ def test_transfer_lm_pattern_to_translation_end_to_end(lm_file, translation_yaml
         for split in ("val", "test"):
             v = m[split]["values"]
             assert len(v) == 2 and all(math.isfinite(x) for x in v)
-            assert m[split]["std"] == pytest.approx(abs(v[0] - v[1]) / math.sqrt(2))
+            assert m[split]["se"] == pytest.approx(abs(v[0] - v[1]) / 2)  # s = |a - b| / sqrt(2), se = s / sqrt(2)
+            assert m[split]["n"] == 2 and len(m[split]["ci95"]) == 2
+    assert [(c["arm"], c["reference"], c["n"]) for c in document["comparisons"]] == [
+        ("pattern", "none", 2), ("pattern", "dropout(p=0.2)", 2)]
 
     rows = list(csv.DictReader((out / "report.csv").open()))
     assert [(r["method"], r["seed"]) for r in rows] == [
@@ -148,7 +154,8 @@ def test_transfer_lm_pattern_to_translation_end_to_end(lm_file, translation_yaml
     assert rows[0]["val_loss"] != rows[1]["val_loss"]
 
     markdown = (out / "report.md").read_text()
-    assert "| method | val bleu (mean ± std) | test bleu (mean ± std) |" in markdown
+    assert "| method | val bleu (mean ± SE) | test bleu (mean ± SE) | 95% CI |" in markdown
+    assert "| arm | reference | difference (mean ± SE) | 95% CI | verdict |" in markdown
     # The LM pattern has no embedding patterns: "off" at both embeddings.
     assert "| dropout(p=0.2) |" in markdown
     assert "learned transformer pattern (5 sites and 2 embedding sites)" in markdown
@@ -165,7 +172,7 @@ def test_transfer_one_site_conv_pattern_to_digits(conv_file, vision_yaml, tmp_pa
     assert report.pattern.layers == CONV_PATTERN.layers * 3
     assert [m.method for m in report.methods] == ["pattern", "dropblock(p=0.1, block_size=3)"]
     for m in report.methods:
-        assert len(m.val) == 1 and 0 <= m.val[0] <= 1 and m.val_std is None
+        assert len(m.val) == 1 and 0 <= m.val[0] <= 1 and m.val_summary.se is None
     assert "± " not in report.markdown().split("|---")[1]  # one seed: no spread to show
 
 
@@ -276,19 +283,56 @@ def report_with(methods, runs, mode="max"):
 def test_summary_statistics_and_failed_runs():
     a = MethodSummary("pattern", "learned", 3, 0, [0.5, 0.7, 0.9], [0.4, 0.6, 0.8])
     b = MethodSummary("none", "none", 3, 1, [0.6, 0.8], [0.9, 0.9])
-    assert a.val_mean == pytest.approx(0.7) and a.val_std == pytest.approx(0.2)
-    assert b.test_std == 0.0
+    assert a.val_mean == pytest.approx(0.7) and a.val_summary.se == pytest.approx(0.2 / math.sqrt(3))
+    assert b.test_summary.se == 0.0
     runs = [RunRecord("none", 2, None, None, 0.5, "non-finite training loss nan at epoch 1, step 3")]
     report = report_with([a, b], runs)
     assert report.best("test") == ["none"] and report.best("val") == ["pattern", "none"]
     assert report_with([a, b], runs, mode="min").best("test") == ["pattern"]
     text = report.markdown()
-    assert "| pattern | 0.7 ± 0.2 | 0.6 ± 0.2 | 0.5, 0.7, 0.9 | 0.4, 0.6, 0.8 | learned |" in text
-    assert "| none (1 failed) | 0.7 ± 0.14 | 0.9 ± 0 |" in text
+    # se = 0.2 / sqrt(3) = 0.11547; half width t(0.975, 2) * se = 4.302653 * 0.11547 = 0.49683
+    assert ("| pattern | 0.7000 ± 0.12 | 0.6000 ± 0.12 | [0.1032, 1.097] | 0.5000, 0.7000, 0.9000 "
+            "| 0.4000, 0.6000, 0.8000 | learned |") in text
+    assert "| none (1 failed) | 0.7000 ± 0.10 | 0.9000 ± 0 | [0.9000, 0.9000] |" in text
+    assert "Paired test differences" not in text  # no run of both succeeded
     assert "Best mean test accuracy: **none**." in text
     assert "- none seed 2: non-finite training loss nan at epoch 1, step 3" in text
     assert report.csv().splitlines() == ["method,seed,status,seconds", "none,2,error,0.50"]
     assert report.to_json()["runs"][0]["error"].startswith("non-finite")
+
+
+def test_the_transfer_report_speaks_like_the_study():
+    # Test accuracy per seed 0, 1, 2: pattern 1, 2, 3 -> mean 2, s = 1, se = 1 / sqrt(3) = 0.577350,
+    # half width t(0.975, 2) * se = 4.302653 * 0.577350 = 2.484138; none 0.5, 1.0, 2.5 -> pattern - none
+    # per seed 0.5, 1.0, 0.5: mean 0.666667, s = 0.288675, se = 0.166667, half width 0.717109.
+    pattern, none = [1.0, 2.0, 3.0], [0.5, 1.0, 2.5]
+    runs = [RunRecord(method, seed, {"accuracy": value}, {"accuracy": value}, 1.0)
+            for method, values in (("pattern", pattern), ("none", none)) for seed, value in enumerate(values)]
+    report = report_with([MethodSummary("pattern", "learned", 3, 0, pattern, pattern),
+                          MethodSummary("none", "none", 3, 0, none, none)], runs)
+    test = report.to_json()["methods"][0]["test"]
+    assert (test["n"], test["mean"], test["values"]) == (3, 2.0, pattern)
+    assert test["se"] == pytest.approx(0.577350, abs=1e-6)
+    assert test["ci95"] == [pytest.approx(2 - 2.484138, abs=1e-6), pytest.approx(2 + 2.484138, abs=1e-6)]
+    (comparison,) = report.to_json()["comparisons"]
+    assert (comparison["arm"], comparison["reference"], comparison["n"]) == ("pattern", "none", 3)
+    assert comparison["mean"] == pytest.approx(0.666667, abs=1e-6)
+    assert comparison["se"] == pytest.approx(0.166667, abs=1e-6)
+    assert comparison["ci95"] == [pytest.approx(0.666667 - 0.717109, abs=1e-6),
+                                  pytest.approx(0.666667 + 0.717109, abs=1e-6)]
+    text = report.markdown()
+    assert "| pattern | 2.000 ± 0.58 | 2.000 ± 0.58 | [-0.4841, 4.484] | 1.000, 2.000, 3.000 |" in text
+    assert "| pattern | none | +0.667 ± 0.17 | [-0.0504, +1.38] | no difference at 95% |" in text
+
+
+def test_a_run_with_a_non_finite_metric_counts_as_failed_and_the_json_stays_valid(tmp_path):
+    runs = [RunRecord("pattern", 0, {"accuracy": 0.5}, {"accuracy": float("nan")}, 1.0),
+            RunRecord("pattern", 1, {"accuracy": 0.6}, {"accuracy": 0.7}, 1.0)]
+    (summary,) = method_summaries([Trial(None, Regularization.none(), 0, None, "pattern")], runs, "accuracy")
+    assert (summary.runs, summary.failed, summary.test) == (2, 1, [0.7])
+    write_report(report_with([summary], runs), tmp_path)
+    document = json.loads((tmp_path / "report.json").read_text())  # strict: no NaN
+    assert document["runs"][0]["test"] == {"accuracy": None} and document["methods"][0]["test"]["se"] is None
 
 
 @pytest.mark.slow

@@ -1,9 +1,9 @@
-"""The study's statistics against numbers computed by hand (and Student's t from a printed table)."""
+"""The statistics of both reports against numbers computed by hand (and Student's t from a printed table)."""
 import math
 
 import pytest
 
-from autodropout.study.stats import paired, per_seed_mean, summarize, t_quantile
+from autodropout.stats import interval, mean_se, number, paired, per_seed_mean, summarize, t_quantile, verdict
 
 
 @pytest.mark.parametrize("df, value", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423)])
@@ -56,3 +56,23 @@ def test_non_finite_values_are_refused():
 
 def test_per_seed_mean_averages_the_runs_that_have_the_seed():
     assert per_seed_mean([{1: 1.0, 2: 3.0}, {1: 2.0}]) == {1: 1.5, 2: 3.0}
+
+
+@pytest.mark.parametrize("value, digits, sign, text", [
+    (0.86, 4, "", "0.8600"), (2195.4, 4, "", "2195"), (12345.6, 4, "", "12346"), (20.0, 2, "", "20"),
+    (122.3, 2, "", "122"), (0.0033333, 2, "", "0.0033"), (-0.0096833, 3, "+", "-0.00968"), (0.04, 3, "+", "+0.0400"),
+])
+def test_numbers_in_tables(value, digits, sign, text):
+    assert number(value, digits, sign) == text
+
+
+def test_both_reports_write_a_summary_the_same_way():
+    # 1, 2, 3: mean 2, s = 1, se = 1 / sqrt(3) = 0.57735, t(0.975, 2) = 4.302653, half width 2.484138.
+    s = summarize([1, 2, 3])
+    assert mean_se(s) == "2.000 ± 0.58" and interval(s) == "[-0.4841, 4.484]"
+    assert mean_se(s, signed=True) == "+2.00 ± 0.58" and interval(s, signed=True) == "[-0.484, +4.48]"
+    assert mean_se(summarize([0.5])) == "0.5000" and interval(summarize([0.5])) == "-"
+    assert mean_se(summarize([0.9, 0.9])) == "0.9000 ± 0"  # identical values: no rounding noise
+    assert verdict(s, "max") == "no difference at 95%"
+    assert verdict(summarize([1, 1.1, 0.9]), "max") == "better" and verdict(summarize([1, 1.1, 0.9]), "min") == "worse"
+
