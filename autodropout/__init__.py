@@ -11,9 +11,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+#: ``autodropout.NAME`` -> the module it names (the folders by layer are docs/architecture.md's).
 _SUBMODULES = {
-    "search_spaces", "regularizers", "models", "data", "tasks", "controller", "workers", "runs",
-    "config", "experiment", "errors", "transfer", "viz", "apply", "recalibration", "patterns", "study",
+    "search_spaces": "autodropout.search_spaces", "regularizers": "autodropout.regularizers",
+    "models": "autodropout.models", "data": "autodropout.data", "tasks": "autodropout.tasks",
+    "controller": "autodropout.controller", "tune": "autodropout.tune", "workers": "autodropout.tune",
+    "runs": "autodropout.runs", "config": "autodropout.core.config", "experiment": "autodropout.runs.experiment",
+    "errors": "autodropout.core.errors", "transfer": "autodropout.commands.transfer", "viz": "autodropout.viz",
+    "apply": "autodropout.apply", "recalibration": "autodropout.apply.recalibration",
+    "patterns": "autodropout.patterns", "study": "autodropout.study",
 }
 _ATTRIBUTES = {
     "save_patterns": "autodropout.search_spaces.pattern_json",
@@ -22,17 +28,17 @@ _ATTRIBUTES = {
     "PatternSet": "autodropout.search_spaces.pattern_json",
     "ConvSpace": "autodropout.search_spaces",
     "TransformerSpace": "autodropout.search_spaces",
-    "apply_patterns": "autodropout.apply",
-    "recalibrate_batchnorm": "autodropout.recalibration",
+    "apply_patterns": "autodropout.apply.hooks",
+    "recalibrate_batchnorm": "autodropout.apply.recalibration",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"autodropout.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     if name in _ATTRIBUTES:
         return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
     raise AttributeError(f"module 'autodropout' has no attribute {name!r}")
 
 
-__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES))
+__all__ = sorted(set(_SUBMODULES) | set(_ATTRIBUTES))

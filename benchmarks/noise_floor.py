@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from autodropout.experiment import find_experiment
+from autodropout.runs.experiment import find_experiment
 
 
 def run_one(job: tuple[str, list[int], int]) -> dict[str, Any]:

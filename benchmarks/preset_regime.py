@@ -25,9 +25,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from autodropout.config import parse_assignments
-from autodropout.experiment import ExperimentConfig, experiment_from_dict, find_experiment
-from autodropout.transfer import parse_baseline
+from autodropout.commands.transfer import parse_baseline
+from autodropout.core.config import parse_assignments
+from autodropout.runs.experiment import ExperimentConfig, experiment_from_dict, find_experiment
 
 
 def with_overrides(experiment: ExperimentConfig, items: list[str]) -> ExperimentConfig:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from autodropout.controller.searcher import BaseSearcher
-from autodropout.experiment import find_experiment
-from autodropout.workers.run import run_search
+from autodropout.runs.experiment import find_experiment
+from autodropout.tune.search import run_search
 
 CONTROLLER_SECONDS = [0.0]
 

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from autodropout.controller.tensorboard import ControllerLogger
 from autodropout.search_spaces import ConvSpace, SearchSpace, TransformerSpace
+from autodropout.tune.tensorboard import ControllerLogger
 from autodropout.viz import mask_grid, site_sizes
 
 MODELS = {

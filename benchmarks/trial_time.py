@@ -9,7 +9,7 @@ loading is left out (a search loads the data once and shares it). On the CPU, to
 (a trial per core, as the presets' ``cpus_per_trial: 1`` schedules them). Run it on an otherwise idle
 machine: the wall time is the figure (the process's CPU time is printed beside it; when the two
 differ much, other processes shared the core). The medians are printed as the ``TRIAL_SECONDS``
-table of ``autodropout/catalog.py``, where they are pasted with the machine and date.
+table of ``autodropout/commands/catalog.py``, where they are pasted with the machine and date.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from autodropout.experiment import find_experiment
+from autodropout.runs.experiment import find_experiment
 from autodropout.tasks import Regularization, build_task
 
 PRESETS = ["digits_wrn_quick", "lm_transformer_quick", "translation_numbers_quick"]

@@ -22,8 +22,8 @@ perplexity, 0.0085 accuracy), the pessimistic case where common random numbers d
 
 Searchers, each keeping its best observed trial as a study does: ``random`` (uniform draws, what
 Ray Tune's ``BasicVariantGenerator`` over ``tune.uniform`` did), ``lattice`` (the whole budget on
-:func:`autodropout.workers.lattice.design`), ``refine`` (the two rounds of
-:mod:`autodropout.workers.lattice`, what the study runs), ``tpe`` (Optuna's TPESampler, one trial at a
+:func:`autodropout.tune.lattice.design`), ``refine`` (the two rounds of
+:mod:`autodropout.tune.lattice`, what the study runs), ``tpe`` (Optuna's TPESampler, one trial at a
 time, with its default 10 random start-up trials, as Ray Tune's ``OptunaSearch`` runs it, and with 3;
 needs ``pip install optuna``, not a dependency of the project, and is skipped without it). Printed
 per case, noise, searcher and budget, over ``--seeds`` tunings: the mean and 90th percentile of
@@ -38,7 +38,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from autodropout.workers.lattice import design, refined, rounds
+from autodropout.tune.lattice import design, refined, rounds
 
 #: (rate, validation metric) on training seed 0; the LM's in perplexity, digits' in accuracy.
 MEASURED = {

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from autodropout.atomic import atomic_write
+from autodropout.core.atomic import atomic_write
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import math
 import pytest
 
 from autodropout.controller.config import ControllerConfig
-from autodropout.errors import ConfigError
-from autodropout.experiment import (
+from autodropout.core.errors import ConfigError
+from autodropout.runs.experiment import (
     CONTROLLER_KEYS,
     SearchConfig,
     experiment_from_dict,

@@ -1,7 +1,7 @@
-"""The output-folder rule shared by search, study and transfer (autodropout.folders)."""
+"""The output-folder rule shared by search, study and transfer (autodropout.core.folders)."""
 import pytest
 
-from autodropout.folders import check_new_folder
+from autodropout.core.folders import check_new_folder
 
 
 class Refused(Exception):

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from autodropout.stats import interval, mean_se, number, paired, per_seed_mean, summarize, t_quantile, verdict
+from autodropout.core.stats import interval, mean_se, number, paired, per_seed_mean, summarize, t_quantile, verdict
 
 
 @pytest.mark.parametrize("df, value", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423)])

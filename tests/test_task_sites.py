@@ -6,9 +6,9 @@ import pytest
 
 import autodropout as ad
 from autodropout.data import cifar
-from autodropout.experiment import experiment_from_dict, find_experiment, presets
 from autodropout.models import WideResNet
 from autodropout.runs import RunDir, export_run
+from autodropout.runs.experiment import experiment_from_dict, find_experiment, presets
 from autodropout.tasks import build_task, task_sites
 from autodropout.tasks.vision import CIFAR_SIDE
 from tests.helpers import trial_for_tokens

@@ -4,7 +4,7 @@
 :class:`~autodropout.controller.reinforce.Reinforce` take, so an experiment's search section hands the
 controller over in one piece, and a searcher's saved state records the settings it runs with (a
 resumed search goes on with them). Standard library only (no torch, no Ray), low in the layers so
-that :class:`~autodropout.experiment.SearchConfig` takes its defaults from here.
+that :class:`~autodropout.runs.experiment.SearchConfig` takes its defaults from here.
 
 The defaults were chosen by measurement on a synthetic target-matching reward
 (``benchmarks/controller_synthetic.py``; the sweep and the reasons are in docs/search.md).
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from autodropout.checks import is_int, is_real
-from autodropout.errors import ConfigError
+from autodropout.core.checks import is_int, is_real
+from autodropout.core.errors import ConfigError
 
 __all__ = ["START_PROBABILITY", "ControllerConfig", "ControllerSettingError", "check_start_probability"]
 

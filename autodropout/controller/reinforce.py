@@ -52,9 +52,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from autodropout.checks import first_missing_and_unknown, is_int, is_real
 from autodropout.controller.config import ControllerConfig
 from autodropout.controller.policy import Policy
+from autodropout.core.checks import first_missing_and_unknown, is_int, is_real
 
 __all__ = ["Reinforce", "UpdateStats", "check_state_keys"]
 

@@ -42,11 +42,11 @@ from typing import Any
 import torch
 from ray.tune.search import Searcher
 
-from autodropout.atomic import atomic_write
-from autodropout.checks import is_int, is_real
 from autodropout.controller.config import START_PROBABILITY, ControllerConfig, check_start_probability
 from autodropout.controller.reinforce import Reinforce, UpdateStats
 from autodropout.controller.warm_start import PriorPolicy, mutate, start_prior
+from autodropout.core.atomic import atomic_write
+from autodropout.core.checks import is_int, is_real
 from autodropout.search_spaces import SearchSpace, space_from_json, space_to_json
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class BaseSearcher(Searcher):
             differ by pattern rather than by initialisation (common random numbers).
         max_concurrent: live trials at most (``None``: no limit).
         on_update: called after each processed completion (for logging); must be picklable
-            (the Tuner pickles the searcher), e.g. :class:`~autodropout.controller.tensorboard.ControllerLogger`.
+            (the Tuner pickles the searcher), e.g. :class:`~autodropout.tune.tensorboard.ControllerLogger`.
         start_tokens: a start point, tokens of ``space`` (checked: ``PatternError`` naming the site and
             field), suggested first and searched around; ``None``: a search from scratch.
         start_probability: with a start point, how likely the first samples keep each of its free

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from autodropout.core.errors import DataError, MissingDataError
 from autodropout.data.images import ImageSplit, ImageSplits, normalize_per_channel, stratified_split
-from autodropout.errors import DataError, MissingDataError
 
 __all__ = ["load_cifar"]
 

@@ -36,10 +36,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from autodropout.atomic import atomic_write
-from autodropout.checks import is_int
+from autodropout.core.atomic import atomic_write
+from autodropout.core.checks import is_int
+from autodropout.core.errors import DataError
 from autodropout.data.language import LMCorpus, Vocab, encode_lines
-from autodropout.errors import DataError
 
 __all__ = [
     "MODULES",

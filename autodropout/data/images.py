@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autodropout.checks import is_int, is_real
+from autodropout.core.checks import is_int, is_real
 
 __all__ = [
     "AUGMENTATIONS",

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from autodropout.checks import is_int
-from autodropout.errors import DataError, MissingDataError
+from autodropout.core.checks import is_int
+from autodropout.core.errors import DataError, MissingDataError
 
 __all__ = [
     "EOS",

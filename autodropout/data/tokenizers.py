@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from autodropout.checks import is_int
+from autodropout.core.checks import is_int
+from autodropout.core.errors import DataError, MissingDataError
 from autodropout.data.embedded_corpus import write_atomic
 from autodropout.data.language import Vocab
-from autodropout.errors import DataError, MissingDataError
 
 __all__ = ["BOS_ID", "EOS_ID", "PAD_ID", "SPECIALS", "UNK_ID", "SentencePieceTokenizer", "Tokenizer",
            "WordTokenizer", "detokenize_words", "tokenize_words"]

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from autodropout.checks import is_int
+from autodropout.core.checks import is_int
+from autodropout.core.errors import DataError, MissingDataError
 from autodropout.data.embedded_corpus import default_cache_dir
 from autodropout.data.tokenizers import (
     BOS_ID,
@@ -37,7 +38,6 @@ from autodropout.data.tokenizers import (
     detokenize_words,
     tokenize_words,
 )
-from autodropout.errors import DataError, MissingDataError
 
 __all__ = [
     "BOS_ID",

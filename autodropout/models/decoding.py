@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.checks import is_int, is_real
+from autodropout.core.checks import is_int, is_real
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from autodropout.checks import is_real
+from autodropout.core.checks import is_real
 
 #: A zero-argument callable building the module for one site.
 Factory = Callable[[], nn.Module]

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from autodropout.checks import is_int
+from autodropout.core.checks import is_int
 from autodropout.models.sites import Factory, LayerStack, TransformerSites, dropout_factory, residual_sites
 from autodropout.models.transformer_layer import (
     CROSS_ATTENTION_SITES,

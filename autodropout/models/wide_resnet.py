@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.checks import is_int
+from autodropout.core.checks import is_int
 from autodropout.models.sites import ConvSites, Factory
 from autodropout.models.transformer_layer import build_site
 

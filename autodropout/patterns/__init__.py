@@ -23,7 +23,7 @@ import os
 import re
 from pathlib import Path
 
-from autodropout.errors import UnknownNameError
+from autodropout.core.errors import UnknownNameError
 from autodropout.search_spaces import PatternFormatError, PatternSet
 from autodropout.search_spaces import load_patterns as load_pattern_file
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from autodropout.checks import is_int
+from autodropout.core.checks import is_int
 from autodropout.regularizers.ydrop import YDrop, feature_dim
 
 TargetFn = Callable[[Any, Tensor], Tensor]

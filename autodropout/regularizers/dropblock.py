@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autodropout.checks import is_int, is_real
+from autodropout.core.checks import is_int, is_real
 from autodropout.regularizers.dropout import check_dims, check_rate
 from autodropout.regularizers.registry import RegularizerInfo, register
 

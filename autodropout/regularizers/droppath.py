@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from autodropout.checks import is_int
+from autodropout.core.checks import is_int
 from autodropout.regularizers.dropout import check_dims, check_rate, keep_mask
 from autodropout.regularizers.registry import RegularizerInfo, register
 

@@ -61,7 +61,7 @@ from functools import lru_cache, partial
 import torch
 from torch import Tensor
 
-from autodropout.checks import is_int, is_real
+from autodropout.core.checks import is_int, is_real
 from autodropout.regularizers._pattern_masks import PatternModule, fixed_offsets, mask_request, pattern_layers
 from autodropout.regularizers.dropout import check_rate, keep_mask
 from autodropout.regularizers.registry import RegularizerInfo, register

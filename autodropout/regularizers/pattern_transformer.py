@@ -41,7 +41,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from autodropout.checks import is_int
+from autodropout.core.checks import is_int
 from autodropout.regularizers._pattern_masks import PatternModule, fixed_offsets, mask_request, pattern_layers
 from autodropout.regularizers.registry import RegularizerInfo, register
 from autodropout.search_spaces import SUBLAYERS, EmbeddingPattern, Pattern, TransformerLayerPattern, hidden_run

@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from autodropout.errors import ConfigError
-from autodropout.registry import Registry
+from autodropout.core.errors import ConfigError
+from autodropout.core.registry import Registry
 
 
 class RegularizerArgumentError(ConfigError, TypeError):
@@ -74,7 +74,7 @@ def available() -> list[str]:
 
 
 def info(name: str) -> RegularizerInfo:
-    """Registry entry for ``name``; unknown names raise :class:`~autodropout.errors.UnknownNameError`
+    """Registry entry for ``name``; unknown names raise :class:`~autodropout.core.errors.UnknownNameError`
     (a ``KeyError``) listing the valid ones."""
     return _REGISTRY.get(name)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from autodropout.checks import is_real
+from autodropout.core.checks import is_real
 from autodropout.regularizers.dropout import check_rate, keep_mask
 from autodropout.regularizers.registry import RegularizerInfo, register
 

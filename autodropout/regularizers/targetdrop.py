@@ -31,7 +31,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from autodropout.checks import is_int, is_real
+from autodropout.core.checks import is_int, is_real
 from autodropout.regularizers.dropout import check_dims
 from autodropout.regularizers.registry import RegularizerInfo, register
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from autodropout.checks import is_int, is_real
+from autodropout.core.checks import is_int, is_real
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from autodropout.checks import is_int, is_real
+from autodropout.core.checks import is_int, is_real
 from autodropout.regularizers.registry import RegularizerInfo, register
 
 # The reference code's `sigma_drop` quirk resamples the bucket rates every batch around its default

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from autodropout.errors import UserInputError
+from autodropout.core.errors import UserInputError
 from autodropout.runs.reevaluation import load_reevaluation, ranked
 from autodropout.runs.results import TrialRecord, read_trials, write_trials_csv
 from autodropout.runs.run_dir import RunDir

@@ -14,7 +14,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from autodropout.atomic import atomic_write
+from autodropout.core.atomic import atomic_write
 
 
 def running_window(total: int) -> int:

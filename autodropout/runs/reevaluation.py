@@ -4,7 +4,7 @@ best patterns"), without Ray.
 A search trains every pattern with one training seed (common random numbers), so its best validation
 reward is partly a lucky draw: the top patterns of a search are separated by less than one seed's
 spread (docs/tasks.md). Before export, the ``top_k`` best finished patterns are trained on more seeds
-(``autodropout.workers.reevaluate``); ``reevaluation.json`` in the run folder records
+(``autodropout.tune.reevaluate``); ``reevaluation.json`` in the run folder records
 ``{trial_id: [[seed, reward], ...]}`` (the search's own trial first), and export ranks those patterns
 by their mean reward, ahead of the patterns that were not re-evaluated (which ranked below them on
 the one seed they had).
@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from autodropout.atomic import atomic_write
+from autodropout.core.atomic import atomic_write
 from autodropout.runs.results import TrialRecord
 
 SeedRewards = dict[str, list[tuple[int, float]]]

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autodropout.atomic import atomic_write
-from autodropout.errors import UserInputError
+from autodropout.core.atomic import atomic_write
+from autodropout.core.errors import UserInputError
 from autodropout.runs.trial import Trial
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ the run later (export, resume, the report) takes it from there.
 
 A run folder can be moved or copied: its Tune experiment is recorded relative to it, so export and
 ``--resume`` of the copy read and extend the copy (Tune's restore follows a moved experiment folder;
-:mod:`autodropout.workers.tuner` makes the trials it creates after the restore follow it too).
+:mod:`autodropout.tune.tuner` makes the trials it creates after the restore follow it too).
 Version 2 records (always absolute) are read as they were written.
 """
 from __future__ import annotations
@@ -36,10 +36,10 @@ from typing import Any
 
 import yaml
 
-from autodropout.atomic import atomic_write
-from autodropout.errors import ConfigError, PatternError, UserInputError
-from autodropout.experiment import ExperimentConfig, experiment_from_dict
-from autodropout.folders import check_new_folder
+from autodropout.core.atomic import atomic_write
+from autodropout.core.errors import ConfigError, PatternError, UserInputError
+from autodropout.core.folders import check_new_folder
+from autodropout.runs.experiment import ExperimentConfig, experiment_from_dict
 from autodropout.search_spaces import SearchSpace, space_from_json, space_to_json
 
 FORMAT = "autodropout.run"
@@ -148,7 +148,7 @@ class RunDir:
 
     @staticmethod
     def check_new(path: str | Path) -> Path:
-        """``path`` if a new run can be created there (:func:`~autodropout.folders.check_new_folder`)."""
+        """``path`` if a new run can be created there (:func:`~autodropout.core.folders.check_new_folder`)."""
         return check_new_folder(path, RunDirError, resumable="run.json", what="run")
 
     @classmethod

@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from autodropout.checks import is_int
-from autodropout.config import to_dict
-from autodropout.errors import ConfigError
+from autodropout.core.checks import is_int
+from autodropout.core.config import to_dict
+from autodropout.core.errors import ConfigError
 from autodropout.search_spaces import SearchSpace, pattern_from_json, space_from_json, space_to_json
 from autodropout.tasks import Regularization, task_config_from_dict
 

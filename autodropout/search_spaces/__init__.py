@@ -6,7 +6,7 @@
 >>> space.encode(space.decode(tokens)) == tokens
 True
 """
-from autodropout.errors import PatternError
+from autodropout.core.errors import PatternError
 from autodropout.search_spaces.conv import ConvLayerPattern, ConvSpace
 from autodropout.search_spaces.pattern_json import (
     PatternFormatError,

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from autodropout.checks import is_real
-from autodropout.errors import PatternError
+from autodropout.core.checks import is_real
+from autodropout.core.errors import PatternError
 from autodropout.search_spaces.space import SearchSpace, same_value
 from autodropout.search_spaces.values import ConvValues
 

@@ -56,9 +56,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from autodropout.atomic import atomic_write
-from autodropout.checks import finite
-from autodropout.errors import PatternError, UnknownNameError
+from autodropout.core.atomic import atomic_write
+from autodropout.core.checks import finite
+from autodropout.core.errors import PatternError, UnknownNameError
 from autodropout.search_spaces.space import Pattern, SearchSpace
 from autodropout.search_spaces.space_json import SPACES, pattern_from_json, space_from_json, space_to_json
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from autodropout.checks import first_missing_and_unknown, is_int
-from autodropout.errors import PatternError
+from autodropout.core.checks import first_missing_and_unknown, is_int
+from autodropout.core.errors import PatternError
 
 #: The two site groups: the model's layer sites (every space) and its embedding sites (some spaces).
 LAYER, EMBEDDING = "layer", "embedding"

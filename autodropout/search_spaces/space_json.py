@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autodropout.errors import PatternError
+from autodropout.core.errors import PatternError
 from autodropout.search_spaces.conv import ConvSpace
 from autodropout.search_spaces.space import Pattern, SearchSpace
 from autodropout.search_spaces.transformer import TransformerSpace

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from autodropout.errors import PatternError
+from autodropout.core.errors import PatternError
 from autodropout.search_spaces.space import EMBEDDING, Mask, SearchSpace, same_value
 from autodropout.search_spaces.values import EmbeddingValues, TransformerValues
 

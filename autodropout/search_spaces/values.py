@@ -90,8 +90,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from autodropout.checks import is_int, is_real
-from autodropout.errors import PatternError
+from autodropout.core.checks import is_int, is_real
+from autodropout.core.errors import PatternError
 
 
 class _BadChoice(PatternError):

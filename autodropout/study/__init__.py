@@ -9,7 +9,7 @@ See ``docs/study.md``.
 >>> from autodropout.study import run_study
 >>> study = run_study("digits_wrn_quick", budget=16, search_seeds=2, eval_seeds=5)  # doctest: +SKIP
 """
-from autodropout.stats import Summary, paired, summarize
+from autodropout.core.stats import Summary, paired, summarize
 from autodropout.study.baselines import DEFAULTS, DOMAINS, BaselineError, default_baselines
 from autodropout.study.driver import rebuild_report, resume_study, run_study
 from autodropout.study.plan import StudyDir, StudyError, StudyPlan

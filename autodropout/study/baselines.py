@@ -2,7 +2,7 @@
 
 This table is the one place that says what "a regularizer whose rate was simply tuned" means. A
 baseline's parameters are tuned at the same trial budget as one pattern search by
-:class:`autodropout.workers.tuned.LatticeSearcher` (a lattice over the domain, then a finer one
+:class:`autodropout.tune.tuned.LatticeSearcher` (a lattice over the domain, then a finer one
 around its best; docs/study.md measures how close to the best rate it gets) and the best on
 validation is kept. Every range starts at 0 so "off" is inside each family's range (``none`` is also
 an arm of its own, untuned, since it has nothing to tune), and every rate stays below 1.
@@ -43,11 +43,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autodropout.errors import UserInputError
+from autodropout.commands.transfer import valid_baselines
+from autodropout.core.errors import UserInputError
 from autodropout.tasks import task_class
-from autodropout.transfer import valid_baselines
 
-#: Per regularizer, its tuned parameters as plain data (see :mod:`autodropout.workers.lattice`): the
+#: Per regularizer, its tuned parameters as plain data (see :mod:`autodropout.tune.lattice`): the
 #: ranges on a Transformer (any task whose sites are not a ConvNet's).
 DOMAINS: dict[str, dict[str, list[Any]]] = {
     "dropout": {"p": ["uniform", 0.0, 0.5]},

@@ -25,7 +25,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal
 
-from autodropout.stats import Summary, paired, summarize
+from autodropout.core.stats import Summary, paired, summarize
 from autodropout.study.plan import MAIN, StudyDir, arm_label, searcher_of
 from autodropout.study.results import NONE, MethodScores, method_scores
 from autodropout.study.unit_results import TrialsResult

@@ -33,7 +33,7 @@ def run_study(experiment: str | Path, output: str | Path | None = None, address:
         output: the study folder (default ``studies/NAME-TIMESTAMP``); it must be new or empty.
         address: a Ray cluster (``auto`` or ``HOST:PORT``); default: a local instance.
     """
-    from autodropout.workers.cluster import connect
+    from autodropout.tune.cluster import connect
 
     plan = make_plan(experiment, **options)
     folder = StudyDir.check_new(Path(output) if output else default_output(plan.main.experiment.name))
@@ -43,7 +43,7 @@ def run_study(experiment: str | Path, output: str | Path | None = None, address:
 
 def resume_study(path: str | Path, address: str | None = None) -> StudyDir:
     """Continue a study whose driver stopped (even by SIGKILL): nothing finished is run again."""
-    from autodropout.workers.cluster import connect
+    from autodropout.tune.cluster import connect
 
     study = StudyDir.open(path)
     _check_cluster(study.plan, connect(address))
@@ -56,7 +56,7 @@ def rebuild_report(path: str | Path) -> list[Path]:
 
 
 def _check_cluster(plan: StudyPlan, resources: dict[str, float]) -> None:
-    from autodropout.workers.cluster import check_resources
+    from autodropout.tune.cluster import check_resources
 
     for target in plan.targets:
         check_resources(resources, target.experiment.search.cpus_per_trial, target.experiment.search.gpus_per_trial)
@@ -100,8 +100,8 @@ def _run(study: StudyDir) -> StudyDir:
 def estimate_seconds(plan: StudyPlan) -> float | None:
     """The whole study's wall time from the presets' measured seconds per trial (``None`` unless every
     target is an unmodified embedded preset measured on the trials' device): trials x seconds / concurrency."""
-    from autodropout.catalog import TRIAL_SECONDS
-    from autodropout.experiment import find_experiment, presets
+    from autodropout.commands.catalog import TRIAL_SECONDS
+    from autodropout.runs.experiment import find_experiment, presets
 
     total = 0.0
     for unit in plan.units():

@@ -15,7 +15,7 @@ from autodropout.study.plan import MAIN, StudyDir, Target, arm_label
 from autodropout.study.results import NONE, select_pattern
 from autodropout.study.unit_results import Best, EvalMethod, SearchResult, TuneResult
 from autodropout.tasks import Regularization, Task
-from autodropout.training import pattern_onto_task
+from autodropout.tasks.mapped_pattern import pattern_onto_task
 
 Method = tuple[Trial, EvalMethod]
 #: A search seed's pattern method before it is built: ``(label, arm, k, that search's result)``.

@@ -32,11 +32,11 @@ from typing import Any
 
 import yaml
 
-from autodropout.atomic import atomic_write
 from autodropout.controller import searchers
-from autodropout.errors import ConfigError, UserInputError
-from autodropout.experiment import ExperimentConfig, experiment_from_dict
-from autodropout.folders import check_new_folder
+from autodropout.core.atomic import atomic_write
+from autodropout.core.errors import ConfigError, UserInputError
+from autodropout.core.folders import check_new_folder
+from autodropout.runs.experiment import ExperimentConfig, experiment_from_dict
 from autodropout.search_spaces import PatternSet, load_patterns
 from autodropout.study.baselines import tuning_domain
 from autodropout.study.unit_results import UnitResult, result_from_json
@@ -262,7 +262,7 @@ class StudyDir:
 
     def read_result(self, unit: Unit) -> UnitResult | None:
         """The unit's result (:mod:`autodropout.study.unit_results`), or ``None`` while it has not finished;
-        a damaged result file is a :class:`~autodropout.errors.ConfigError` naming the file and the field."""
+        a damaged result file is a :class:`~autodropout.core.errors.ConfigError` naming the file and the field."""
         path = self.result_file(unit)
         if not path.is_file():
             return None
@@ -294,7 +294,7 @@ class StudyDir:
 
     @staticmethod
     def check_new(path: str | Path) -> Path:
-        """``path`` if a new study can be created there (:func:`~autodropout.folders.check_new_folder`)."""
+        """``path`` if a new study can be created there (:func:`~autodropout.core.folders.check_new_folder`)."""
         return check_new_folder(path, StudyError, resumable="study.json", what="study")
 
     @classmethod

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from autodropout.atomic import atomic_write
+from autodropout.core.atomic import atomic_write
 from autodropout.runs import ENDED, trial_id_of, trial_outcome, trial_statuses
 from autodropout.study.plan import Unit
 

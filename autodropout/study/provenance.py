@@ -13,9 +13,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from autodropout.core.stats import paired, summarize
 from autodropout.patterns import check_name, patterns_dir, shipped
 from autodropout.search_spaces import PatternSet, RankedPattern, load_patterns, save_patterns
-from autodropout.stats import paired, summarize
 from autodropout.study.plan import MAIN, StudyDir, StudyError
 from autodropout.study.results import MethodScores, TargetSummary
 

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from autodropout.atomic import atomic_write
 from autodropout.controller import searchers
-from autodropout.stats import fmt, interval, mean_se, summarize, verdict
+from autodropout.core.atomic import atomic_write
+from autodropout.core.stats import fmt, interval, mean_se, summarize, verdict
 from autodropout.study.baselines import describe_domain, tuning_domain
 from autodropout.study.curves import Curve, budget_curves, curve_comparisons
 from autodropout.study.plan import MAIN, StudyDir, Target, is_warm, searcher_of
@@ -26,7 +26,7 @@ from autodropout.study.results import (
     summarize_study,
 )
 from autodropout.study.unit_results import EvalMethod
-from autodropout.workers.lattice import TUNER
+from autodropout.tune.lattice import TUNER
 
 REPORT_FILES = ("report.md", "report.json", "search_curves.png", "test_metrics.png", "budget_curves.png",
                 "best_pattern.png")

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from autodropout import regularizers
-from autodropout.checks import is_int
-from autodropout.errors import UserInputError
-from autodropout.experiment import ExperimentConfig, find_experiment
+from autodropout.core.checks import is_int
+from autodropout.core.errors import UserInputError
 from autodropout.patterns import is_path, load_patterns, resolve
+from autodropout.runs.experiment import ExperimentConfig, find_experiment
 from autodropout.study.baselines import check_baselines, default_baselines, tunable_baselines
 from autodropout.study.plan import (
     ARMS,

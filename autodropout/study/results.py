@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Literal
 
-from autodropout.stats import Summary, paired, per_seed_mean, summarize
+from autodropout.core.stats import Summary, paired, per_seed_mean, summarize
 from autodropout.study.plan import MAIN, StudyDir, StudyPlan, Target, Unit, arm_of, is_warm, searcher_of
 from autodropout.study.unit_results import EvalMethod, EvalResult, SearchResult, TuneResult
 

@@ -3,7 +3,7 @@
 :mod:`autodropout.study.units` builds them, :meth:`StudyDir.write_result
 <autodropout.study.plan.StudyDir.write_result>` writes :meth:`to_json`, :meth:`StudyDir.read_result
 <autodropout.study.plan.StudyDir.read_result>` reads them back with :func:`result_from_json`, which
-validates the file once (a damaged one is a :class:`~autodropout.errors.ConfigError` naming the file and
+validates the file once (a damaged one is a :class:`~autodropout.core.errors.ConfigError` naming the file and
 the field) and fills in what results written by older versions lack:
 
 * ``cost.epochs`` (before studies took a trial scheduler): every trial ran its schedule, so
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from autodropout.checks import is_int, is_real
-from autodropout.errors import ConfigError
+from autodropout.core.checks import is_int, is_real
+from autodropout.core.errors import ConfigError
 from autodropout.runs import Trial
 
 FORMAT = "autodropout.study.unit"

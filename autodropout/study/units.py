@@ -1,8 +1,8 @@
 """Running one unit of a study and turning what it left on disk into its result.
 
-The Ray side is reached only through ``autodropout.workers`` (:func:`~autodropout.workers.run.run_search`
-/ :func:`~autodropout.workers.run.resume_search` for a search arm,
-:mod:`autodropout.workers.tuned` for a tuned baseline, :func:`~autodropout.workers.parallel.run_grid`
+The Ray side is reached only through ``autodropout.tune`` (:func:`~autodropout.tune.search.run_search`
+/ :func:`~autodropout.tune.search.resume_search` for a search arm,
+:mod:`autodropout.tune.tuned` for a tuned baseline, :func:`~autodropout.tune.parallel.run_grid`
 for the final evaluation). Each runner first looks at the unit's folder: a restorable Tune experiment
 is continued (finished trials stay, interrupted ones resume from their checkpoints); anything else
 left by a driver killed before Tune saved its first state is removed and the unit starts over.
@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from autodropout.checks import finite
-from autodropout.experiment import ExperimentConfig
+from autodropout.core.checks import finite
 from autodropout.runs import RunDir, RunDirError, TrialRecord, read_trials
+from autodropout.runs.experiment import ExperimentConfig
 from autodropout.study.methods import eval_methods
 from autodropout.study.plan import StudyDir, Unit, arm_of, is_warm, searcher_of
 from autodropout.study.progress import ended_trials
@@ -63,14 +63,14 @@ def run_unit(study: StudyDir, unit: Unit) -> UnitResult:
 def experiment_dir(study: StudyDir, unit: Unit) -> Path:
     """The Tune experiment folder of ``unit`` (where its trial folders appear)."""
     from autodropout.runs.run_dir import EXPERIMENT_NAME
-    from autodropout.workers.parallel import GRID_NAME
+    from autodropout.tune.parallel import GRID_NAME
 
     return study.unit_dir(unit) / (GRID_NAME if unit.kind == "eval" else EXPERIMENT_NAME)
 
 
 def _search(study: StudyDir, unit: Unit) -> SearchResult:
-    from autodropout.workers.run import resume_search, run_search
-    from autodropout.workers.tuned import restorable
+    from autodropout.tune.search import resume_search, run_search
+    from autodropout.tune.tuned import restorable
 
     plan = study.plan
     arm, k = arm_of(unit.name), int(unit.name.rsplit("-s", 1)[1])
@@ -94,8 +94,8 @@ def _search(study: StudyDir, unit: Unit) -> SearchResult:
 
 def _tune(study: StudyDir, unit: Unit) -> TuneResult:
     from autodropout.study.baselines import tuning_domain
-    from autodropout.workers.lattice import TUNER
-    from autodropout.workers.tuned import restorable, resume_tuned, tune_regularizer
+    from autodropout.tune.lattice import TUNER
+    from autodropout.tune.tuned import restorable, resume_tuned, tune_regularizer
 
     target = study.plan.target(unit.target)
     experiment, seed = target.experiment, target.experiment.task.train.seed
@@ -113,7 +113,7 @@ def _tune(study: StudyDir, unit: Unit) -> TuneResult:
 
 
 def _evaluate(study: StudyDir, unit: Unit) -> EvalResult:
-    from autodropout.workers.parallel import run_grid
+    from autodropout.tune.parallel import run_grid
 
     target = study.plan.target(unit.target)
     task = build_task(target.experiment.task)

@@ -3,7 +3,7 @@
 Every module of this package that defines a task registers it (:func:`register_task`) and is
 imported here, so adding a task is adding one file.
 
->>> from autodropout.experiment import find_experiment
+>>> from autodropout.runs.experiment import find_experiment
 >>> from autodropout.tasks import build_task
 >>> task = build_task(find_experiment("digits_wrn_quick").task)
 >>> result = task.fit(epochs=1)

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from autodropout.checks import is_int
-from autodropout.errors import PatternError
+from autodropout.core.checks import is_int
+from autodropout.core.errors import PatternError
 from autodropout.models import SiteLayout, TransformerSites
 from autodropout.search_spaces import SPACES, SearchSpace
 from autodropout.tasks import loop

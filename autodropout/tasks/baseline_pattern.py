@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from autodropout import regularizers
-from autodropout.errors import PatternError
+from autodropout.core.errors import PatternError
 from autodropout.models import ConvSites, SiteLayout
 from autodropout.search_spaces import ConvLayerPattern, Pattern, SearchSpace
 from autodropout.search_spaces.transformer import EmbeddingPattern, TransformerLayerPattern, nominal_rate

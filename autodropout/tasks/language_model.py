@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.config import check_non_negative, check_positive
+from autodropout.core.config import check_non_negative, check_positive
+from autodropout.core.errors import ConfigError
 from autodropout.data.language import LMCorpus, batchify, lm_batches
-from autodropout.errors import ConfigError
 from autodropout.models import TransformerLM, TransformerSites
 from autodropout.search_spaces import TransformerSpace
 from autodropout.tasks.base import Task, TaskSites

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from autodropout.config import check_fraction, check_non_negative, check_positive
-from autodropout.recalibration import recalibrate_batchnorm
+from autodropout.apply.recalibration import recalibrate_batchnorm
+from autodropout.core.config import check_fraction, check_non_negative, check_positive
 from autodropout.regularizers.training_step import auxiliary_loss, prepare_step
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class TrainConfig:
 
     ``eval_every``: validate (and report, and checkpoint) every that many epochs and after the last.
     ``recalibrate_bn``: before each evaluation, recompute BatchNorm running statistics on the training
-    data with every regularizer off (:mod:`autodropout.recalibration`); no effect without BatchNorm.
+    data with every regularizer off (:mod:`autodropout.apply.recalibration`); no effect without BatchNorm.
     ``beta2``: Adam(W)'s second-moment decay. Transformers train with 0.98 (Vaswani et al., 2017,
     sec. 5.3): with PyTorch's 0.999 the small translation Transformer at lr 3e-3 stalls on a plateau
     for a seed-dependent time (docs/tasks.md).

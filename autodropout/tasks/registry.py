@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from autodropout.config import from_dict
-from autodropout.errors import ConfigError
-from autodropout.registry import Registry
+from autodropout.core.config import from_dict
+from autodropout.core.errors import ConfigError
+from autodropout.core.registry import Registry
 
 if TYPE_CHECKING:
     from autodropout.tasks.base import Task, TaskSites

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from autodropout import regularizers
-from autodropout.errors import ConfigError
+from autodropout.core.errors import ConfigError
 from autodropout.models import ConvSites, Factory, SiteLayout, TransformerSites, residual_sites
 from autodropout.search_spaces import Pattern
 
@@ -87,7 +87,7 @@ class Regularization:
 
         A learned pattern acts where its site patterns say (a conv pattern at each ConvNet site; a
         Transformer layer pattern at the sublayers it switches on, decoder layers also at the
-        cross-attention sites of the same switches, see :mod:`autodropout.mapping`; its embedding
+        cross-attention sites of the same switches, see :mod:`autodropout.patterns.mapping`; its embedding
         patterns after the embeddings, in forward order, and nothing there when it has none, as a
         version-2 pattern). A registry regularizer goes at every ConvNet site, or where the residual
         dropout of Vaswani et al. (2017, sec. 5.4) goes in a Transformer (each sublayer output before

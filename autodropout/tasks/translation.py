@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.config import check_fraction, check_non_negative, check_positive
+from autodropout.core.config import check_fraction, check_non_negative, check_positive
+from autodropout.core.errors import ConfigError
 from autodropout.data.bleu import corpus_bleu
 from autodropout.data.translation import (
     BOS_ID,
@@ -22,7 +23,6 @@ from autodropout.data.translation import (
     load_parallel_text,
     with_target_noise,
 )
-from autodropout.errors import ConfigError
 from autodropout.models import TransformerSeq2Seq, TransformerSites, beam_search, greedy_decode
 from autodropout.search_spaces import TransformerSpace
 from autodropout.tasks.base import Task, TaskSites

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodropout.config import check_fraction, check_positive
+from autodropout.core.config import check_fraction, check_positive
+from autodropout.core.errors import ConfigError
 from autodropout.data.images import ImageSplits, augment, load_digits, with_label_noise
-from autodropout.errors import ConfigError
 from autodropout.models import ConvSites, WideResNet
 from autodropout.search_spaces import ConvSpace
 from autodropout.tasks.base import Task, TaskSites

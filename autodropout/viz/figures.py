@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from autodropout.atomic import atomic_write
+from autodropout.core.atomic import atomic_write
 from autodropout.search_spaces import Pattern
 from autodropout.viz.masks import SiteSizes, is_gaussian, layer_parts, pattern_masks, site_rate, site_sizes, size_text
 

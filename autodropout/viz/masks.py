@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from autodropout.checks import is_int
-from autodropout.errors import UserInputError
+from autodropout.core.checks import is_int
+from autodropout.core.errors import UserInputError
 from autodropout.regularizers.pattern_conv import conv_pattern_mask
 from autodropout.regularizers.pattern_transformer import hidden_run, transformer_pattern_mask
 from autodropout.search_spaces import ConvLayerPattern, EmbeddingPattern, Pattern

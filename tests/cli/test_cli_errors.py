@@ -4,9 +4,9 @@ import subprocess
 
 import pytest
 
-from autodropout.cli import main
-from autodropout.config import parse_assignments as parse_params
-from autodropout.errors import ConfigError
+from autodropout.commands.cli import main
+from autodropout.core.config import parse_assignments as parse_params
+from autodropout.core.errors import ConfigError
 from tests.conftest import PYTHON
 from tests.tiny import write_experiment
 
@@ -18,11 +18,11 @@ def run_cli(capsys, *args):
 
 
 def test_help_works():
-    proc = subprocess.run([PYTHON, "-m", "autodropout.cli", "--help"], capture_output=True, text=True)
+    proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     for command in ("search", "train", "export", "transfer", "show", "list"):
         assert command in proc.stdout
-    sub = subprocess.run([PYTHON, "-m", "autodropout.cli", "search", "--help"], capture_output=True, text=True)
+    sub = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "search", "--help"], capture_output=True, text=True)
     assert sub.returncode == 0 and "examples:" in sub.stdout and "--resume" in sub.stdout
 
 
@@ -63,7 +63,7 @@ def test_unreachable_cluster_address(tmp_path, capsys):
 def test_impossible_resources(tmp_path, cli_env):
     # In a subprocess: this one starts Ray, which must not live on in the test process.
     path = write_experiment(tmp_path, {"search": {"cpus_per_trial": 512}})
-    proc = subprocess.run([PYTHON, "-m", "autodropout.cli", "search", str(path), "--output", str(tmp_path / "run")],
+    proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "search", str(path), "--output", str(tmp_path / "run")],
                           env=cli_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "search.cpus_per_trial=512.0 but the cluster has" in proc.stderr
     assert not (tmp_path / "run").exists()
@@ -237,7 +237,7 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = subprocess.run([PYTHON, "-m", "autodropout.cli", "list"], stdout=write_end, stderr=subprocess.PIPE,
+        proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "list"], stdout=write_end, stderr=subprocess.PIPE,
                               text=True, timeout=120)
     finally:
         os.close(write_end)

@@ -2,9 +2,10 @@
 with its parameters and defaults, without loading any data."""
 import inspect
 
-from autodropout import catalog, regularizers
-from autodropout.cli import main
-from autodropout.experiment import find_experiment, presets
+from autodropout import regularizers
+from autodropout.commands import catalog
+from autodropout.commands.cli import main
+from autodropout.runs.experiment import find_experiment, presets
 from autodropout.tasks import task_sites
 
 

@@ -1,7 +1,7 @@
 """``autodropout search --start-from SPEC``: bad specs are one line naming the option, exit status 2."""
 import pytest
 
-from autodropout.cli import main
+from autodropout.commands.cli import main
 from tests.tiny import write_experiment
 
 
@@ -38,7 +38,7 @@ def test_a_resumed_search_keeps_its_start_point(tmp_path, capsys):
 
 def test_a_missing_pattern_file_fails_before_anything_is_written(tmp_path, capsys, monkeypatch):
     # The file is looked for where the task is known, once the search starts: stop right after that.
-    import autodropout.workers.run as run
+    import autodropout.tune.search as run
 
     monkeypatch.setattr(run, "connect", lambda address: None)
     monkeypatch.setattr(run, "check_resources", lambda *a: None)

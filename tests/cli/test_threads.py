@@ -1,6 +1,6 @@
 """One thread policy: ``train.threads`` (default: the trial's CPUs) in every process that trains.
 
-The Ray paths (search trials, parallel transfer) are checked in tests/workers/test_search_e2e.py
+The Ray paths (search trials, parallel transfer) are checked in tests/tune/test_search_e2e.py
 and tests/transfer/test_transfer.py::test_parallel_on_ray_matches_sequential.
 """
 import json
@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from autodropout.cli import main
-from autodropout.experiment import experiment_from_dict
+from autodropout.commands.cli import main
+from autodropout.runs.experiment import experiment_from_dict
 from tests.tiny import TINY_VISION, write_experiment
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from autodropout.controller.searchers.evolution import EvolutionConfig, EvolutionSearcher, allowed, mutate_one
-from autodropout.errors import ConfigError
+from autodropout.core.errors import ConfigError
 from autodropout.search_spaces import ConvSpace, TransformerSpace
 from tests.helpers import suggested_tokens
 
@@ -169,7 +169,7 @@ def test_a_restored_searcher_continues_exactly_as_an_uninterrupted_one(tmp_path)
     ({"populaton": 8}, r"search.searchers.evolution.populaton: unknown key \(valid keys: population, sample_size\)"),
 ])
 def test_bad_settings_name_the_key(settings, message):
-    from autodropout.experiment import experiment_from_dict
+    from autodropout.runs.experiment import experiment_from_dict
     from tests.tiny import TINY_VISION
 
     search = {**TINY_VISION["search"], "controller": "random", "searchers": {"evolution": settings}}
@@ -178,7 +178,7 @@ def test_bad_settings_name_the_key(settings, message):
 
 
 def test_the_settings_reach_the_searcher_and_the_old_flat_keys_are_gone():
-    from autodropout.experiment import experiment_from_dict
+    from autodropout.runs.experiment import experiment_from_dict
     from tests.tiny import TINY_VISION
 
     search = {**TINY_VISION["search"], "controller": "evolution", "searchers": {"evolution": {"population": 6}}}

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from autodropout.cli import build_parser
+from autodropout.commands.cli import build_parser
 from autodropout.controller import searchers
 from autodropout.controller.searcher import BaseSearcher, ControllerSearcher, RandomSearcher
 from autodropout.controller.searchers.evolution import EvolutionConfig, EvolutionSearcher
-from autodropout.errors import ConfigError, UnknownNameError
-from autodropout.experiment import CONTROLLER_KEYS, experiment_from_dict
+from autodropout.core.errors import ConfigError, UnknownNameError
+from autodropout.runs.experiment import CONTROLLER_KEYS, experiment_from_dict
 from autodropout.search_spaces import TransformerSpace
 from tests.helpers import suggested_tokens
 from tests.tiny import TINY_VISION
@@ -142,7 +142,7 @@ def test_a_registered_searcher_is_a_study_arm_described_by_its_entry(tiny, tmp_p
 
 
 def test_checking_an_experiment_imports_ray_only_for_a_searcher_that_needs_it():
-    code = ("import sys; from autodropout.experiment import find_experiment; "
+    code = ("import sys; from autodropout.runs.experiment import find_experiment; "
             "e = find_experiment('lm_transformer_quick'); e.with_search(controller='random'); "
             "print('ray' in sys.modules, end=' '); e.with_search(controller='evolution'); print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -4,13 +4,13 @@ import random
 
 import pytest
 
-from autodropout.controller.start_point import StartPointError, start_tokens
-from autodropout.errors import ConfigError
-from autodropout.experiment import experiment_from_dict, parse_start_from
+from autodropout.core.errors import ConfigError
 from autodropout.runs import RunDir, RunDirError
+from autodropout.runs.experiment import experiment_from_dict, parse_start_from
 from autodropout.search_spaces import TransformerSpace, save_patterns
 from autodropout.tasks import build_task
-from autodropout.training import pattern_for_task
+from autodropout.tasks.mapped_pattern import pattern_for_task
+from autodropout.tune.start_point import StartPointError, start_tokens
 from tests.tiny import TINY_VISION
 
 

@@ -9,7 +9,7 @@ from autodropout.controller import ControllerConfig
 from autodropout.controller.config import START_PROBABILITY, ControllerSettingError
 from autodropout.controller.searcher import ControllerSearcher, RandomSearcher
 from autodropout.controller.warm_start import allowed_counts, mutate
-from autodropout.errors import PatternError
+from autodropout.core.errors import PatternError
 from autodropout.search_spaces import TransformerSpace
 from tests.helpers import suggested_tokens
 

@@ -23,8 +23,8 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from autodropout.cli import build_parser
-from autodropout.experiment import find_experiment
+from autodropout.commands.cli import build_parser
+from autodropout.runs.experiment import find_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

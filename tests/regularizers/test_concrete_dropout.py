@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 import autodropout as ad
-from autodropout.cli import main
-from autodropout.experiment import find_experiment
+from autodropout.commands.cli import main
 from autodropout.regularizers.concrete_dropout import (
     ConcreteDropout,
     concrete_dropout,
@@ -20,6 +19,7 @@ from autodropout.regularizers.concrete_dropout import (
     relaxed_drop_mask,
 )
 from autodropout.regularizers.training_step import auxiliary_loss
+from autodropout.runs.experiment import find_experiment
 from autodropout.tasks import Regularization, build_task
 
 DEVICE = torch.device(os.environ.get("AUTODROPOUT_TEST_DEVICE", "cpu"))

@@ -4,12 +4,12 @@ import pytest
 from torch import nn
 
 from autodropout import regularizers
-from autodropout.cli import main
-from autodropout.errors import ConfigError, UserInputError
+from autodropout.commands.cli import main
+from autodropout.commands.transfer import baseline_methods
+from autodropout.core.errors import ConfigError, UserInputError
 from autodropout.regularizers import registry
 from autodropout.regularizers.registry import RegularizerArgumentError, RegularizerInfo
 from autodropout.tasks import Regularization
-from autodropout.transfer import baseline_methods
 
 
 class Buggy(nn.Module):

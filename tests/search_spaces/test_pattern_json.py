@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import autodropout as ad
-from autodropout.errors import PatternError
+from autodropout.core.errors import PatternError
 from autodropout.models import TransformerLM
 from autodropout.regularizers.pattern_conv import conv_pattern_mask
 from autodropout.regularizers.pattern_transformer import transformer_pattern_mask

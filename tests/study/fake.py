@@ -2,8 +2,8 @@
 pattern-file and publishing tests."""
 from pathlib import Path
 
-from autodropout.experiment import load_experiment
 from autodropout.runs import Trial
+from autodropout.runs.experiment import load_experiment
 from autodropout.search_spaces import ConvSpace
 from autodropout.study.baselines import tuning_domain
 from autodropout.study.plan import ARMS, WARM_ARMS, StudyDir, arm_of, is_warm
@@ -20,7 +20,7 @@ from autodropout.study.unit_results import (
     WarmStart,
 )
 from autodropout.tasks import Regularization, task_sites
-from autodropout.workers.lattice import TUNER
+from autodropout.tune.lattice import TUNER
 from tests.helpers import trial_for_tokens
 from tests.tiny import write_experiment
 

@@ -11,7 +11,7 @@ from autodropout.study.baselines import (
     tunable_baselines,
     tuning_domain,
 )
-from autodropout.workers.lattice import axes, design
+from autodropout.tune.lattice import axes, design
 
 #: The parameter of each family that is its rate ("off" at 0).
 RATES = {"targetdrop": "gamma"}

@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from autodropout.experiment import load_experiment
 from autodropout.runs import Trial
+from autodropout.runs.experiment import load_experiment
 from autodropout.runs.results import TrialRecord
 from autodropout.search_spaces import ConvSpace
 from autodropout.study.baselines import tuning_domain
@@ -20,7 +20,7 @@ from autodropout.study.request import make_plan
 from autodropout.study.unit_results import Cell, Cost, EvalResult, SearchResult, TuneResult
 from autodropout.study.units import _trials_fields
 from autodropout.tasks import Regularization
-from autodropout.workers.lattice import TUNER, design
+from autodropout.tune.lattice import TUNER, design
 from tests.helpers import trial_for_tokens
 from tests.tiny import write_experiment
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 import autodropout as ad
-from autodropout.cli import main
+from autodropout.commands.cli import main
 from autodropout.study import StudyDir, publish, rebuild_report
 from autodropout.study.results import select_pattern, summarize_study
 from tests.study.fake import SCORES, fake_study

@@ -7,8 +7,8 @@ import pytest
 
 import autodropout as ad
 from autodropout import patterns
-from autodropout.cli import main
-from autodropout.experiment import find_experiment
+from autodropout.commands.cli import main
+from autodropout.runs.experiment import find_experiment
 from autodropout.tasks import task_sites
 
 #: The package's own folder, read at collection (the fixture keeps a user's override out of the tests).

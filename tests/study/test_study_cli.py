@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 import autodropout as ad
-from autodropout.cli import main
+from autodropout.commands.cli import main
 from autodropout.patterns import resolve
 from autodropout.study import StudyDir, StudyError, make_plan
 from autodropout.study.baselines import DOMAINS, default_baselines
@@ -173,7 +173,7 @@ def test_help_has_examples(capsys):
 
 
 def test_estimate_from_the_measured_trial_times_of_the_presets(tmp_path):
-    from autodropout.catalog import TRIAL_SECONDS
+    from autodropout.commands.catalog import TRIAL_SECONDS
     from autodropout.study.driver import estimate_seconds
 
     plan = make_plan("digits_wrn_quick", budget=16, search_seeds=2, eval_seeds=5)

@@ -16,8 +16,8 @@ import autodropout as ad
 from autodropout.runs import RunDir
 from autodropout.study.baselines import tuning_domain
 from autodropout.tasks import build_task
-from autodropout.training import pattern_onto_task
-from autodropout.workers.lattice import TUNER, design
+from autodropout.tasks.mapped_pattern import pattern_onto_task
+from autodropout.tune.lattice import TUNER, design
 from tests.conftest import PYTHON
 from tests.tiny import TINY_VISION, write_experiment
 
@@ -30,7 +30,7 @@ WARM_LABELS = {"lstm-warm-s0", "lstm-warm-s1"}
 
 
 def autodropout(*args, env, timeout=600, check=True):
-    proc = subprocess.run([PYTHON, "-m", "autodropout.cli", *map(str, args)], env=env, capture_output=True,
+    proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
@@ -141,7 +141,7 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
 
 
 def start(args: list, env: dict, log: Path, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen([PYTHON, "-m", "autodropout.cli", "study", *map(str, args)], env=env, cwd=cwd,
+    return subprocess.Popen([PYTHON, "-m", "autodropout.commands.cli", "study", *map(str, args)], env=env, cwd=cwd,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from autodropout.errors import ConfigError
+from autodropout.core.errors import ConfigError
 from autodropout.study.results import cost_rows
 from autodropout.study.unit_results import (
     RANDOM_TUNER,

@@ -13,7 +13,7 @@ from autodropout.study.results import cost_rows, summarize_study
 from autodropout.study.unit_results import WarmStart
 from autodropout.study.warm_start import mask_baselines, warm_start
 from autodropout.tasks import Regularization
-from autodropout.workers.lattice import TUNER
+from autodropout.tune.lattice import TUNER
 from tests.study.fake import START, fake_study, tune_result
 from tests.tiny import write_experiment
 

@@ -8,8 +8,8 @@ act on sites patterns act on too; and no task gives a baseline a site that patte
 import numpy as np
 import pytest
 
-from autodropout.errors import PatternError
-from autodropout.experiment import find_experiment, presets
+from autodropout.core.errors import PatternError
+from autodropout.runs.experiment import find_experiment, presets
 from autodropout.search_spaces import SUBLAYERS, ConvLayerPattern, Pattern, TransformerLayerPattern
 from autodropout.search_spaces.transformer import EmbeddingPattern
 from autodropout.study.baselines import NONE, default_baselines, tunable_baselines, tuning_domain

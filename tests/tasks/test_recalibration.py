@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import autodropout as ad
-from autodropout.recalibration import recalibrate_batchnorm
+from autodropout.apply.recalibration import recalibrate_batchnorm
 from autodropout.search_spaces import ConvLayerPattern, Pattern
 from autodropout.tasks import Regularization, TrainConfig, build_task
 from autodropout.tasks.vision import VisionConfig

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import autodropout as ad
-from autodropout.cli import main
-from autodropout.errors import ConfigError, PatternError
+from autodropout.commands.cli import main
+from autodropout.core.errors import ConfigError, PatternError
 from autodropout.search_spaces import ConvSpace, TransformerSpace
 from autodropout.search_spaces.transformer import EmbeddingValues
 from autodropout.tasks import DivergedError, Regularization, TrainConfig, build_task, reward
@@ -234,7 +234,7 @@ def test_embedding_patterns_go_after_the_embeddings_and_nothing_without_them():
 
 
 def test_search_values_and_embedding_values_set_the_space():
-    from autodropout.experiment import experiment_from_dict
+    from autodropout.runs.experiment import experiment_from_dict
     from tests.tiny import TINY_LM, TINY_VISION
 
     experiment = experiment_from_dict({**TINY_LM, "search": {"values": {"span": [1, "all"]},

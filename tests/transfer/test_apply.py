@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import autodropout as ad
-from autodropout.apply import select_modules
-from autodropout.errors import UnknownNameError
+from autodropout.apply.hooks import select_modules
+from autodropout.core.errors import UnknownNameError
 from autodropout.search_spaces import (
     ConvLayerPattern,
     ConvSpace,

@@ -1,4 +1,4 @@
-"""Layer mapping by relative depth (autodropout.mapping): hand-computed maps in both directions,
+"""Layer mapping by relative depth (autodropout.patterns.mapping): hand-computed maps in both directions,
 1-site patterns and targets, encoder-decoder stacks, kind mismatches."""
 import dataclasses
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autodropout.mapping import depth_map, map_pattern
+from autodropout.patterns.mapping import depth_map, map_pattern
 from autodropout.search_spaces import (
     ConvLayerPattern,
     ConvSpace,

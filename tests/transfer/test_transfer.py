@@ -9,9 +9,21 @@ import numpy
 import pytest
 import torch
 
-from autodropout import cli
-from autodropout.experiment import find_experiment
+from autodropout.commands import cli
+from autodropout.commands.transfer import (
+    MethodSummary,
+    RunRecord,
+    TransferError,
+    TransferReport,
+    baseline_methods,
+    parse_baseline,
+    run_transfer,
+    valid_baselines,
+    write_report,
+)
+from autodropout.commands.transfer import _summaries as method_summaries
 from autodropout.runs import Trial
+from autodropout.runs.experiment import find_experiment
 from autodropout.search_spaces import (
     ConvLayerPattern,
     ConvSpace,
@@ -23,20 +35,8 @@ from autodropout.search_spaces import (
     save_patterns,
 )
 from autodropout.tasks import Regularization, build_task
+from autodropout.tasks.mapped_pattern import pattern_for_task
 from autodropout.tasks.translation import TranslationTask
-from autodropout.training import pattern_for_task
-from autodropout.transfer import (
-    MethodSummary,
-    RunRecord,
-    TransferError,
-    TransferReport,
-    baseline_methods,
-    parse_baseline,
-    run_transfer,
-    valid_baselines,
-    write_report,
-)
-from autodropout.transfer import _summaries as method_summaries
 
 TRANSLATION_YAML = """\
 name: tiny_translation
@@ -131,7 +131,7 @@ def test_transfer_lm_pattern_to_translation_end_to_end(lm_file, translation_yaml
     assert sorted(p.name for p in out.iterdir()) == ["report.csv", "report.json", "report.md", "report.png"]
 
     document = json.loads((out / "report.json").read_text())
-    assert document["format"] == "autodropout.transfer" and document["metric"] == "bleu"
+    assert document["format"] == "autodropout.commands.transfer" and document["metric"] == "bleu"
     assert document["mode"] == "max" and document["epochs"] == 1
     pattern_row = document["methods"][0]
     values = [r["val"]["bleu"] for r in document["runs"] if r["method"] == "pattern"]
@@ -180,7 +180,7 @@ def test_cli_transfer(lm_file, translation_yaml, tmp_path, capsys, monkeypatch):
     def no_ray():
         raise AssertionError("--sequential must not start Ray")
 
-    monkeypatch.setattr("autodropout.workers.parallel.run_grid", no_ray)
+    monkeypatch.setattr("autodropout.tune.parallel.run_grid", no_ray)
     out = tmp_path / "cli"
     code = cli.main(["transfer", str(lm_file), "--to", str(translation_yaml), "--baselines", "none",
                      "--seeds", "1", "--epochs", "1", "--output", str(out), "--sequential"])
@@ -237,7 +237,7 @@ def test_a_key_error_while_mapping_a_valid_rank_is_a_bug_not_a_bad_rank(lm_file,
     def broken(*args, **kwargs):
         raise KeyError("decoder")
 
-    monkeypatch.setattr("autodropout.transfer.pattern_onto_task", broken)
+    monkeypatch.setattr("autodropout.commands.transfer.pattern_onto_task", broken)
     with pytest.raises(KeyError, match="decoder") as caught:
         run_transfer(lm_file, translation_yaml, output=tmp_path / "out", parallel=False)
     assert not isinstance(caught.value, TransferError)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from autodropout import cli, viz
-from autodropout.controller.tensorboard import ControllerLogger
+from autodropout import viz
+from autodropout.commands import cli
 from autodropout.regularizers.pattern_conv import conv_pattern_mask
 from autodropout.search_spaces import (
     ConvLayerPattern,
@@ -23,6 +23,7 @@ from autodropout.search_spaces import (
     TransformerSpace,
     save_patterns,
 )
+from autodropout.tune.tensorboard import ControllerLogger
 from autodropout.viz.grid import MIN_WIDTH
 from tests.conftest import PYTHON
 
@@ -356,7 +357,7 @@ def test_tensorboard_best_pattern_image_is_readable_and_at_the_sites_sizes(tmp_p
 
 
 def test_the_logging_path_does_not_import_matplotlib():
-    code = ("import sys; import autodropout.controller.tensorboard; from autodropout.viz import mask_grid; "
+    code = ("import sys; import autodropout.tune.tensorboard; from autodropout.viz import mask_grid; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     subprocess.run([PYTHON, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 

@@ -27,11 +27,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from autodropout.checks import is_int
 from autodropout.controller.searcher import BaseSearcher
 from autodropout.controller.searchers.registry import SearcherInfo, register
 from autodropout.controller.warm_start import mutate
-from autodropout.errors import ConfigError
+from autodropout.core.checks import is_int
+from autodropout.core.errors import ConfigError
 from autodropout.search_spaces import SearchSpace
 
 

@@ -5,7 +5,7 @@ Its classes predate the registry and live in :mod:`autodropout.controller.search
 path, so that checking ``search.controller: lstm`` imports neither Ray nor torch's policy. Its settings
 are :class:`~autodropout.controller.config.ControllerConfig`, spelt in the experiment file as the
 flat ``search`` keys they always had (``samples_per_update``, ``controller_lr``, ...;
-:data:`autodropout.experiment.CONTROLLER_KEYS`).
+:data:`autodropout.runs.experiment.CONTROLLER_KEYS`).
 """
 from autodropout.controller.config import ControllerConfig
 from autodropout.controller.searchers.registry import SearcherInfo, register

@@ -9,7 +9,7 @@ lstm`` imports neither Ray nor the policy; a searcher whose class lives in its o
 costs Ray's import only where it is used.
 
 Settings are one frozen dataclass per searcher, owned by the searcher's file; their ``__post_init__``
-checks the values (:class:`~autodropout.errors.ConfigError` naming the field), and
+checks the values (:class:`~autodropout.core.errors.ConfigError` naming the field), and
 :func:`parse_settings` reads them from the experiment file with the errors naming the key path
 (``search.searchers.evolution.population``).
 """
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autodropout.config import from_dict
-from autodropout.errors import ConfigError, UnknownNameError
-from autodropout.registry import Registry
+from autodropout.core.config import from_dict
+from autodropout.core.errors import ConfigError, UnknownNameError
+from autodropout.core.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover - the Ray side, for type checkers only
     from autodropout.controller.searcher import BaseSearcher
@@ -91,7 +91,7 @@ def available() -> list[str]:
 
 def info(name: str) -> SearcherInfo:
     """The entry of ``name``, importing its file on first use; an unknown name raises
-    :class:`~autodropout.errors.UnknownNameError` listing the valid ones."""
+    :class:`~autodropout.core.errors.UnknownNameError` listing the valid ones."""
     if name not in _REGISTRY and isinstance(name, str) and name in _files():
         importlib.import_module(f"{__package__}.{name}")
         if name not in _REGISTRY:  # a programming error of the file, not of the user's config
