@@ -256,7 +256,7 @@ def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int]
         rnd = collect(random_results, "random", variant, seeds)
         for n in budgets:
             cells = [variant, str(n), fmt([best(m, n) for m in rnd])]
-            for i, a in enumerate(names):
+            for a in names:
                 ctl = collect(arms[a], arms[a][0]["kind"], variant, seeds)
                 diff = [best(c, n) - best(r, n) for c, r in zip(ctl, rnd)]
                 cells += [fmt([best(m, n) for m in ctl]), fmt_diff(diff)]

@@ -70,7 +70,8 @@ def summarize(rows: list[dict[str, Any]]) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {m: sorted((r for r in rows if r["method"] == m), key=lambda r: r["seed"]) for m in methods}
     val_mean = {m: statistics.fmean(r["val"] for r in by[m]) for m in methods}
-    lines = [f"| method | val {metric} mean | test {metric} mean ± SE | test per seed | s/run |", "|---|---|---|---|---|"]
+    lines = [f"| method | val {metric} mean | test {metric} mean ± SE | test per seed | s/run |",
+             "|---|---|---|---|---|"]
     for m in methods:
         tests = [r["test"] for r in by[m]]
         lines.append(f"| {m} | {val_mean[m]:.4f} | {statistics.fmean(tests):.4f} ± {se(tests):.4f} | "

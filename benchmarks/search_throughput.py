@@ -74,10 +74,12 @@ def main() -> None:
         print(f"concurrency {concurrency}: done", flush=True)
 
     print(f"\n{args.experiment}, {args.trials} trials per row\n")
-    print("| concurrency | trials | wall (s) | trials/hour | utilisation | mean trial (s) | controller/trial (ms) | controller share |")
+    print("| concurrency | trials | wall (s) | trials/hour | utilisation | mean trial (s) | controller/trial (ms) "
+          "| controller share |")
     print("|---|---|---|---|---|---|---|---|")
     for c, n, wall, tph, util, mean_trial, per_trial, share in rows:
-        print(f"| {c} | {n} | {wall:.1f} | {tph:.0f} | {util:.1%} | {mean_trial:.1f} | {per_trial * 1000:.1f} | {share:.2%} |")
+        print(f"| {c} | {n} | {wall:.1f} | {tph:.0f} | {util:.1%} | {mean_trial:.1f} | {per_trial * 1000:.1f} "
+              f"| {share:.2%} |")
 
 
 if __name__ == "__main__":

@@ -123,10 +123,11 @@ def measure(name: str, noise: str, search: Searcher, budget: int, seeds: int) ->
         star = float(grid[np.argmax(values)])
         seen: dict[float, float] = {}  # one noisy observation per rate, as one trial per setting
 
-        def observe(p: float) -> float:
-            if p not in seen:
-                seen[p] = sign * float(base(p - shift)) + rng.normal(0.0, sds[noise])
-            return seen[p]
+        # Called only within this iteration (by search below), so the loop's names are the current ones.
+        def observe(p: float) -> float:  # noqa: B023
+            if p not in seen:  # noqa: B023
+                seen[p] = sign * float(base(p - shift)) + rng.normal(0.0, sds[noise])  # noqa: B023
+            return seen[p]  # noqa: B023
 
         chosen = search(observe, top, budget, rng)
         distances.append(abs(chosen - star))
@@ -145,7 +146,8 @@ def main() -> None:
     for name in SETTINGS:
         for noise in ("crn", "seed"):
             sd = SETTINGS[name][3][noise]
-            print(f"\n{name} (U(0, {SETTINGS[name][1]})), noise {noise} (sd {sd}); per budget: |p - p*| mean / p90, regret mean / p90")
+            print(f"\n{name} (U(0, {SETTINGS[name][1]})), noise {noise} (sd {sd}); "
+                  "per budget: |p - p*| mean / p90, regret mean / p90")
             print("| searcher | " + " | ".join(f"budget {b}" for b in args.budgets) + " |")
             print("|---|" + "---|" * len(args.budgets))
             for label, search in found.items():

@@ -131,3 +131,13 @@ def test_files_and_functions_stay_small(path):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             length = node.end_lineno - node.lineno + 1
             assert length <= MAX_FUNCTION_LINES, f"{path.name}:{node.lineno} {node.name} has {length} lines"
+
+
+def test_every_public_name_of_the_package_resolves():
+    """``autodropout.NAME`` for each name of ``__all__`` (the folders moved; the names did not)."""
+    import autodropout as ad
+
+    for name in ad.__all__:
+        assert getattr(ad, name) is not None, name
+    assert ad.workers is ad.tune and ad.errors.ConfigError.__module__ == "autodropout.core.errors"
+    assert ad.apply_patterns is ad.apply.apply_patterns and ad.experiment.ExperimentConfig

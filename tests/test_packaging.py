@@ -23,7 +23,8 @@ def test_wheel_contains_the_presets_and_the_shipped_patterns(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "autodropout", "experiments"):
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
-        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
+        copy(ROOT / name, source / name,
+             **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
                    check=True, capture_output=True)
     wheel = next(tmp_path.glob("autodropout-*.whl"))

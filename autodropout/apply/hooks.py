@@ -198,7 +198,8 @@ def select_modules(model: nn.Module, where: Where) -> list[tuple[str, nn.Module]
         chosen = [(n, m) for n, m in named if isinstance(m, types)]
         wanted = " or ".join(t.__name__ for t in types)
     elif isinstance(where, str) or (
-        isinstance(where, Sequence) and not isinstance(where, tuple) and where and all(isinstance(w, str) for w in where)
+        isinstance(where, Sequence) and not isinstance(where, tuple) and where
+        and all(isinstance(w, str) for w in where)
     ):
         globs = [where] if isinstance(where, str) else list(where)
         # The root module's name is "", which "*" would match: a hook there would see the logits.

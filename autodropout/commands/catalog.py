@@ -129,7 +129,8 @@ def patterns_table() -> str:
         test = study.get("test") or {}
         versus = next((v for v in study.get("versus") or [] if v.get("reference") == "none"), {})
         rows.append([name, f"{loaded.space.kind}, {loaded.space.num_sites} sites", str(loaded.source.get("experiment")),
-                     f"{study.get('arm', '?')}, {study.get('budget', '?')} trials, seed {study.get('search_seed', '?')}",
+                     f"{study.get('arm', '?')}, {study.get('budget', '?')} trials, "
+                     f"seed {study.get('search_seed', '?')}",
                      f"{study.get('metric', '?')} {mean_se(_summary(test))}", mean_se(_summary(versus), signed=True)])
     header = ["name", "space", "searched on", "found by", "test (mean ± SE)", "vs none (paired)"]
     return "\n".join([head, table(header, rows)])

@@ -54,9 +54,9 @@ examples:
   autodropout list patterns         # learned patterns shipped with the package, with their test results""",
     "study": """Runs, on Ray: the LSTM controller and random search in the same space (--search-seeds
 searches of --budget trials each); every applicable hand-designed regularizer with its rate tuned by
-a lattice that converges (then a finer one around its best) at the same budget; each arm's best retrained on --eval-seeds new training
-seeds and scored on the held-out test split (mean, SE, 95% intervals, paired differences against
-'none' and the best tuned baseline); the same on each --transfer-to target; each --transfer-from
+a lattice that converges (then a finer one around its best) at the same budget; each arm's best retrained on
+--eval-seeds new training seeds and scored on the held-out test split (mean, SE, 95% intervals, paired
+differences against 'none' and the best tuned baseline); the same on each --transfer-to target; each --transfer-from
 pattern scored on this task beside its own arms. Writes report.md, plots and the best patterns into
 the study folder. See docs/study.md.
 
@@ -288,8 +288,8 @@ def _search(args: argparse.Namespace) -> int:
     if args.resume is not None:
         given = [flag for name, flag in _FIXED_ON_RESUME if getattr(args, name) is not None]
         if given:
-            raise ConfigError(f"--resume continues a run as configured; give no experiment or overrides (got {given[0]}; "
-                              "only --trials, to extend the search, and --address go with --resume)")
+            raise ConfigError("--resume continues a run as configured; give no experiment or overrides "
+                              f"(got {given[0]}; only --trials, to extend the search, and --address go with --resume)")
         summary = resume_search(args.resume, trials=args.trials, address=args.address)
     else:
         experiment = _experiment(args.experiment, args.epochs, threads=args.threads).with_search(

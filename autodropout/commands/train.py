@@ -38,7 +38,8 @@ class TrainReport:
     def text(self) -> str:
         fmt = lambda d: ", ".join(f"{k} {v:.4f}" for k, v in d.items())  # noqa: E731
         return (f"{self.experiment} with {self.regularization} (seed {self.seed}, {self.epochs} epochs, "
-                f"{self.threads} thread{'s' * (self.threads != 1)}, {self.seconds_per_epoch:.1f}s/epoch)\n  validation: {fmt(self.val)}\n  test:       {fmt(self.test)}")
+                f"{self.threads} thread{'s' * (self.threads != 1)}, {self.seconds_per_epoch:.1f}s/epoch)\n"
+                f"  validation: {fmt(self.val)}\n  test:       {fmt(self.test)}")
 
 
 def make_regularization(task: Task, regularizer: str | None = None, params: Mapping[str, Any] | None = None,

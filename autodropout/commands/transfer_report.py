@@ -185,7 +185,8 @@ class TransferReport:
         keys = list(dict.fromkeys(k for r in self.runs for k in (r.val or {}) | (r.test or {})))
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["method", "seed", "status", "seconds"] + [f"val_{k}" for k in keys] + [f"test_{k}" for k in keys])
+        writer.writerow(["method", "seed", "status", "seconds"] + [f"val_{k}" for k in keys]
+                        + [f"test_{k}" for k in keys])
         for r in self.runs:
             writer.writerow([r.method, r.seed, "error" if r.error else "done", f"{r.seconds:.2f}"]
                             + [(r.val or {}).get(k, "") for k in keys] + [(r.test or {}).get(k, "") for k in keys])

@@ -14,7 +14,8 @@ from typing import Any
 
 
 def is_int(value: object, minimum: int | None = None, maximum: int | None = None) -> bool:
-    """``value`` is an integer (``int`` or a NumPy integer, not a ``bool``) within ``[minimum, maximum]`` (open ends when ``None``)."""
+    """``value`` is an integer (``int`` or a NumPy integer, not a ``bool``) within ``[minimum, maximum]``
+    (open ends when ``None``)."""
     return (
         isinstance(value, Integral)
         and not isinstance(value, bool)

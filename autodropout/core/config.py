@@ -39,7 +39,8 @@ def from_dict(cls: type[T], raw: Any, path: str) -> T:
         if f.name not in raw:
             continue
         hint, key = hints[f.name], f"{path}.{f.name}"
-        if dataclasses.is_dataclass(hint) and isinstance(raw[f.name], Mapping) and f.default_factory is not dataclasses.MISSING:
+        if (dataclasses.is_dataclass(hint) and isinstance(raw[f.name], Mapping)
+                and f.default_factory is not dataclasses.MISSING):
             nested = from_dict(hint, raw[f.name], key)
             explicit = {k: getattr(nested, k) for k in raw[f.name]}
             values[f.name] = dataclasses.replace(f.default_factory(), **explicit)

@@ -152,7 +152,8 @@ class _Beams:
 
         self.alive_score, pick = top_score.masked_fill(ends, float("-inf")).topk(k, dim=1)
         self.alive = extended.gather(1, pick[..., None].expand(-1, -1, t + 1))
-        self.stopped |= (self.done_count >= k) | (self.done_score[:, 0] >= self.alive_score[:, 0] / self.lp(self.max_len))
+        self.stopped |= ((self.done_count >= k)
+                         | (self.done_score[:, 0] >= self.alive_score[:, 0] / self.lp(self.max_len)))
         return last or bool(self.stopped.all())
 
 

@@ -19,5 +19,6 @@ from autodropout.runs.run_dir import RunDir, RunDirError
 from autodropout.runs.summary import SearchSummary
 from autodropout.runs.trial import Trial
 
-__all__ = ["ENDED", "ExportError", "Exported", "RunDir", "RunDirError", "SearchSummary", "Trial", "TrialReadError", "TrialRecord",
-           "export_run", "read_trials", "trial_id_of", "trial_outcome", "trial_statuses", "write_trials_csv"]
+__all__ = ["ENDED", "ExportError", "Exported", "RunDir", "RunDirError", "SearchSummary", "Trial", "TrialReadError",
+           "TrialRecord", "export_run", "read_trials", "trial_id_of", "trial_outcome", "trial_statuses",
+           "write_trials_csv"]

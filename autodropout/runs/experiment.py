@@ -96,7 +96,8 @@ def parse_start_from(spec: str) -> StartFrom:
         raise ConfigError("'none' is no start point; leave start_from out to search from scratch")
     if name not in regularizers.available():
         if _REGULARIZER_SPEC.fullmatch(spec):
-            raise ConfigError(f"{spec!r}: unknown regularizer {name!r}; registered: {', '.join(regularizers.available())}")
+            raise ConfigError(f"{spec!r}: unknown regularizer {name!r}; "
+                              f"registered: {', '.join(regularizers.available())}")
         return StartFrom(spec, pattern=spec)
     items = [item.strip() for item in rest.split(",") if item.strip()]
     start = StartFrom(spec, regularizer=name, params=parse_assignments(items, repr(spec), "NAME:KEY=VALUE,KEY=VALUE"))

@@ -335,7 +335,8 @@ def check_study(study: Any) -> None:
     if study["mode"] not in ("max", "min"):
         raise PatternError(f"{where}field 'mode': expected 'max' or 'min', got {study['mode']!r}")
     test = study["test"]
-    if not isinstance(test, dict) or isinstance(test.get("mean"), bool) or not isinstance(test.get("mean"), (int, float)):
+    if (not isinstance(test, dict) or isinstance(test.get("mean"), bool)
+            or not isinstance(test.get("mean"), (int, float))):
         raise PatternError(f"{where}field 'test': expected an object with a numeric 'mean', got {test!r}")
 
 

@@ -17,7 +17,8 @@ an arm of its own, untuned, since it has nothing to tune), and every rate stays 
 | ydrop | p ~ U(0, 0.8) (buckets p -/+ min(p, 1 - p) / 2) | p ~ U(0, 0.6) | no warm-up |
 | sparseout | p ~ U(0, 0.7), q ~ U(1, 4) | p ~ U(0, 0.5), q ~ U(1, 3) | |
 | variational_dropout | p ~ U(0, 0.7) | p ~ U(0, 0.5) | |
-| concrete_dropout | - (one trial) | - (one trial) | its defaults: init_p 0.1, the reference code's dropout_regularizer 1e-5 |
+| concrete_dropout | - (one trial) | - (one trial) | its defaults: init_p 0.1, the reference code's \
+dropout_regularizer 1e-5 |
 
 Concrete Dropout (Gal, Hron & Kendall 2017) is what a user runs instead of tuning: it learns a rate per
 site by gradient in its one training run, so its "tuning" is that one trial, and it is the first point

@@ -73,7 +73,8 @@ def budget_curves(study: StudyDir) -> list[Curve]:
     cpus = plan.main.experiment.search.cpus_per_trial
     curves = []
     for arm in plan.arms:
-        results = [study.read_result(plan.unit("search", MAIN, arm_label(arm, k))) for k in range(len(plan.search_seeds))]
+        results = [study.read_result(plan.unit("search", MAIN, arm_label(arm, k)))
+                   for k in range(len(plan.search_seeds))]
         points = []
         for b in plan.curve_budgets:
             values, seconds = {}, []

@@ -67,7 +67,8 @@ def _run(study: StudyDir) -> StudyDir:
     units = plan.units()
     progress = StudyProgress(sum(u.trials for u in units), study.walls_file)
     began = time.perf_counter()
-    targets = "" if plan.transfer_budget is None else f", {plan.transfer_budget} per tuned baseline of a transfer target"
+    targets = ("" if plan.transfer_budget is None
+               else f", {plan.transfer_budget} per tuned baseline of a transfer target")
     curve = f", budget curve at {', '.join(map(str, plan.curve_budgets))} trials" if plan.budgets else ""
     print(f"autodropout study {plan.main.experiment.name}: {len(units)} units, {progress.total} trials "
           f"({plan.budget} per search and tuned baseline{targets}{curve}, {len(plan.search_seeds)} search seeds, "

@@ -17,8 +17,9 @@
 A unit is one search (``search/lstm-s0``), one tuned baseline (``tune/main/dropout``) or one final
 evaluation (``eval/main``). Units run in this order: the cold searches, the searched task's tunings, the
 warm-started searches (they start from the best of those tunings, :mod:`autodropout.study.warm_start`),
-the searched task's evaluation, then each transfer target's tunings and evaluation. The report reads only ``study.json``, ``experiments/``, ``imported/`` and ``results/``,
-so a copy of those is a complete record.
+the searched task's evaluation, then each transfer target's tunings and evaluation. The report reads
+only ``study.json``, ``experiments/``, ``imported/`` and ``results/``, so a copy of those is a complete
+record.
 """
 from __future__ import annotations
 
@@ -168,7 +169,8 @@ class StudyPlan:
             # curve (fewer when the best so far is the same trial at two budgets: the count is a bound).
             curve = len(self.budgets) * (len(self.search_units()) + sum(
                 self.tuning_budget(MAIN, b) > 1 for b in target.baselines if b != "none")) if target.key == MAIN else 0
-            units.append(Unit("eval", target.key, "eval", (len(self.eval_labels(target)) + curve) * len(self.eval_seeds)))
+            units.append(Unit("eval", target.key, "eval",
+                              (len(self.eval_labels(target)) + curve) * len(self.eval_seeds)))
         return units
 
     def unit(self, kind: str, target: str, name: str = "eval") -> Unit:

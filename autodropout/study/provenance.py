@@ -85,7 +85,8 @@ def study_provenance(study: StudyDir, summaries: list[TargetSummary], arm: str, 
     return {"experiment": main.experiment, "arm": arm, "budget": plan.budget,
             "search_seed": plan.search_seeds[chosen.search_seed], "search_seeds": list(plan.search_seeds),
             "eval_seeds": list(plan.eval_seeds), "metric": main.metric, "mode": main.mode,
-            "test": summarize(list(chosen.test.values())).to_json(), "val": summarize(list(chosen.val.values())).to_json(),
+            "test": summarize(list(chosen.test.values())).to_json(),
+            "val": summarize(list(chosen.val.values())).to_json(),
             "versus": versus, "transfer": transfer}
 
 

@@ -215,7 +215,8 @@ def _curve_section(study: StudyDir, t: TargetSummary, curves: list[Curve]) -> li
     comparisons = curve_comparisons(study, curves)
     if comparisons:
         lines += ["", f"Searcher - random search started the same way, paired over search seeds ({better} is better):",
-                  "", "| arm | reference | b | difference (mean ± SE) | 95% CI | verdict |", "|---|---|---|---|---|---|"]
+                  "", "| arm | reference | b | difference (mean ± SE) | 95% CI | verdict |",
+                  "|---|---|---|---|---|---|"]
         for c in comparisons:
             lines.append(f"| {c.arm} | {c.reference} | {c.budget} | {mean_se(c.diff, True)} | {interval(c.diff, True)} "
                          f"| {verdict(c.diff, t.mode)} |")
@@ -257,7 +258,8 @@ def _cost_section(costs: list[CostRow]) -> list[str]:
              "| target | arm | trials | epochs | CPU-s | GPU-s | wall | trials per hour | final-evaluation CPU-s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for c in costs:
-        lines.append(f"| {c.target} | {c.arm} | {c.trials} | {c.epochs} | {c.cpu_s:.0f} | {c.gpu_s:.0f} | {c.wall_s:.0f}s "
+        lines.append(f"| {c.target} | {c.arm} | {c.trials} | {c.epochs} | {c.cpu_s:.0f} | {c.gpu_s:.0f} "
+                     f"| {c.wall_s:.0f}s "
                      f"| {fmt(c.trials_per_hour, 3)} | {'-' if c.eval_cpu_s is None else f'{c.eval_cpu_s:.0f}'} |")
     return lines + [""]
 

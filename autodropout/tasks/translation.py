@@ -104,8 +104,10 @@ class TranslationTask(Task):
     def describe_sites(cls, config: TranslationConfig) -> TaskSites:
         layout = TransformerSeq2Seq.site_layout(config.n_enc_layers, config.n_dec_layers)
         # Sources and decoder inputs are clipped to max_len + 1 tokens (_clip).
-        return TaskSites(f"Transformer {config.n_enc_layers}+{config.n_dec_layers}L d{config.d_model} h{config.n_heads}",
-                         cls.space_type.kind, ((config.max_len + 1, config.d_model, config.n_heads),) * sum(layout.stacks),
+        return TaskSites(f"Transformer {config.n_enc_layers}+{config.n_dec_layers}L "
+                         f"d{config.d_model} h{config.n_heads}",
+                         cls.space_type.kind,
+                         ((config.max_len + 1, config.d_model, config.n_heads),) * sum(layout.stacks),
                          None if config.dataset == "numbers" else config.root, layout)
 
     @property

@@ -27,7 +27,8 @@ def extra_seeds(run: RunDir) -> list[int]:
 def pending(run: RunDir, records: list[TrialRecord]) -> bool:
     """Whether the run is to re-evaluate and its record does not hold its current best patterns."""
     top_k = run.experiment.search.reevaluate.top_k
-    return top_k > 0 and {r.trial_id for r in candidates(records, top_k)} != set(load_reevaluation(run.reevaluation_file))
+    return top_k > 0 and ({r.trial_id for r in candidates(records, top_k)}
+                          != set(load_reevaluation(run.reevaluation_file)))
 
 
 def reevaluate(run: RunDir, task: Task, records: list[TrialRecord], quiet: bool) -> None:

@@ -105,7 +105,8 @@ def resume_search(run_dir: Path, trials: int | None = None, address: str | None 
         run.save_config()
     if not quiet:
         ended = sum(r.status in ENDED for r in records)
-        what = f"extending the search to {run.trials} trials" if extend else f"resuming the search of {run.trials} trials"
+        what = (f"extending the search to {run.trials} trials" if extend
+                else f"resuming the search of {run.trials} trials")
         print(f"autodropout search {run.experiment.name}: {what}, {ended} ended before; run folder {run.path}",
               flush=True)
     # It may be another cluster than the run's first.
@@ -145,7 +146,8 @@ def _fit_and_finish(tuner: tune.Tuner, run: RunDir, task: Task, quiet: bool) -> 
     wall = time.perf_counter() - began
     exported = export_run(run, top=run.experiment.search.top_k)
     status = "finished" if complete else "interrupted"
-    summary = SearchSummary.of(run, exported, status, wall_seconds=wall, progress_plot=_final_plot(run, exported.records),
+    summary = SearchSummary.of(run, exported, status, wall_seconds=wall,
+                               progress_plot=_final_plot(run, exported.records),
                                checkpoints_kept=_checkpoints_kept(run))
     if not quiet:
         print(summary.text(), flush=True)

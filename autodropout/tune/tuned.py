@@ -88,7 +88,8 @@ class LatticeSearcher(Searcher):
         usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         epoch = result.get(EPOCH_KEY) if result else None
         if self.epochs is not None and isinstance(epoch, int) and epoch < self.epochs:
-            usable = False  # stopped by the scheduler: a lower-fidelity reward ranks rates the wrong way (docs/search.md)
+            # stopped by the scheduler: a lower-fidelity reward ranks rates the wrong way (docs/search.md)
+            usable = False
         score = (float(value) if self.mode == "max" else -float(value)) if usable else None
         self.ended.append({"params": self.live.pop(trial_id), "score": score})
 
@@ -134,8 +135,8 @@ def tune_regularizer(experiment: ExperimentConfig, name: str, domains: Mapping[s
                      trials: int, seed: int, concurrency: int | None = None) -> Path:
     """Tune ``name``'s parameters (``domains``) on ``experiment``'s validation metric with ``trials``
     trials of :class:`LatticeSearcher` under ``experiment.search.scheduler``; every trial trains with
-    training seed ``seed`` (common random numbers, as a search). Returns the Tune experiment folder. Ray must be connected
-    (:func:`~autodropout.tune.cluster.connect`).
+    training seed ``seed`` (common random numbers, as a search). Returns the Tune experiment folder. Ray
+    must be connected (:func:`~autodropout.tune.cluster.connect`).
     """
     search = experiment.search
     task = build_task(experiment.task)

@@ -63,7 +63,8 @@ def test_unreachable_cluster_address(tmp_path, capsys):
 def test_impossible_resources(tmp_path, cli_env):
     # In a subprocess: this one starts Ray, which must not live on in the test process.
     path = write_experiment(tmp_path, {"search": {"cpus_per_trial": 512}})
-    proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "search", str(path), "--output", str(tmp_path / "run")],
+    proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "search", str(path),
+                           "--output", str(tmp_path / "run")],
                           env=cli_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "search.cpus_per_trial=512.0 but the cluster has" in proc.stderr
     assert not (tmp_path / "run").exists()
@@ -237,8 +238,8 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "list"], stdout=write_end, stderr=subprocess.PIPE,
-                              text=True, timeout=120)
+        proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "list"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write_end)
     assert proc.returncode == 1

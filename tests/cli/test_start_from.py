@@ -19,7 +19,8 @@ def run_cli(capsys, *args):
     ("none", "'none' is no start point"),
 ])
 def test_a_bad_spec_on_the_command_line_names_the_option(tmp_path, capsys, spec, message):
-    code, err = run_cli(capsys, "search", write_experiment(tmp_path), "--start-from", spec, "--output", tmp_path / "run")
+    code, err = run_cli(capsys, "search", write_experiment(tmp_path), "--start-from", spec,
+                        "--output", tmp_path / "run")
     assert code == 2 and err.startswith("autodropout search: error: argument --start-from: ") and message in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 

@@ -22,7 +22,8 @@ from tests.tiny import TINY_VISION, write_experiment
     ({"cpus_per_trial": 4}, 3, 3),              # given explicitly
 ])
 def test_threads_default_to_the_trials_cpus(search, threads, expected):
-    task = {**TINY_VISION["task"], "train": {**TINY_VISION["task"]["train"], **({"threads": threads} if threads else {})}}
+    task = {**TINY_VISION["task"],
+            "train": {**TINY_VISION["task"]["train"], **({"threads": threads} if threads else {})}}
     experiment = experiment_from_dict({"name": "x", "task": task, "search": search})
     assert experiment.task.train.threads == expected
     # What a run folder's config.yaml records reads back the same.

@@ -146,7 +146,7 @@ def test_choice_probabilities_follow_the_greedy_path():
     policy = LSTMPolicy(space, seed=4)
     probs = policy.choice_probabilities()
     assert list(probs) == [d.key for d in space.decisions]
-    for (key, p), decision in zip(probs.items(), space.decisions):
+    for p, decision in zip(probs.values(), space.decisions):
         assert p.shape == (len(decision.choices),)
         assert float(p.sum()) == pytest.approx(1.0, abs=1e-6)
     assert policy.greedy() == [int(p.argmax()) for p in probs.values()]
@@ -202,7 +202,7 @@ def test_importing_the_controller_does_not_import_ray():
     import autodropout.controller as controller
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        controller.Nope
+        _ = controller.Nope
 
 
 def test_the_policy_never_samples_a_layer_the_space_forbids():

@@ -16,7 +16,8 @@ def make(seed=0, **kwargs):
 
 
 def grad_norm(policy):
-    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in policy.parameters() if p.grad is not None])))
+    return float(torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in policy.parameters() if p.grad is not None])))
 
 
 def test_learns_a_known_toy_reward_asynchronously():

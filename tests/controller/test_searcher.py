@@ -266,7 +266,7 @@ def test_noise_only_rewards_leave_the_policy_near_uniform():
     for seed in range(3):
         noise = random.Random(100 + seed)
         searcher = make(seed=seed)
-        drive(searcher, lambda tokens: noise.gauss(0.5, 0.05), 100, order_seed=seed)
+        drive(searcher, lambda tokens, noise=noise: noise.gauss(0.5, 0.05), 100, order_seed=seed)
         shares.append(entropy_share(searcher))
     assert sum(shares) / 3 >= 0.90 and min(shares) >= 0.85, shares
 

@@ -68,7 +68,7 @@ def test_seed_sampler_is_iid_bernoulli(gamma, monkeypatch):
     cpu = torch.device("cpu")
     for draws in (None, 1):
         if draws:
-            monkeypatch.setattr(dropblock_module, "_gap_draws", lambda total, gamma: draws)
+            monkeypatch.setattr(dropblock_module, "_gap_draws", lambda total, gamma, draws=draws: draws)
         torch.manual_seed(0)
         seeds = dropblock_module._bernoulli_seeds((4, 50, 1000), gamma, cpu).flatten().double()
         se = (gamma * (1 - gamma) / seeds.numel()) ** 0.5

@@ -300,7 +300,8 @@ def test_bad_inputs_are_named():
 
 
 DEFAULTS = ConvSpace(1).values
-GEOMETRIES = [(size, stride, repeat) for size in DEFAULTS.size for stride in DEFAULTS.stride for repeat in DEFAULTS.repeat]
+GEOMETRIES = [(size, stride, repeat)
+              for size in DEFAULTS.size for stride in DEFAULTS.stride for repeat in DEFAULTS.repeat]
 
 
 @pytest.mark.parametrize("hw", [(2, 2), (3, 5), (4, 4), (7, 7), (8, 8), (14, 14), (16, 16)])

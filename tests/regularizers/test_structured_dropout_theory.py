@@ -189,7 +189,7 @@ def test_prox_matches_a_direct_search_on_the_singular_values():
     for k, mu in [(1, 0.3), (2, 0.7), (3, 1.5), (5, 0.2)]:
         s = theory.prox_squared_k_support(sigma, k, mu)
 
-        def f(v):
+        def f(v, mu=mu, k=k):
             return (sigma - v).square().sum().item() + mu * theory.k_support_norm_sq(v, k)
 
         best = f(s)

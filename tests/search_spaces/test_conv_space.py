@@ -57,7 +57,7 @@ def test_size_is_the_exact_count_of_decodable_patterns_and_each_has_one_encoding
     assert space.size == len(found) == 32 + 3 * 4
     layers = [space.decode(list(tokens)).layers[0] for tokens in found]
     # No synonyms: what a non-tile layer does (unit, rate, residual) identifies its tokens.
-    effects = [(l.unit, l.rate, l.residual) for l in layers if l.unit != "tile"]
+    effects = [(layer.unit, layer.rate, layer.residual) for layer in layers if layer.unit != "tile"]
     assert len(set(effects)) == len(effects) == 12
     assert all(space.encode(Pattern("conv", (layer,))) == list(tokens) for layer, tokens in zip(layers, found))
     assert ConvSpace(2, TINY).size == len(found) ** 2

@@ -51,13 +51,14 @@ def study(tmp_path):
     experiment = plan.main.experiment
     space = ConvSpace(num_sites=3)
     for n, unit in enumerate(plan.search_units()):
-        made = records(task, REWARDS[unit.name], lambda i: trial_for_tokens(task, space, space.sample(10 * n + i), 0))
+        made = records(task, REWARDS[unit.name],
+                       lambda i, n=n: trial_for_tokens(task, space, space.sample(10 * n + i), 0))
         study.write_result(unit, SearchResult(**_trials_fields(unit, made, experiment, 0, plan.budgets),
                                               arm=unit.name[:-3], search_seed=0, start=None, site_shapes=None))
     for name in ("dropout", "concrete_dropout"):
         unit = plan.unit("tune", MAIN, name)
-        made = records(task, REWARDS[name], lambda i: Trial(task, Regularization(name=name, params={"p": 0.1 * i}
-                                                                               if name == "dropout" else {}), 0))
+        made = records(task, REWARDS[name], lambda i, name=name: Trial(
+            task, Regularization(name=name, params={"p": 0.1 * i} if name == "dropout" else {}), 0))
         study.write_result(unit, TuneResult(**_trials_fields(unit, made, experiment, 0, plan.budgets), baseline=name,
                                             domain=tuning_domain(name, "vision"), tuner=TUNER))
     return study
@@ -83,7 +84,8 @@ def test_bad_budgets_are_one_line_naming_the_option(tmp_path, kwargs, message):
 def test_a_damaged_budgets_entry_is_refused_on_open(study):
     raw = json.loads(study.plan_file.read_text())
     study.plan_file.write_text(json.dumps({**raw, "budgets": [4]}))
-    with pytest.raises(StudyError, match=r"study.json budgets \[4\] \(expected ascending, each from 1 to below the budget 4\)"):
+    with pytest.raises(StudyError, match=r"study.json budgets \[4\] \(expected ascending, "
+                                         r"each from 1 to below the budget 4\)"):
         StudyDir.open(study.path)
 
 
@@ -132,7 +134,8 @@ def test_the_curves_follow_each_arm_by_budget_with_spread_over_search_seeds(stud
     lstm = curves["lstm"].points
     assert [p.budget for p in lstm] == [2, 4]
     # Per search seed: the mean over the two evaluation seeds (+0.005); lstm-s1 is the same trial at both.
-    assert lstm[0].values == pytest.approx({0: 0.725, 1: 0.805}) and lstm[1].values == pytest.approx({0: 0.905, 1: 0.805})
+    assert (lstm[0].values == pytest.approx({0: 0.725, 1: 0.805})
+            and lstm[1].values == pytest.approx({0: 0.905, 1: 0.805}))
     assert lstm[1].test.mean == pytest.approx(0.855) and lstm[1].test.n == 2
     assert lstm[1].test.se == pytest.approx(statistics.stdev([0.905, 0.805]) / 2 ** 0.5)
     # CPU-seconds of the first b trials (10, 11, 12, 13 s at 1 CPU per trial), the same for both seeds.

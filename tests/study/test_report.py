@@ -120,7 +120,8 @@ def test_the_report_rebuilt_from_a_copy_is_identical(study, tmp_path):
     rebuild_report(copy)
     for name in derived:
         assert (copy / name).read_bytes() == (original / name).read_bytes(), name
-    assert all((copy / name).stat().st_size > 0 for name in ("search_curves.png", "test_metrics.png", "best_pattern.png"))
+    assert all((copy / name).stat().st_size > 0
+               for name in ("search_curves.png", "test_metrics.png", "best_pattern.png"))
 
 
 def test_best_pattern_file_carries_its_provenance(study):

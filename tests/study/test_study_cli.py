@@ -73,7 +73,8 @@ def test_report_resume_publish_need_a_study_folder(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     for args in (["--report", tmp_path / "run"], ["--resume", tmp_path / "run"], ["--publish", tmp_path / "run", "x"]):
         code, out, err = run(capsys, *args)
-        assert code == 2 and out == "" and err == f"autodropout: error: {tmp_path / 'run'}: not a study folder (no study.json)\n"
+        assert code == 2 and out == "" and err == (f"autodropout: error: {tmp_path / 'run'}: "
+                                                   "not a study folder (no study.json)\n")
     assert list((tmp_path / "run").iterdir()) == []
 
 
@@ -127,7 +128,8 @@ def test_transfer_from_is_scored_on_the_searched_task_only(tmp_path):
     mine = tmp_path / "from elsewhere.json"
     shutil.copyfile(resolve("digits-wrn-lstm"), mine)
     plan = make_plan(experiment, search_seeds=1, eval_seeds=2, baselines=["none", "dropout"],
-                     transfer_from=["digits-wrn-lstm", mine], arms=["random", "lstm"], transfer_to=[write_experiment(tmp_path / "", {
+                     transfer_from=["digits-wrn-lstm", mine], arms=["random", "lstm"],
+                     transfer_to=[write_experiment(tmp_path / "", {
                          "name": "other", "task": {"kind": "vision", "dataset": "digits", "image_size": 8}})])
     # Labels: a shipped name; a file's experiment (from its provenance) and name.
     assert [(i.label, i.source) for i in plan.imports] == [("digits-wrn-lstm", "digits-wrn-lstm"),
@@ -186,7 +188,8 @@ def test_estimate_from_the_measured_trial_times_of_the_presets(tmp_path):
     plan = make_plan("lm_transformer_quick", budget=2)
     main = dataclasses.replace(plan.main, experiment=plan.main.experiment.with_search(gpus_per_trial=1))
     assert estimate_seconds(dataclasses.replace(plan, targets=(main,))) is None
-    assert estimate_seconds(plan) == pytest.approx(sum(u.trials for u in plan.units()) * TRIAL_SECONDS["lm_transformer_quick"]["cpu"] / 2)
+    assert estimate_seconds(plan) == pytest.approx(
+        sum(u.trials for u in plan.units()) * TRIAL_SECONDS["lm_transformer_quick"]["cpu"] / 2)
 
 
 def test_unreachable_cluster_writes_nothing(tmp_path, capsys):

@@ -70,7 +70,8 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     wider = write_experiment(tmp_path / "", {"name": "tiny_wider", "task": {**TINY_VISION["task"], "width": 2}})
     # With a warm-started LSTM arm, which starts from the tuned dropout.
     proc = autodropout("study", experiment, *TINY_STUDY, "--arms", "lstm,random,lstm-warm", "--transfer-from",
-                       "digits-wrn-lstm", "--transfer-to", wider, "--transfer-budget", 1, "--output", study, env=cli_env)
+                       "digits-wrn-lstm", "--transfer-to", wider, "--transfer-budget", 1, "--output", study,
+                       env=cli_env)
     assert "10 units, 43 trials" in proc.stdout and "[  32/43] eval/main finished" in proc.stdout
     assert "[  43/43] eval/tiny_wider finished" in proc.stdout
     assert "ETA" in proc.stdout and proc.stdout.count("search/lstm-s0 trial ") == 2
@@ -96,7 +97,8 @@ def test_study_end_to_end_report_from_a_copy_and_publish(tmp_path, cli_env):
     # The warm arm started at the tuned dropout's best rate: its first trial is that point's pattern.
     for k in (0, 1):
         warm = json.loads((study / "results" / "search" / f"lstm-warm-s{k}.json").read_text())
-        assert warm["start"] == {"spec": f"dropout:p={json.dumps(tuned['best']['config']['regularizer']['params']['p'])}",
+        assert warm["start"] == {"spec": "dropout:p="
+                                         f"{json.dumps(tuned['best']['config']['regularizer']['params']['p'])}",
                                  "baseline": "dropout", "reward": tuned["best"]["reward"],
                                  "tunings": ["tune/main/dropout"]}
         run = RunDir.open(study / "arms" / f"lstm-warm-s{k}")

@@ -52,7 +52,8 @@ def test_no_successful_mask_tuning_is_one_clear_error(tmp_path):
     (["lstm-warm"], ["none", "ydrop"], "starts from the best tuned mask baseline, and --baselines has none "
                                         "\\(add one of: dropblock, dropout, droppath, spatial_dropout, "
                                         "variational_dropout\\)"),
-    (["lstm", "cold"], ["none", "dropout"], "--arms: expected some of lstm, random, evolution, lstm-warm, random-warm, evolution-warm"),
+    (["lstm", "cold"], ["none", "dropout"], "--arms: expected some of lstm, random, evolution, lstm-warm, "
+                                            "random-warm, evolution-warm"),
     (["lstm", "lstm"], ["none", "dropout"], "each once"),
     ([], ["none", "dropout"], "got none"),
 ])

@@ -73,7 +73,8 @@ def lm_layer(size: int, query: bool, ffn_hidden: bool) -> TransformerLayerPatter
 
 
 #: A 2-layer language-model pattern whose layers differ (size and switches) so the mapping shows.
-LM_PATTERN = Pattern("transformer", (lm_layer(1, query=True, ffn_hidden=False), lm_layer(4, query=False, ffn_hidden=True)))
+LM_PATTERN = Pattern("transformer", (lm_layer(1, query=True, ffn_hidden=False),
+                                     lm_layer(4, query=False, ffn_hidden=True)))
 CONV_PATTERN = Pattern("conv", (ConvLayerPattern(unit="tile", rate=None, size=(2, 2), stride=1, repeat=2, rotate=0,
                                                  shear_x=0.0, shear_y=0.0, share_c=True, residual=True),))
 

@@ -178,7 +178,8 @@ def test_figure_draws_each_site_at_its_size_with_rates_and_a_legend():
     masks = viz.pattern_masks(WRN, sizes.sizes, channels=2, samples=2, seed=3)
     for site, (row, mask) in enumerate(zip(rows, masks)):
         label = row[0].get_ylabel()
-        assert label.startswith(f"site {site}: {sizes.sizes[site][0]}x{sizes.sizes[site][1]}, {WRN_SHAPES[site][0]} channels")
+        assert label.startswith(f"site {site}: {sizes.sizes[site][0]}x{sizes.sizes[site][1]}, "
+                                f"{WRN_SHAPES[site][0]} channels")
         assert f"drops {mask.eq(0).float().mean().item():.1%}" in label
     assert "expected d = 25.0%" in rows[2][0].get_ylabel()
     legend = [t.get_text() for t in figure.legends[0].get_texts()]

@@ -64,8 +64,9 @@ def test_search_joins_a_running_two_node_cluster(tmp_path, cli_env):
 
         experiment = write_experiment(tmp_path, {"search": {"storage_path": str(tmp_path / "shared")}})
         run_dir = tmp_path / "run"
-        proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "search", str(experiment), "--address", address,
-                               "--output", str(run_dir)], env=cli_env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", "search", str(experiment),
+                               "--address", address, "--output", str(run_dir)],
+                              env=cli_env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "search finished: 4 trials (0 failed)" in proc.stdout
         with open(run_dir / "trials.csv") as fh:

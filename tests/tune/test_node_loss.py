@@ -48,8 +48,8 @@ def test_a_trial_on_a_lost_worker_node_is_retried_on_the_head_and_recorded_done(
         experiment = three_epoch_experiment(tmp_path, {"trials": 2, "concurrency": 2, "max_failures": 1,
                                                        "storage_path": str(tmp_path / "shared")})
         run_dir = tmp_path / "run"
-        search = subprocess.Popen([PYTHON, "-m", "autodropout.commands.cli", "search", str(experiment), "--address", address,
-                                   "--output", str(run_dir)], env=env, stdout=subprocess.PIPE,
+        search = subprocess.Popen([PYTHON, "-m", "autodropout.commands.cli", "search", str(experiment),
+                                   "--address", address, "--output", str(run_dir)], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
         trials = tmp_path / "shared" / "trials"
         while True:  # the trial on the worker node (its process is in that node's session) reports epoch 1

@@ -2,7 +2,8 @@
 (``search.max_failures``) and then counts as done everywhere: table, summary, best patterns.
 
 Ray 2.60 leaves the retried trial's ``error.txt`` in its folder and writes ``done: false`` on every
-``result.json`` line (docs/architecture.md, "What the Ray side relies on"), so this is what the records must see through.
+``result.json`` line (docs/architecture.md, "What the Ray side relies on"), so this is what the records
+must see through.
 """
 import contextlib
 import os

@@ -1,7 +1,7 @@
 """The trials table read back from trial folders (no Ray): statuses of retried and failed trials.
 
-The folders are written as Ray 2.60 writes them (docs/architecture.md, "What the Ray side relies on"): every ``result.json``
-line of a function trainable says ``done: false``, a trial retried after a failure keeps its
+The folders are written as Ray 2.60 writes them (docs/architecture.md, "What the Ray side relies on"): every
+``result.json`` line of a function trainable says ``done: false``, a trial retried after a failure keeps its
 ``error.txt`` even when it then completes, and the experiment state records each trial's status.
 """
 import json

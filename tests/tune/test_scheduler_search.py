@@ -33,7 +33,8 @@ def test_asha_gets_its_rungs_on_our_epoch_key():
 
 @pytest.mark.parametrize("search, message", [
     ({"scheduler": "hyperband"}, "scheduler"),
-    ({"scheduler": "asha", "grace_period": 12}, r"search.grace_period: expected fewer epochs than task.train.epochs \(12\), got 12"),
+    ({"scheduler": "asha", "grace_period": 12},
+     r"search.grace_period: expected fewer epochs than task.train.epochs \(12\), got 12"),
     ({"scheduler": "asha", "grace_period": 0}, "grace_period: expected a positive value, got 0"),
     ({"scheduler": "asha", "reduction_factor": 1}, "reduction_factor: expected an int of at least 2, got 1"),
 ])

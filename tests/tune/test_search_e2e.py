@@ -158,7 +158,8 @@ def three_epoch_experiment(folder: Path, search: dict) -> Path:
 
 def start_search(experiment: Path, run_dir: Path, env: dict, stderr=subprocess.STDOUT) -> subprocess.Popen:
     """``autodropout search`` in its own process group (so that a test can kill it and its Ray)."""
-    return subprocess.Popen([PYTHON, "-m", "autodropout.commands.cli", "search", str(experiment), "--output", str(run_dir)],
+    return subprocess.Popen([PYTHON, "-m", "autodropout.commands.cli", "search", str(experiment),
+                             "--output", str(run_dir)],
                             env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
 
 

@@ -79,7 +79,8 @@ def checks(monkeypatch):
     for module, name, cls in ((pattern_conv, "check_conv_pattern", pattern_conv.ConvPatternDropout),
                               (pattern_transformer, "check_transformer_pattern",
                                pattern_transformer.TransformerPatternDropout),
-                              (pattern_embedding, "check_embedding_pattern", pattern_embedding.EmbeddingPatternDropout)):
+                              (pattern_embedding, "check_embedding_pattern",
+                               pattern_embedding.EmbeddingPatternDropout)):
         check = counted(getattr(module, name), calls, name)
         monkeypatch.setattr(module, name, check)
         monkeypatch.setattr(cls, "check", staticmethod(check))
