@@ -102,6 +102,16 @@ def free_positions(space: Any, target: list[int]) -> list[int]:
     return [i for i, mask in enumerate(masks) if mask is None or sum(mask) > 1]
 
 
+def suggestion_tokens(space: Any, config: dict[str, Any]) -> list[int]:
+    """A suggestion's tokens, read back from the pattern it carries (a ``--reference`` revision from
+    before the trial config carried the pattern once also sent them as ``"tokens"``)."""
+    if "tokens" in config:
+        return list(config["tokens"])
+    from autodropout.search_spaces import pattern_from_json
+
+    return space.encode(pattern_from_json(space, config["pattern"], config.get("embeddings", [])))
+
+
 def drive(searcher: Any, reward: Any, n: int, concurrency: int, rng: random.Random,
           after: Any = None) -> list[list[int]]:
     """Tune's loop without Tune: keep ``concurrency`` trials live, complete a random one, repeat;
@@ -119,7 +129,7 @@ def drive(searcher: Any, reward: Any, n: int, concurrency: int, rng: random.Rand
             if config is None:
                 break
             live.append(trial_id)
-            tokens[trial_id] = list(config["tokens"])
+            tokens[trial_id] = suggestion_tokens(searcher.space, config)
         trial_id = live.pop(rng.randrange(len(live)))
         searcher.on_trial_complete(trial_id, {"reward": reward(tokens[trial_id])})
         completed += 1
@@ -242,38 +252,34 @@ def search_jobs(kind: str, space: str, seeds: list[int], budget: int, noise_at: 
     return jobs
 
 
-def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int],
-           arms: dict[str, list[dict[str, Any]]], random_results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Print the Markdown tables of one space; return the target checks of the first arm."""
-    names = list(arms)
-    print(f"\n### {space}: best match found (mean ± SE over {len(seeds)} seeds)\n")
-    header = "| reward | samples | random | " + " | ".join(
-        f"{a} | {a} - random" for a in names) + " |"
-    print(header)
-    print("|" + "---|" * (2 + 1 + 2 * len(names)))
-    checks: dict[str, Any] = {}
-    for variant in VARIANTS:
-        rnd = collect(random_results, "random", variant, seeds)
-        for n in budgets:
-            cells = [variant, str(n), fmt([best(m, n) for m in rnd])]
-            for a in names:
-                ctl = collect(arms[a], arms[a][0]["kind"], variant, seeds)
-                diff = [best(c, n) - best(r, n) for c, r in zip(ctl, rnd)]
-                cells += [fmt([best(m, n) for m in ctl]), fmt_diff(diff)]
-                checks[(a, variant, n)] = mean_se(diff)
-            print("| " + " | ".join(cells) + " |")
-    print(f"\n### {space}: mean match of the last 20% of the samples\n")
+def _arm_table(names: list[str], seeds: list[int], budgets: list[int], arms: dict[str, list[dict[str, Any]]],
+               random_results: list[dict[str, Any]], statistic: Any, checks: dict[str, Any] | None = None) -> None:
+    """One Markdown table: ``statistic(result, n)`` per reward variant and budget, for random search and
+    each arm with its paired difference from random; the differences go into ``checks`` if given."""
     print("| reward | samples | random | " + " | ".join(f"{a} | {a} - random" for a in names) + " |")
     print("|" + "---|" * (2 + 1 + 2 * len(names)))
     for variant in VARIANTS:
         rnd = collect(random_results, "random", variant, seeds)
         for n in budgets:
-            cells = [variant, str(n), fmt([last20(m, n) for m in rnd])]
+            cells = [variant, str(n), fmt([statistic(m, n) for m in rnd])]
             for a in names:
                 ctl = collect(arms[a], arms[a][0]["kind"], variant, seeds)
-                diff = [last20(c, n) - last20(r, n) for c, r in zip(ctl, rnd)]
-                cells += [fmt([last20(m, n) for m in ctl]), fmt_diff(diff)]
+                diff = [statistic(c, n) - statistic(r, n) for c, r in zip(ctl, rnd)]
+                cells += [fmt([statistic(m, n) for m in ctl]), fmt_diff(diff)]
+                if checks is not None:
+                    checks[(a, variant, n)] = mean_se(diff)
             print("| " + " | ".join(cells) + " |")
+
+
+def report(space: str, seeds: list[int], budgets: list[int], noise_at: list[int],
+           arms: dict[str, list[dict[str, Any]]], random_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print the Markdown tables of one space; return the target checks of the first arm."""
+    names = list(arms)
+    checks: dict[str, Any] = {}
+    print(f"\n### {space}: best match found (mean ± SE over {len(seeds)} seeds)\n")
+    _arm_table(names, seeds, budgets, arms, random_results, best, checks)
+    print(f"\n### {space}: mean match of the last 20% of the samples\n")
+    _arm_table(names, seeds, budgets, arms, random_results, last20)
     if not any(r["variant"] == "noise" for a in names for r in arms[a]):  # no policy (--no-lstm)
         return checks
     print(f"\n### {space}: policy entropy after noise-only rewards, share of the untrained policy's (mean ± SE, min)\n")

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from autodropout.runs import Trial
+
 Curves = dict[tuple[int, ...], dict[int, float]]
 
 
@@ -43,7 +45,7 @@ def read_curves(run_dirs: list[Path]) -> Curves:
         for trial in sorted((run_dir / "trials").glob("trial_*")):
             if not (trial / "result.json").is_file():
                 continue
-            tokens = tuple(json.loads((trial / "params.json").read_text())["tokens"])
+            tokens = tuple(Trial.from_config(json.loads((trial / "params.json").read_text())).tokens)
             lines = [json.loads(x) for x in (trial / "result.json").read_text().splitlines() if x.strip()]
             curve = {int(r["epoch"]): float(r["reward"]) for r in lines if "epoch" in r and "reward" in r}
             if curve and tokens not in curves:
