@@ -28,9 +28,3 @@ def cli_env(tmp_path) -> dict[str, str]:
 
 PYTHON = sys.executable
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the end-to-end (``slow``) tests first, in their usual order. They take ~85% of the suite's
-    time in a few dozen tests of up to two minutes; handed out last, as collection order would, one of
-    them ends the run alone while the other xdist worker idles."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
