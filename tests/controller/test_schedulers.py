@@ -84,7 +84,7 @@ class StallStopper(tune.Stopper):
     bracket never fills (which trials land in which bracket depends on the timing of their results), and
     the run would then wait out its time budget; ``stalled`` says that this happened."""
 
-    def __init__(self, seconds: float = 15.0):
+    def __init__(self, seconds: float = 30.0):
         self.seconds, self.last, self.stalled = seconds, None, []
 
     def __call__(self, trial_id, result):
