@@ -5,20 +5,10 @@ from pathlib import Path
 from autodropout.runs import Trial
 from autodropout.runs.experiment import load_experiment
 from autodropout.search_spaces import ConvSpace
+from autodropout.study import unit_results as results
 from autodropout.study.baselines import tuning_domain
 from autodropout.study.plan import ARMS, WARM_ARMS, StudyDir, arm_of, is_warm
 from autodropout.study.request import make_plan
-from autodropout.study.unit_results import (
-    Best,
-    Cell,
-    Cost,
-    EvalMethod,
-    EvalResult,
-    SearchResult,
-    TrialRow,
-    TuneResult,
-    WarmStart,
-)
 from autodropout.tasks import Regularization, task_sites
 from autodropout.tune.lattice import TUNER
 from tests.helpers import trial_for_tokens
@@ -49,11 +39,12 @@ EVOLUTION = {
     "evolution-s1": ([0.89] * 3, [0.87, 0.88, 0.86]),
 }
 #: Where the fake warm arms started.
-START = WarmStart("dropout:p=0.2", "dropout", 0.8, ("tune/main/dropout",))
+START = results.WarmStart("dropout:p=0.2", "dropout", 0.8, ("tune/main/dropout",))
 
 
-def _cost(trials: int, seconds: float) -> Cost:
-    return Cost(trials, seconds, seconds, 0.0, 2 * trials, seconds / 2)  # each trial ran the tiny schedule's 2 epochs
+def _cost(trials: int, seconds: float) -> results.Cost:
+    # each trial ran the tiny schedule's 2 epochs
+    return results.Cost(trials, seconds, seconds, 0.0, 2 * trials, seconds / 2)
 
 
 def _head(unit, finished: str) -> dict:
@@ -62,20 +53,20 @@ def _head(unit, finished: str) -> dict:
 
 def _trials_fields(unit, best_trial: Trial, rewards: list[float]) -> dict:
     best = max(range(len(rewards)), key=rewards.__getitem__)
-    trials = tuple(TrialRow(i, f"t{i}", "done", r, r, 10.0, None, None) for i, r in enumerate(rewards))
+    trials = tuple(results.TrialRow(i, f"t{i}", "done", r, r, 10.0, None, None) for i, r in enumerate(rewards))
     return dict(**_head(unit, "2026-01-01T00:00:00+00:00"), seed=0, trials=trials,
-                best=Best(f"t{best}", rewards[best], rewards[best], best_trial.to_config()), best_at={},
+                best=results.Best(f"t{best}", rewards[best], rewards[best], best_trial.to_config()), best_at={},
                 cost=_cost(len(rewards), 10.0 * len(rewards)))
 
 
-def search_result(unit, best_trial: Trial, rewards: list[float], **extra) -> SearchResult:
+def search_result(unit, best_trial: Trial, rewards: list[float], **extra) -> results.SearchResult:
     """A search's result whose trials have ``rewards`` and whose best is ``best_trial``."""
-    return SearchResult(**_trials_fields(unit, best_trial, rewards), **extra)
+    return results.SearchResult(**_trials_fields(unit, best_trial, rewards), **extra)
 
 
-def tune_result(unit, best_trial: Trial, rewards: list[float], **extra) -> TuneResult:
+def tune_result(unit, best_trial: Trial, rewards: list[float], **extra) -> results.TuneResult:
     """A tuning's result whose trials have ``rewards`` and whose best is ``best_trial``."""
-    return TuneResult(**_trials_fields(unit, best_trial, rewards), **extra)
+    return results.TuneResult(**_trials_fields(unit, best_trial, rewards), **extra)
 
 
 def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm: bool = False,
@@ -109,14 +100,14 @@ def fake_study(folder: Path, finished: bool = True, imported: bool = False, warm
     return study
 
 
-def _evaluation(unit, imported: bool, warm: bool, evolution: bool = False) -> EvalResult:
+def _evaluation(unit, imported: bool, warm: bool, evolution: bool = False) -> results.EvalResult:
     methods, cells = [], []
     searched = {**SCORES, **(WARM if warm else {}), **(EVOLUTION if evolution else {})}
     for label, (val, test) in {**searched, **(IMPORTED if imported else {})}.items():
         arm, _, k = label.rpartition("-s") if label in searched and "-s" in label else (label, "", "")
         regularization = {"dropout": "dropout(p=0.2)", **{name: "learned conv pattern (3 sites)" for name in IMPORTED}}
-        methods.append(EvalMethod(label, arm, int(k) if k else None, label if label in IMPORTED else "t1", 0.9,
+        methods.append(results.EvalMethod(label, arm, int(k) if k else None, label if label in IMPORTED else "t1", 0.9,
                                   regularization.get(arm, arm), {"p": 0.2} if arm == "dropout" else None, None))
-        cells += [Cell(label, s, 5.0, v, t, None) for s, v, t in zip(SEEDS, val, test)]
-    return EvalResult(**_head(unit, "2026-01-02T00:00:00+00:00"), methods=tuple(methods), missing=(),
+        cells += [results.Cell(label, s, 5.0, v, t, None) for s, v, t in zip(SEEDS, val, test)]
+    return results.EvalResult(**_head(unit, "2026-01-02T00:00:00+00:00"), methods=tuple(methods), missing=(),
                       cells=tuple(cells), cost=_cost(len(cells), 5.0 * len(cells)))

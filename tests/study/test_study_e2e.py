@@ -19,6 +19,7 @@ from autodropout.tasks import build_task
 from autodropout.tasks.mapped_pattern import pattern_onto_task
 from autodropout.tune.lattice import TUNER, design
 from tests.conftest import PYTHON
+from tests.helpers import autodropout
 from tests.tiny import TINY_VISION, write_experiment
 
 pytestmark = pytest.mark.slow
@@ -27,14 +28,6 @@ TINY_STUDY = ["--budget", 2, "--search-seeds", 2, "--eval-seeds", 2, "--baseline
 COLD = ["--arms", "lstm,random"]
 LABELS = {"lstm-s0", "lstm-s1", "random-s0", "random-s1", "none", "dropout"}
 WARM_LABELS = {"lstm-warm-s0", "lstm-warm-s1"}
-
-
-def autodropout(*args, env, timeout=600, check=True):
-    proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
-    return proc
 
 
 def epochs(trial: Path) -> list[int]:

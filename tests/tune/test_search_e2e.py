@@ -17,17 +17,10 @@ from autodropout.runs.experiment import load_experiment, parse_start_from
 from autodropout.tasks import build_task
 from autodropout.tune.start_point import start_tokens
 from tests.conftest import PYTHON
+from tests.helpers import autodropout
 from tests.tiny import TINY_LM, TINY_VISION, write_experiment
 
 pytestmark = pytest.mark.slow
-
-
-def autodropout(*args, env, timeout=300, check=True):
-    proc = subprocess.run([PYTHON, "-m", "autodropout.commands.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
-    return proc
 
 
 def read_table(run_dir: Path) -> list[dict]:
